@@ -1,0 +1,38 @@
+# Two commands on a fresh machine: `make serve` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+MODEL  := models/default
+CONFIG := training/configs/default.yaml
+CORPUS := datasets/corpus
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+
+.PHONY: install model serve test bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# The default bundle is rebuilt when the corpus, the taxonomy or the config change.
+$(MODEL)/manifest.json: $(STAMP) $(wildcard $(CORPUS)/*.jsonl) datasets/taxonomy.yaml $(CONFIG)
+	$(BIN)/podskazka train --data $(CORPUS) --out $(MODEL) --config $(CONFIG)
+
+model: $(MODEL)/manifest.json
+
+serve: model
+	$(BIN)/podskazka serve --model $(MODEL) --host $(HOST) --port $(PORT)
+
+test: install
+	$(BIN)/python -m pytest -q
+
+bench: model
+	$(BIN)/python bench/predict.py --model $(MODEL)
+
+clean:
+	rm -rf $(VENV) $(MODEL) .pytest_cache

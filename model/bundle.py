@@ -1,0 +1,260 @@
+"""Model bundles: one folder per model, a manifest, and nothing loaded before it is checked.
+
+Layout (like spaCy's saved pipeline)::
+
+    manifest.json      model id, created_at, git revision, library versions, taxonomy version,
+                       labels per task, sha256 of every file and of the training data, metrics
+    config.json        the resolved training configuration
+    taxonomy.yaml      the taxonomy the model was trained with
+    features/NAME.json fitted vectorizers: parameters and vocabulary (plain JSON)
+    features/NAME.idf.npy  their IDF weights (NumPy, loaded with allow_pickle=False)
+    heads/*.skops      one calibrated head per task (+ the domain head)
+    macros.json        macro statistics
+
+Loading verifies every checksum, the format version and the scikit-learn version, and loads the
+scikit-learn parts with skops trusting only scikit-learn, NumPy and SciPy types — never a bare pickle.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy
+import scipy
+import sklearn
+import skops
+import skops.io as sio
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.feature_extraction.text import TfidfVectorizer
+
+from model.classifier import TfidfConfig, TfidfMultiTask
+from model.errors import BundleError
+from model.macros import MacroStats
+from model.taxonomy import Taxonomy, load_taxonomy
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+_TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.")
+
+
+@dataclass
+class Bundle:
+    model: TfidfMultiTask
+    macros: MacroStats
+    taxonomy: Taxonomy
+    manifest: dict[str, Any]
+    path: Path | None = None
+
+    @property
+    def model_id(self) -> str:
+        return self.manifest["model_id"]
+
+    @property
+    def domains(self) -> dict[str, str]:
+        return {name: task.domain or name for name, task in self.taxonomy.tasks.items()}
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def library_versions() -> dict[str, str]:
+    from model import __version__
+
+    return {
+        "podskazka": __version__,
+        "python": platform.python_version(),
+        "scikit-learn": sklearn.__version__,
+        "numpy": numpy.__version__,
+        "scipy": scipy.__version__,
+        "skops": skops.__version__,
+    }
+
+
+def save_bundle(bundle: Bundle, out_dir: str | Path, taxonomy_path: str | Path) -> Path:
+    """Write the bundle atomically: into a temporary folder beside ``out_dir``, then renamed."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        model = bundle.model
+        (tmp / "features").mkdir()
+        (tmp / "heads").mkdir()
+        for name, vec in model.vectorizers_.items():
+            _save_vectorizer(vec, tmp / "features", name)
+        for task, head in model.heads_.items():
+            sio.dump(head, tmp / "heads" / f"{task}.skops")
+        if model.domain_head_ is not None:
+            sio.dump(model.domain_head_, tmp / "heads" / "_domain.skops")
+        _write_json(tmp / "macros.json", bundle.macros.to_dict())
+        _write_json(tmp / "config.json", bundle.manifest.get("config", {}))
+        shutil.copyfile(taxonomy_path, tmp / "taxonomy.yaml")
+        manifest = dict(bundle.manifest)
+        manifest.update(
+            format_version=FORMAT_VERSION,
+            model_kind=model.kind,
+            libraries=library_versions(),
+            taxonomy={"version": bundle.taxonomy.version, "sha256": sha256_file(tmp / "taxonomy.yaml")},
+            tasks={task: list(head.classes_) for task, head in model.heads_.items()},
+            vectorizers=list(model.vectorizers_),
+            domain_head=model.domain_head_ is not None,
+            dropped_labels=model.dropped_labels_,
+        )
+        manifest["files"] = {
+            str(p.relative_to(tmp)): sha256_file(p) for p in sorted(tmp.rglob("*")) if p.is_file()
+        }
+        _write_json(tmp / MANIFEST, manifest)
+        if out_dir.exists():
+            backup = out_dir.with_name(f".{out_dir.name}.old")
+            shutil.rmtree(backup, ignore_errors=True)
+            os.replace(out_dir, backup)
+            os.replace(tmp, out_dir)
+            shutil.rmtree(backup, ignore_errors=True)
+        else:
+            os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    bundle.manifest = manifest
+    bundle.path = out_dir
+    return out_dir
+
+
+def read_manifest(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    manifest_path = path / MANIFEST
+    if not path.is_dir():
+        raise BundleError(
+            f"model bundle {path} does not exist; train one with "
+            f"'podskazka train --data datasets/corpus --out {path}' (or 'make model')"
+        )
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise BundleError(f"{path} is not a model bundle: {MANIFEST} is missing") from exc
+    except (OSError, ValueError) as exc:
+        raise BundleError(f"{manifest_path} cannot be read as JSON: {exc}") from exc
+    if not isinstance(manifest, dict) or "files" not in manifest or "model_id" not in manifest:
+        raise BundleError(f"{manifest_path} lacks 'model_id' or 'files'; the bundle is incomplete")
+    return manifest
+
+
+def verify_bundle(path: str | Path) -> dict[str, Any]:
+    """Check format, versions and every file's checksum; return the manifest."""
+    path = Path(path)
+    manifest = read_manifest(path)
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise BundleError(
+            f"{path}: bundle format {manifest.get('format_version')!r}, this podskazka reads format "
+            f"{FORMAT_VERSION}; retrain the model with this version"
+        )
+    trained_with = manifest.get("libraries", {}).get("scikit-learn", "")
+    if _minor(trained_with) != _minor(sklearn.__version__):
+        raise BundleError(
+            f"{path}: trained with scikit-learn {trained_with}, running {sklearn.__version__}; "
+            "models do not carry across minor versions: retrain, or install the version it was trained with"
+        )
+    listed = manifest["files"]
+    for rel, expected in listed.items():
+        file = path / rel
+        if not file.is_file():
+            raise BundleError(f"{path}: file {rel} listed in the manifest is missing; the bundle is incomplete")
+        actual = sha256_file(file)
+        if actual != expected:
+            raise BundleError(
+                f"{path}: checksum mismatch for {rel} (manifest {expected[:12]}…, file {actual[:12]}…); "
+                "the bundle was modified or corrupted: retrain or restore it"
+            )
+    extra = sorted(
+        str(p.relative_to(path)) for p in path.rglob("*") if p.is_file() and p.name != MANIFEST
+        and str(p.relative_to(path)) not in listed
+    )
+    if extra:
+        raise BundleError(f"{path}: files not listed in the manifest: {extra}; the bundle was tampered with")
+    return manifest
+
+
+def load_bundle(path: str | Path) -> Bundle:
+    path = Path(path)
+    manifest = verify_bundle(path)
+    taxonomy = load_taxonomy(path / "taxonomy.yaml")
+    model = TfidfMultiTask(TfidfConfig(**manifest.get("config", {}).get("model", {}).get("params", {})))
+    model.vectorizers_ = {name: _load_vectorizer(path / "features", name) for name in manifest["vectorizers"]}
+    model.heads_ = {task: _load_head(path / "heads" / f"{task}.skops") for task in manifest["tasks"]}
+    model.domain_head_ = _load_head(path / "heads" / "_domain.skops") if manifest.get("domain_head") else None
+    model.dropped_labels_ = manifest.get("dropped_labels", {})
+    for task, classes in manifest["tasks"].items():
+        if task not in taxonomy.tasks:
+            raise BundleError(f"{path}: head '{task}' is not a task of the bundle's taxonomy")
+        unknown = [c for c in classes if c not in taxonomy.tasks[task].labels]
+        if unknown or list(model.heads_[task].classes_) != classes:
+            raise BundleError(f"{path}: head '{task}' labels disagree with the manifest or taxonomy: {unknown}")
+    macros = MacroStats.from_dict(json.loads((path / "macros.json").read_text(encoding="utf-8")))
+    return Bundle(model=model, macros=macros, taxonomy=taxonomy, manifest=manifest, path=path)
+
+
+_VECTORIZER_PARAMS = (
+    "analyzer", "binary", "lowercase", "max_df", "max_features", "min_df", "ngram_range", "norm",
+    "smooth_idf", "strip_accents", "sublinear_tf", "token_pattern", "use_idf", "dtype",
+)
+
+
+def _save_vectorizer(vec: TfidfVectorizer, folder: Path, name: str) -> None:
+    """A fitted TfidfVectorizer as JSON (parameters + vocabulary) and its IDF as .npy: fast, no pickle."""
+    params = {k: v for k, v in vec.get_params().items() if k in _VECTORIZER_PARAMS}
+    params["dtype"] = numpy.dtype(params["dtype"]).name
+    vocabulary = {term: int(i) for term, i in vec.vocabulary_.items()}
+    _write_json(folder / f"{name}.json", {"params": params, "vocabulary": vocabulary})
+    numpy.save(folder / f"{name}.idf.npy", vec.idf_, allow_pickle=False)
+
+
+def _load_vectorizer(folder: Path, name: str) -> TfidfVectorizer:
+    try:
+        raw = json.loads((folder / f"{name}.json").read_text(encoding="utf-8"))
+        params = dict(raw["params"])
+        params["dtype"] = numpy.dtype(params["dtype"])
+        params["ngram_range"] = tuple(params["ngram_range"])
+        vec = TfidfVectorizer(**params)
+        vec.vocabulary_ = raw["vocabulary"]
+        vec.idf_ = numpy.load(folder / f"{name}.idf.npy", allow_pickle=False)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise BundleError(f"{folder / name}: the vectorizer cannot be read ({exc}); retrain the model") from exc
+    return vec
+
+
+def _load_head(file: Path) -> CalibratedClassifierCV:
+    head = _load_skops(file)
+    if not isinstance(head, CalibratedClassifierCV) or not hasattr(head, "classes_"):
+        raise BundleError(f"{file}: holds a {type(head).__name__}, expected a calibrated classifier; retrain the model")
+    return head
+
+
+def _load_skops(file: Path):
+    untrusted = sio.get_untrusted_types(file=file)
+    refused = [t for t in untrusted if not t.startswith(_TRUSTED_PREFIXES)]
+    if refused:
+        raise BundleError(f"{file}: refuses to load types outside scikit-learn/NumPy/SciPy: {refused}")
+    try:
+        return sio.load(file, trusted=untrusted)
+    except Exception as exc:  # skops raises many types; report them as one bundle error
+        raise BundleError(f"{file}: cannot be loaded ({type(exc).__name__}: {exc}); retrain the model") from exc
+
+
+def _minor(version: str) -> str:
+    return ".".join(version.split(".")[:2])
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, ensure_ascii=False, indent=2, sort_keys=False) + "\n", encoding="utf-8")

@@ -1,0 +1,184 @@
+"""The first model: TF-IDF word and character n-grams + logistic regression, one head per task.
+
+Follows scikit-learn's estimator contract: ``__init__`` stores parameters only, ``fit`` learns and
+returns self, learned state ends in ``_``. Each head is trained on the rows that carry its label and
+calibrated on held-out folds (``CalibratedClassifierCV``), so ``predict_proba`` gives confidences an
+operator UI can act on. A small domain head tells which tasks a conversation belongs to (a telecom
+call has no marketplace topic), learned from which labels the rows carry.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+
+from model.errors import ConfigError, DataError, NotFittedError
+from model.normalize import client_text, render_interaction
+from model.record import Interaction
+
+log = logging.getLogger(__name__)
+
+CALIBRATION_METHODS = ("temperature", "sigmoid", "isotonic")
+
+
+@dataclass
+class TfidfConfig:
+    """Hyper-parameters of the TF-IDF model; validated when built."""
+
+    word_ngrams: tuple[int, int] = (1, 2)
+    char_ngrams: tuple[int, int] = (2, 5)
+    max_features_word: int = 200_000
+    max_features_char: int = 300_000
+    client_view: bool = True  # a third vectorizer over the client's words only
+    C: float = 10.0
+    class_weight: str | None = "balanced"
+    calibration: str = "temperature"
+    calibration_folds: int = 3
+    max_iter: int = 3000
+    seed: int = 13
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.word_ngrams = tuple(self.word_ngrams)
+        self.char_ngrams = tuple(self.char_ngrams)
+        for name in ("word_ngrams", "char_ngrams"):
+            lo, hi = getattr(self, name)
+            if not (1 <= lo <= hi <= 8):
+                raise ConfigError(f"model.{name} must be [low, high] with 1 <= low <= high <= 8, got {[lo, hi]}")
+        if self.C <= 0:
+            raise ConfigError(f"model.C must be > 0, got {self.C}")
+        if self.calibration not in CALIBRATION_METHODS:
+            raise ConfigError(f"model.calibration must be one of {list(CALIBRATION_METHODS)}, got {self.calibration!r}")
+        if not 2 <= self.calibration_folds <= 10:
+            raise ConfigError(f"model.calibration_folds must be between 2 and 10, got {self.calibration_folds}")
+        if self.class_weight not in (None, "balanced"):
+            raise ConfigError(f"model.class_weight must be null or 'balanced', got {self.class_weight!r}")
+
+
+class TfidfMultiTask:
+    """Shared TF-IDF features, one calibrated logistic-regression head per task."""
+
+    kind = "tfidf"
+
+    def __init__(self, config: TfidfConfig | None = None) -> None:
+        self.config = config or TfidfConfig()
+
+    # ----------------------------------------------------------------- features
+    def _new_vectorizers(self) -> dict[str, TfidfVectorizer]:
+        cfg = self.config
+        vectorizers = {
+            "word": TfidfVectorizer(
+                analyzer="word", ngram_range=cfg.word_ngrams, sublinear_tf=True, min_df=1,
+                max_features=cfg.max_features_word, token_pattern=r"(?u)\b\w+\b", dtype=np.float32,
+            ),
+            "char": TfidfVectorizer(
+                analyzer="char_wb", ngram_range=cfg.char_ngrams, sublinear_tf=True, min_df=2,
+                max_features=cfg.max_features_char, dtype=np.float32,
+            ),
+        }
+        if cfg.client_view:
+            vectorizers["client"] = TfidfVectorizer(
+                analyzer="word", ngram_range=(1, 2), sublinear_tf=True, min_df=1,
+                max_features=cfg.max_features_word, token_pattern=r"(?u)\b\w+\b", dtype=np.float32,
+            )
+        return vectorizers
+
+    @staticmethod
+    def _views(interactions: list[Interaction]) -> dict[str, list[str]]:
+        full = [render_interaction(x) for x in interactions]
+        return {"word": full, "char": full, "client": [client_text(x) or "__empty__" for x in interactions]}
+
+    def transform(self, interactions: list[Interaction]) -> sp.csr_matrix:
+        self._check_fitted()
+        views = self._views(interactions)
+        blocks = [vec.transform(views[name]) for name, vec in self.vectorizers_.items()]
+        return sp.hstack(blocks, format="csr")
+
+    # ---------------------------------------------------------------- training
+    def fit(self, interactions: list[Interaction], tasks: list[str], domains: dict[str, str] | None = None):
+        """Fit the shared features on every row and each task's head on the rows with its label."""
+        if not interactions:
+            raise DataError("no training rows; give at least one labelled interaction per label")
+        views = self._views(interactions)
+        self.vectorizers_ = self._new_vectorizers()
+        for name, vec in self.vectorizers_.items():
+            vec.fit(views[name])
+        X = self.transform(interactions)
+        self.heads_: dict[str, CalibratedClassifierCV] = {}
+        self.dropped_labels_: dict[str, list[str]] = {}
+        for task in tasks:
+            rows = [i for i, x in enumerate(interactions) if task in x.labels]
+            if not rows:
+                log.warning("task %s: no rows carry its label; the task is left out of this model", task)
+                continue
+            y = np.array([interactions[i].labels[task] for i in rows], dtype=object)
+            self.heads_[task] = self._fit_head(task, X[rows], y)
+        if not self.heads_:
+            raise DataError(f"none of the tasks {tasks} has labelled rows; label at least one task")
+        self.domain_head_ = self._fit_domain_head(X, interactions, domains or {})
+        return self
+
+    def _fit_head(self, task: str, X, y: np.ndarray) -> CalibratedClassifierCV:
+        counts = Counter(y.tolist())
+        rare = sorted(label for label, n in counts.items() if n < 2)
+        if rare:
+            log.warning("task %s: labels with fewer than 2 rows are left out: %s", task, rare)
+            self.dropped_labels_[task] = rare
+            keep = np.array([label not in rare for label in y])
+            X, y = X[keep], y[keep]
+            counts = Counter(y.tolist())
+        if len(counts) < 2:
+            raise DataError(
+                f"task {task}: the training rows carry {len(counts)} distinct label(s); "
+                "a head needs at least two labels with 2+ rows each"
+            )
+        folds = min(self.config.calibration_folds, min(counts.values()))
+        return self._calibrated(folds).fit(X, y)
+
+    def _calibrated(self, folds: int) -> CalibratedClassifierCV:
+        cfg = self.config
+        base = LogisticRegression(
+            C=cfg.C, class_weight=cfg.class_weight, max_iter=cfg.max_iter, random_state=cfg.seed
+        )
+        return CalibratedClassifierCV(base, method=cfg.calibration, cv=folds)
+
+    def _fit_domain_head(self, X, interactions: list[Interaction], domains: dict[str, str]):
+        labels = []
+        for x in interactions:
+            found = {domains.get(task, task) for task in x.labels if task in self.heads_}
+            labels.append(found.pop() if len(found) == 1 else None)
+        keep = [i for i, d in enumerate(labels) if d is not None]
+        counts = Counter(labels[i] for i in keep)
+        if len(counts) < 2 or min(counts.values()) < 2:
+            return None
+        y = np.array([labels[i] for i in keep], dtype=object)
+        return self._calibrated(min(self.config.calibration_folds, min(counts.values()))).fit(X[keep], y)
+
+    # --------------------------------------------------------------- inference
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "vectorizers_"):
+            raise NotFittedError("this TfidfMultiTask is not trained yet; call fit() or load a bundle")
+
+    @property
+    def tasks(self) -> list[str]:
+        self._check_fitted()
+        return list(self.heads_)
+
+    def predict_proba(self, interactions: list[Interaction], tasks: list[str] | None = None):
+        """Return ``({task: (classes, probabilities[n, k])}, domain (classes, probabilities) or None)``."""
+        X = self.transform(interactions)
+        out = {}
+        for task in tasks or self.heads_:
+            head = self.heads_[task]
+            out[task] = (list(head.classes_), head.predict_proba(X))
+        domain = None
+        if self.domain_head_ is not None:
+            domain = (list(self.domain_head_.classes_), self.domain_head_.predict_proba(X))
+        return out, domain

@@ -1,0 +1,65 @@
+"""Russian text normalisation, in one place, shared by training and serving.
+
+- ё → е, lower case, whitespace collapsed;
+- personal data and identifiers masked: e-mails, URLs, card numbers, phone numbers, order numbers;
+- remaining digit runs mapped to a number token (amounts and dates keep their shape, not their value);
+- speaker roles kept as tokens (``__client__``, ``__operator__``, ``__bot__``) so a model can tell who
+  said what.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Iterable
+
+from model.record import Interaction, Turn
+
+ROLE_TOKENS = {"client": "__client__", "operator": "__operator__", "bot": "__bot__"}
+CHANNEL_TOKENS = {"call": "__call__", "chat": "__chat__", "email": "__email__"}
+
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+_URL = re.compile(r"(?:https?://|www\.)\S+|\b[\w-]+\.(?:ru|com|рф|net|org|io|me)(?:/\S*)?\b")
+_CARD = re.compile(r"(?<!\d)(?:\d{4}[ -]?){3}\d{1,7}(?!\d)")
+_ORDER = re.compile(r"(?<!\d)\d{6,10}-\d{3,5}(?:-\d{1,3})?(?!\d)")
+_PHONE = re.compile(r"(?<![\w])(?:\+7|8|7)[\s(-]*\d{3}[\s)-]*\d{3}[\s-]*\d{2}[\s-]*\d{2}(?!\d)")
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
+_SPACE = re.compile(r"\s+")
+
+MASKS = ("__email__", "__url__", "__card__", "__order__", "__phone__", "__num__")
+
+
+def mask_personal_data(text: str) -> str:
+    """Replace e-mails, URLs, card, order and phone numbers by mask tokens (keeps the case of the rest)."""
+    text = _EMAIL.sub(" __email__ ", text)
+    text = _URL.sub(" __url__ ", text)
+    text = _ORDER.sub(" __order__ ", text)
+    text = _CARD.sub(" __card__ ", text)
+    text = _PHONE.sub(" __phone__ ", text)
+    return _SPACE.sub(" ", text).strip()
+
+
+def normalize_text(text: str) -> str:
+    """Normalise one utterance for the models."""
+    text = text.replace("ё", "е").replace("Ё", "Е")
+    text = mask_personal_data(text).lower()
+    text = _NUMBER.sub(" __num__ ", text)
+    return _SPACE.sub(" ", text).strip()
+
+
+def render_turns(turns: Iterable[Turn]) -> str:
+    """The whole conversation as one normalised string with role tokens."""
+    parts = []
+    for turn in turns:
+        normalized = normalize_text(turn.text)
+        if normalized:
+            parts.append(f"{ROLE_TOKENS[turn.role]} {normalized}")
+    return " ".join(parts)
+
+
+def render_interaction(interaction: Interaction) -> str:
+    return f"{CHANNEL_TOKENS.get(interaction.channel, '')} {render_turns(interaction.turns)}".strip()
+
+
+def client_text(interaction: Interaction) -> str:
+    """Only what the client wrote or said, normalised (the strongest signal of the contact reason)."""
+    return " ".join(normalize_text(t.text) for t in interaction.turns if t.role == "client").strip()

@@ -1,0 +1,115 @@
+"""``Predictor``: ranked labels with confidences and macros for a batch of interactions.
+
+Thread-safe for serving: it holds only read-only fitted state, and ``predict`` keeps nothing
+between calls, so one instance serves concurrent requests.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+
+from model.bundle import Bundle, load_bundle
+from model.errors import InputError
+from model.record import Interaction, interaction_from_dict
+
+
+class Predictor:
+    def __init__(self, bundle: Bundle) -> None:
+        self.bundle = bundle
+        self.taxonomy = bundle.taxonomy
+        self.model = bundle.model
+        self._domains = bundle.domains
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Predictor":
+        return cls(load_bundle(path))
+
+    @property
+    def model_version(self) -> str:
+        return self.bundle.model_id
+
+    @property
+    def tasks(self) -> list[str]:
+        return self.model.tasks
+
+    def check_tasks(self, tasks: Iterable[str] | None) -> list[str]:
+        if tasks is None:
+            return self.tasks
+        tasks = list(tasks)
+        unknown = [t for t in tasks if t not in self.model.heads_]
+        if unknown:
+            raise InputError(f"unknown task(s) {unknown}; this model predicts {self.tasks}")
+        if not tasks:
+            raise InputError(f"'tasks' is empty; leave it out for every task or name some of {self.tasks}")
+        return list(dict.fromkeys(tasks))
+
+    def predict(
+        self,
+        interactions: Iterable[Interaction | Mapping[str, Any]],
+        *,
+        tasks: Iterable[str] | None = None,
+        top_k: int | None = 3,
+        top_macros: int = 3,
+    ) -> list[dict[str, Any]]:
+        """For each interaction: ``predictions`` per task (ranked, ``top_k`` or all labels when
+        ``None``), ``domains`` ranked, and the ``macros`` ranked by confidence."""
+        items = [
+            x if isinstance(x, Interaction) else interaction_from_dict(x, where=f"interactions[{i}]")
+            for i, x in enumerate(interactions)
+        ]
+        if top_k is not None and top_k < 1:
+            raise InputError(f"top_k must be >= 1, got {top_k}")
+        selected = self.check_tasks(tasks)
+        if not items:
+            return []
+        task_probs, domain_probs = self.model.predict_proba(items, list(self.model.heads_))
+        results = []
+        for row in range(len(items)):
+            predictions = {
+                task: self._ranked(task, *task_probs[task], row, top_k) for task in selected
+            }
+            domains = []
+            if domain_probs is not None:
+                order = np.argsort(-domain_probs[1][row], kind="stable")
+                domains = [
+                    {"label": domain_probs[0][j], "confidence": float(domain_probs[1][row][j])} for j in order
+                ]
+            results.append(
+                {
+                    "predictions": predictions,
+                    "domains": domains,
+                    "macros": self._macros(task_probs, domain_probs, row, top_macros),
+                }
+            )
+        return results
+
+    def _ranked(self, task: str, classes: list[str], probs: np.ndarray, row: int, top_k: int | None):
+        scores = dict(zip(classes, probs[row].tolist()))
+        # every taxonomy label is ranked; labels the head never saw have confidence 0
+        labels = self.taxonomy.tasks[task].labels
+        ranked = sorted(labels, key=lambda label: (-scores.get(label, 0.0), labels.index(label)))
+        if top_k is not None:
+            ranked = ranked[:top_k]
+        return [{"label": label, "confidence": round(float(scores.get(label, 0.0)), 6)} for label in ranked]
+
+    def _macros(self, task_probs, domain_probs, row: int, top_macros: int) -> list[dict[str, Any]]:
+        scores = self.bundle.macros.score(task_probs, domain_probs, self._domains, row)
+        ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:top_macros]
+        out = []
+        for macro_id, confidence in ranked:
+            macro = self.taxonomy.macros.get(macro_id)
+            if macro is None:
+                continue
+            out.append(
+                {
+                    "id": macro_id,
+                    "title": macro.title,
+                    "text": macro.text,
+                    "confidence": round(min(max(confidence, 0.0), 1.0), 6),
+                    "missing_slots": list(macro.slots),
+                }
+            )
+        return out

@@ -1,0 +1,47 @@
+"""``POST /v1/suggest`` and ``POST /v1/suggest/batch``."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from model.record import interaction_from_dict
+from serve.deps import PredictorDep, SettingsDep
+from serve.schemas import BatchRequest, BatchResponse, ErrorResponse, SuggestRequest, SuggestResponse
+
+router = APIRouter(prefix="/v1", tags=["suggest"])
+_ERRORS = {400: {"model": ErrorResponse}, 422: {"model": ErrorResponse}, 503: {"model": ErrorResponse}}
+
+
+def _suggest(predictor, settings, requests: list[SuggestRequest], where: str) -> list[SuggestResponse]:
+    interactions = []
+    for i, req in enumerate(requests):
+        row = req.model_dump()
+        interactions.append(interaction_from_dict(row, where=where.format(i=i)))
+    # one model call per distinct (tasks, top_k) so a batch stays batched
+    out: list[SuggestResponse | None] = [None] * len(requests)
+    keys: dict[tuple, list[int]] = {}
+    for i, req in enumerate(requests):
+        tasks = predictor.check_tasks(req.tasks)
+        keys.setdefault((tuple(tasks), req.top_k or settings.default_top_k), []).append(i)
+    for (tasks, top_k), idx in keys.items():
+        results = predictor.predict(
+            [interactions[i] for i in idx], tasks=list(tasks), top_k=top_k, top_macros=settings.top_macros
+        )
+        for i, result in zip(idx, results):
+            out[i] = SuggestResponse(
+                interaction_id=requests[i].interaction_id, model_version=predictor.model_version, **result
+            )
+    return out  # type: ignore[return-value]
+
+
+@router.post("/suggest", response_model=SuggestResponse, responses=_ERRORS)
+def suggest(request: SuggestRequest, predictor: PredictorDep, settings: SettingsDep) -> SuggestResponse:
+    """Ranked labels per task with confidences, and macros, for one conversation (or its turns so far)."""
+    return _suggest(predictor, settings, [request], "request")[0]
+
+
+@router.post("/suggest/batch", response_model=BatchResponse, responses=_ERRORS)
+def suggest_batch(request: BatchRequest, predictor: PredictorDep, settings: SettingsDep) -> BatchResponse:
+    """The same for up to 256 conversations in one call."""
+    results = _suggest(predictor, settings, request.interactions, "interactions[{i}]")
+    return BatchResponse(model_version=predictor.model_version, results=results)

@@ -1,0 +1,61 @@
+"""Small data factories for the tests: a labelled corpus whose labels a model can learn."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+# Each label gets its own vocabulary so a model that learns anything separates them.
+TELECOM = {
+    "За что списание?": (["сняли", "деньги", "непонятно"], ["сто рублей", "двести рублей", "с баланса", "вчера"]),
+    "Не могу выйти в интернет": (["интернет", "не", "грузит"], ["совсем", "страницы", "ютуб", "браузер"]),
+    "Смена оператора (MNP)": (["перейти", "с", "номером"], ["от мтс", "к теле2", "сохранить номер", "перенос"]),
+}
+MARKET = {
+    "Статус заказа": (["где", "мой", "заказ"], ["трек", "отслеживание", "статус не меняется", "неделю"]),
+    "Возврат денег": (["когда", "вернут", "деньги"], ["за возврат", "на карту", "отмененный", "сумма"]),
+    "Вход в аккаунт": (["не", "могу", "войти"], ["код не приходит", "пароль", "смс", "озон id"]),
+}
+RESOLUTIONS = ["Решено", "Не решено", "Не решено - Эскалировать"]
+OPERATOR = {
+    "Решено": "вот подробная информация вопрос решен",
+    "Не решено": "создала задание ответ придет в течение трех дней",
+    "Не решено - Эскалировать": "перевожу обращение на специалиста другого отдела",
+}
+FILLERS = ["ну", "слушайте", "короче", "здравствуйте", "алло", "эээ", "вот", "подскажите"]
+
+
+def make_rows(n_per_label: int = 10, seed: int = 0) -> list[dict]:
+    rows = []
+    n = 0
+    for label, (core, extras) in TELECOM.items():
+        for i in range(n_per_label):
+            filler = FILLERS[(i + seed) % len(FILLERS)]
+            extra = extras[i % len(extras)]
+            text = f"{filler} {' '.join(core)} {extra} вариант {i + seed}"
+            n += 1
+            rows.append({
+                "id": f"t{n}", "scenario": f"t-{label}-{i // 2}", "channel": "call",
+                "turns": [{"role": "operator", "text": "билайн здравствуйте"}, {"role": "client", "text": text}],
+                "reason2": label, "macros": ["M01"] if label == "За что списание?" else [],
+            })
+    for (label, (core, extras)), (j, resolution) in itertools.product(MARKET.items(), enumerate(RESOLUTIONS)):
+        for i in range(max(2, n_per_label // 3 + 1)):
+            filler = FILLERS[(i + j + seed) % len(FILLERS)]
+            text = f"{filler} {' '.join(core)} {extras[(i + j) % len(extras)]} номер {i}{j}{seed}"
+            n += 1
+            rows.append({
+                "id": f"m{n}", "scenario": f"m-{label}-{j}-{i // 2}", "channel": "chat",
+                "turns": [{"role": "bot", "text": "здравствуйте я бот"}, {"role": "client", "text": text},
+                          {"role": "operator", "text": OPERATOR[resolution]}],
+                "topic": label, "resolution": resolution,
+                "macros": {"Решено": ["M15"], "Не решено": ["M16"], "Не решено - Эскалировать": ["M18"]}[resolution],
+            })
+    return rows
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path

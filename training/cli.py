@@ -1,0 +1,110 @@
+"""The ``podskazka`` command line. Thin typer wrappers over plain functions that tests call directly."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from model.errors import PodskazkaError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Podskazka: suggestions for contact-centre conversations.")
+log = logging.getLogger("podskazka")
+
+
+def _parse_columns(columns: list[str] | None) -> dict[str, str]:
+    mapping = {}
+    for item in columns or []:
+        if "=" not in item:
+            raise typer.BadParameter(f"{item!r}: use OURS=THEIRS, e.g. text=message_body")
+        ours, theirs = item.split("=", 1)
+        mapping[ours.strip()] = theirs.strip()
+    return mapping
+
+
+@app.command()
+def train(
+    data: List[Path] = typer.Option(..., "--data", help="JSONL/CSV/Parquet files or folders"),
+    out: Path = typer.Option(..., "--out", help="bundle folder to write"),
+    config: Optional[Path] = typer.Option(None, "--config", help="training config YAML"),
+    column: Optional[List[str]] = typer.Option(None, "--column", help="column mapping OURS=THEIRS"),
+    set_: Optional[List[str]] = typer.Option(None, "--set", help="config override, e.g. model.params.C=3"),
+) -> None:
+    """Train a model bundle from labelled interactions."""
+    from training.config import TrainConfig
+    from training.metrics import format_table
+    from training.train import train as run_train
+
+    cfg = TrainConfig.load(config, set_)
+    if column:
+        cfg.column_map.update(_parse_columns(column))
+    bundle = run_train([str(p) for p in data], out, cfg)
+    holdout = bundle.manifest.get("metrics", {}).get("holdout")
+    if holdout:
+        typer.echo(format_table(holdout))
+    typer.echo(f"model {bundle.model_id} written to {out}")
+
+
+@app.command()
+def evaluate(
+    model: Path = typer.Option(..., "--model", help="bundle folder"),
+    data: List[Path] = typer.Option(..., "--data", help="labelled JSONL/CSV/Parquet files or folders"),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="write the full report as JSON here"),
+    column: Optional[List[str]] = typer.Option(None, "--column", help="column mapping OURS=THEIRS"),
+) -> None:
+    """Evaluate a bundle: accuracy, macro-F1, top-3, ECE, per-class figures, confusion matrix."""
+    from model.bundle import load_bundle
+    from training.data import load_data
+    from training.evaluate import evaluate_model
+    from training.metrics import format_table
+
+    bundle = load_bundle(model)
+    loaded = load_data([str(p) for p in data], bundle.taxonomy, column_map=_parse_columns(column))
+    report = evaluate_model(bundle, loaded.interactions)
+    typer.echo(format_table(report))
+    text = json.dumps(report, ensure_ascii=False, indent=2)
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(text + "\n", encoding="utf-8")
+        typer.echo(f"report written to {json_out}")
+
+
+@app.command()
+def serve(
+    model: Path = typer.Option(Path("models/default"), "--model", help="bundle folder"),
+    host: str = typer.Option("127.0.0.1", "--host"),
+    port: int = typer.Option(8000, "--port"),
+    workers: int = typer.Option(1, "--workers"),
+) -> None:
+    """Serve the HTTP API."""
+    from serve.cli import run
+
+    run(model_dir=model, host=host, port=port, workers=workers)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        app(standalone_mode=False)
+    except PodskazkaError as exc:
+        typer.secho(f"error [{exc.code}]: {exc.message}", err=True, fg="red")
+        sys.exit(2)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        sys.exit(1)
+    except Exception as exc:  # click usage errors in non-standalone mode
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+"""``podskazka train``: grouped split, fit, evaluate on the held-out groups, refit, write the bundle."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.model_selection import GroupShuffleSplit
+
+from model.bundle import Bundle, save_bundle
+from model.classifier import TfidfConfig, TfidfMultiTask
+from model.errors import ConfigError
+from model.macros import MacroStats
+from model.taxonomy import load_taxonomy
+from training.config import TrainConfig
+from training.data import LoadedData, load_data
+from training.evaluate import evaluate_model
+
+log = logging.getLogger(__name__)
+
+
+def fit_bundle(data: LoadedData, config: TrainConfig, taxonomy, rows: list[int] | None = None) -> Bundle:
+    """Fit a model and its macro statistics on the given rows (all when ``None``)."""
+    interactions = data.interactions if rows is None else [data.rows[i].interaction for i in rows]
+    tasks = _tasks(config, taxonomy)
+    domains = {name: task.domain or name for name, task in taxonomy.tasks.items()}
+    model = TfidfMultiTask(TfidfConfig(**config.model.params)).fit(interactions, tasks, domains)
+    macros = MacroStats.fit(interactions, model.tasks, taxonomy)
+    return Bundle(model=model, macros=macros, taxonomy=taxonomy, manifest={})
+
+
+def grouped_split(data: LoadedData, test_size: float, seed: int) -> tuple[list[int], list[int]]:
+    n = len(data.rows)
+    if test_size <= 0 or n < 10:
+        return list(range(n)), []
+    groups = np.array([r.group for r in data.rows])
+    splitter = GroupShuffleSplit(n_splits=1, test_size=test_size, random_state=seed)
+    train, test = next(splitter.split(np.zeros(n), groups=groups))
+    return sorted(train.tolist()), sorted(test.tolist())
+
+
+def train(data_paths: list[str], out_dir: str | Path, config: TrainConfig) -> Bundle:
+    taxonomy_path = Path(config.taxonomy)
+    taxonomy = load_taxonomy(taxonomy_path)
+    data = load_data(data_paths, taxonomy, column_map=config.column_map, group_by=config.split.group_by)
+    log.info("read %d rows from %d file(s)", len(data.rows), len(data.files))
+    train_rows, test_rows = grouped_split(data, config.split.test_size, config.split.seed)
+    metrics: dict[str, Any] = {}
+    if test_rows:
+        log.info("fitting on %d rows, evaluating on %d held-out rows (grouped by %s)",
+                 len(train_rows), len(test_rows), config.split.group_by)
+        held_out = fit_bundle(data, config, taxonomy, train_rows)
+        metrics = evaluate_model(held_out, [data.rows[i].interaction for i in test_rows])
+        metrics["split"] = {"train_rows": len(train_rows), "test_rows": len(test_rows),
+                            "group_by": config.split.group_by}
+    final_rows = None if (config.refit_full or not test_rows) else train_rows
+    log.info("fitting the final model on %d rows", len(data.rows) if final_rows is None else len(final_rows))
+    bundle = fit_bundle(data, config, taxonomy, final_rows)
+    created = datetime.now(timezone.utc)
+    bundle.manifest = {
+        "model_id": f"podskazka-{config.model.kind}-{created:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}",
+        "created_at": created.isoformat(timespec="seconds"),
+        "git_revision": _git_revision(),
+        "config": config.to_dict(),
+        "training_data": {"files": data.files, "rows": len(data.rows), "sha256": data.fingerprint()},
+        "metrics": {"holdout": metrics} if metrics else {},
+    }
+    save_bundle(bundle, out_dir, taxonomy_path)
+    log.info("wrote %s (%s)", out_dir, bundle.model_id)
+    return bundle
+
+
+def _tasks(config: TrainConfig, taxonomy) -> list[str]:
+    tasks = config.tasks or list(taxonomy.task_names)
+    unknown = [t for t in tasks if t not in taxonomy.tasks]
+    if unknown:
+        raise ConfigError(f"config.tasks names unknown tasks {unknown}; the taxonomy has {list(taxonomy.task_names)}")
+    return tasks
+
+
+def _git_revision() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+            cwd=Path(__file__).resolve().parent,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, timeout=5,
+                           cwd=Path(__file__).resolve().parent).stdout.strip()
+    return out.stdout.strip() + ("-dirty" if dirty else "")
