@@ -6,9 +6,7 @@ Layout (like spaCy's saved pipeline)::
                        labels per task, sha256 of every file and of the training data, metrics
     config.json        the resolved training configuration
     taxonomy.yaml      the taxonomy the model was trained with
-    features/NAME.json fitted vectorizers: parameters and vocabulary (plain JSON)
-    features/NAME.idf.npy  their IDF weights (NumPy, loaded with allow_pickle=False)
-    heads/*.skops      one calibrated head per task (+ the domain head)
+    weights/           the model kind's own files (TF-IDF: vectorizers as JSON + .npy, heads as skops)
     macros.json        macro statistics
 
 Loading verifies every checksum, the format version and the scikit-learn version, and loads the
@@ -23,7 +21,7 @@ import os
 import platform
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,27 +29,26 @@ import numpy
 import scipy
 import sklearn
 import skops
-import skops.io as sio
-from sklearn.calibration import CalibratedClassifierCV
-from sklearn.feature_extraction.text import TfidfVectorizer
 
-from model.classifier import TfidfConfig, TfidfMultiTask
+from model.base import model_class
 from model.errors import BundleError
 from model.macros import MacroStats
+from model.persist import write_json as _write_json
 from model.taxonomy import Taxonomy, load_taxonomy
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
-_TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.")
+WEIGHTS = "weights"
 
 
 @dataclass
 class Bundle:
-    model: TfidfMultiTask
+    model: Any  # a model.base.MultiTaskModel
     macros: MacroStats
     taxonomy: Taxonomy
     manifest: dict[str, Any]
     path: Path | None = None
+    decision: dict[str, Any] = field(default_factory=dict)
 
     @property
     def model_id(self) -> str:
@@ -73,7 +70,7 @@ def sha256_file(path: Path) -> str:
 def library_versions() -> dict[str, str]:
     from model import __version__
 
-    return {
+    versions = {
         "podskazka": __version__,
         "python": platform.python_version(),
         "scikit-learn": sklearn.__version__,
@@ -81,6 +78,11 @@ def library_versions() -> dict[str, str]:
         "scipy": scipy.__version__,
         "skops": skops.__version__,
     }
+    for name in ("torch", "transformers", "onnxruntime"):
+        module = __import__("sys").modules.get(name)
+        if module is not None:
+            versions[name] = getattr(module, "__version__", "?")
+    return versions
 
 
 def save_bundle(bundle: Bundle, out_dir: str | Path, taxonomy_path: str | Path) -> Path:
@@ -90,14 +92,7 @@ def save_bundle(bundle: Bundle, out_dir: str | Path, taxonomy_path: str | Path) 
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
         model = bundle.model
-        (tmp / "features").mkdir()
-        (tmp / "heads").mkdir()
-        for name, vec in model.vectorizers_.items():
-            _save_vectorizer(vec, tmp / "features", name)
-        for task, head in model.heads_.items():
-            sio.dump(head, tmp / "heads" / f"{task}.skops")
-        if model.domain_head_ is not None:
-            sio.dump(model.domain_head_, tmp / "heads" / "_domain.skops")
+        info = model.save(tmp / WEIGHTS)
         _write_json(tmp / "macros.json", bundle.macros.to_dict())
         _write_json(tmp / "config.json", bundle.manifest.get("config", {}))
         shutil.copyfile(taxonomy_path, tmp / "taxonomy.yaml")
@@ -107,10 +102,9 @@ def save_bundle(bundle: Bundle, out_dir: str | Path, taxonomy_path: str | Path) 
             model_kind=model.kind,
             libraries=library_versions(),
             taxonomy={"version": bundle.taxonomy.version, "sha256": sha256_file(tmp / "taxonomy.yaml")},
-            tasks={task: list(head.classes_) for task, head in model.heads_.items()},
-            vectorizers=list(model.vectorizers_),
-            domain_head=model.domain_head_ is not None,
-            dropped_labels=model.dropped_labels_,
+            tasks=model.task_classes,
+            weights=info,
+            decision=bundle.decision,
         )
         manifest["files"] = {
             str(p.relative_to(tmp)): sha256_file(p) for p in sorted(tmp.rglob("*")) if p.is_file()
@@ -190,71 +184,18 @@ def load_bundle(path: str | Path) -> Bundle:
     path = Path(path)
     manifest = verify_bundle(path)
     taxonomy = load_taxonomy(path / "taxonomy.yaml")
-    model = TfidfMultiTask(TfidfConfig(**manifest.get("config", {}).get("model", {}).get("params", {})))
-    model.vectorizers_ = {name: _load_vectorizer(path / "features", name) for name in manifest["vectorizers"]}
-    model.heads_ = {task: _load_head(path / "heads" / f"{task}.skops") for task in manifest["tasks"]}
-    model.domain_head_ = _load_head(path / "heads" / "_domain.skops") if manifest.get("domain_head") else None
-    model.dropped_labels_ = manifest.get("dropped_labels", {})
+    info = dict(manifest.get("weights", {}), tasks=list(manifest["tasks"]))
+    model = model_class(manifest.get("model_kind", "tfidf")).load(path / WEIGHTS, info)
     for task, classes in manifest["tasks"].items():
         if task not in taxonomy.tasks:
             raise BundleError(f"{path}: head '{task}' is not a task of the bundle's taxonomy")
         unknown = [c for c in classes if c not in taxonomy.tasks[task].labels]
-        if unknown or list(model.heads_[task].classes_) != classes:
+        if unknown or model.task_classes.get(task) != classes:
             raise BundleError(f"{path}: head '{task}' labels disagree with the manifest or taxonomy: {unknown}")
     macros = MacroStats.from_dict(json.loads((path / "macros.json").read_text(encoding="utf-8")))
-    return Bundle(model=model, macros=macros, taxonomy=taxonomy, manifest=manifest, path=path)
-
-
-_VECTORIZER_PARAMS = (
-    "analyzer", "binary", "lowercase", "max_df", "max_features", "min_df", "ngram_range", "norm",
-    "smooth_idf", "strip_accents", "sublinear_tf", "token_pattern", "use_idf", "dtype",
-)
-
-
-def _save_vectorizer(vec: TfidfVectorizer, folder: Path, name: str) -> None:
-    """A fitted TfidfVectorizer as JSON (parameters + vocabulary) and its IDF as .npy: fast, no pickle."""
-    params = {k: v for k, v in vec.get_params().items() if k in _VECTORIZER_PARAMS}
-    params["dtype"] = numpy.dtype(params["dtype"]).name
-    vocabulary = {term: int(i) for term, i in vec.vocabulary_.items()}
-    _write_json(folder / f"{name}.json", {"params": params, "vocabulary": vocabulary})
-    numpy.save(folder / f"{name}.idf.npy", vec.idf_, allow_pickle=False)
-
-
-def _load_vectorizer(folder: Path, name: str) -> TfidfVectorizer:
-    try:
-        raw = json.loads((folder / f"{name}.json").read_text(encoding="utf-8"))
-        params = dict(raw["params"])
-        params["dtype"] = numpy.dtype(params["dtype"])
-        params["ngram_range"] = tuple(params["ngram_range"])
-        vec = TfidfVectorizer(**params)
-        vec.vocabulary_ = raw["vocabulary"]
-        vec.idf_ = numpy.load(folder / f"{name}.idf.npy", allow_pickle=False)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise BundleError(f"{folder / name}: the vectorizer cannot be read ({exc}); retrain the model") from exc
-    return vec
-
-
-def _load_head(file: Path) -> CalibratedClassifierCV:
-    head = _load_skops(file)
-    if not isinstance(head, CalibratedClassifierCV) or not hasattr(head, "classes_"):
-        raise BundleError(f"{file}: holds a {type(head).__name__}, expected a calibrated classifier; retrain the model")
-    return head
-
-
-def _load_skops(file: Path):
-    untrusted = sio.get_untrusted_types(file=file)
-    refused = [t for t in untrusted if not t.startswith(_TRUSTED_PREFIXES)]
-    if refused:
-        raise BundleError(f"{file}: refuses to load types outside scikit-learn/NumPy/SciPy: {refused}")
-    try:
-        return sio.load(file, trusted=untrusted)
-    except Exception as exc:  # skops raises many types; report them as one bundle error
-        raise BundleError(f"{file}: cannot be loaded ({type(exc).__name__}: {exc}); retrain the model") from exc
+    return Bundle(model=model, macros=macros, taxonomy=taxonomy, manifest=manifest, path=path,
+                  decision=manifest.get("decision") or {})
 
 
 def _minor(version: str) -> str:
     return ".".join(version.split(".")[:2])
-
-
-def _write_json(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(data, ensure_ascii=False, indent=2, sort_keys=False) + "\n", encoding="utf-8")

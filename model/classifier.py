@@ -1,4 +1,4 @@
-"""The first model: TF-IDF word and character n-grams + logistic regression, one head per task.
+"""The first model: TF-IDF word and character n-grams + a linear classifier, one head per task.
 
 Follows scikit-learn's estimator contract: ``__init__`` stores parameters only, ``fit`` learns and
 returns self, learned state ends in ``_``. Each head is trained on the rows that carry its label and
@@ -11,21 +11,25 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
+from sklearn.svm import LinearSVC
 
 from model.errors import ConfigError, DataError, NotFittedError
 from model.normalize import client_text, render_interaction
+from model.persist import load_head, load_vectorizer, save_skops, save_vectorizer
 from model.record import Interaction
 
 log = logging.getLogger(__name__)
 
 CALIBRATION_METHODS = ("temperature", "sigmoid", "isotonic")
+ESTIMATORS = ("linear_svc", "logreg")
 
 
 @dataclass
@@ -37,7 +41,10 @@ class TfidfConfig:
     max_features_word: int = 200_000
     max_features_char: int = 300_000
     client_view: bool = True  # a third vectorizer over the client's words only
+    estimator: str = "logreg"  # or "linear_svc": a little less accurate here, several times faster to fit
     C: float = 10.0
+    solver: str = "saga"  # logreg only
+    tol: float = 1e-3
     class_weight: str | None = "balanced"
     calibration: str = "temperature"
     calibration_folds: int = 3
@@ -52,6 +59,8 @@ class TfidfConfig:
             lo, hi = getattr(self, name)
             if not (1 <= lo <= hi <= 8):
                 raise ConfigError(f"model.{name} must be [low, high] with 1 <= low <= high <= 8, got {[lo, hi]}")
+        if self.estimator not in ESTIMATORS:
+            raise ConfigError(f"model.estimator must be one of {list(ESTIMATORS)}, got {self.estimator!r}")
         if self.C <= 0:
             raise ConfigError(f"model.C must be > 0, got {self.C}")
         if self.calibration not in CALIBRATION_METHODS:
@@ -66,6 +75,7 @@ class TfidfMultiTask:
     """Shared TF-IDF features, one calibrated logistic-regression head per task."""
 
     kind = "tfidf"
+    config_class = TfidfConfig
 
     def __init__(self, config: TfidfConfig | None = None) -> None:
         self.config = config or TfidfConfig()
@@ -144,10 +154,14 @@ class TfidfMultiTask:
 
     def _calibrated(self, folds: int) -> CalibratedClassifierCV:
         cfg = self.config
-        base = LogisticRegression(
-            C=cfg.C, class_weight=cfg.class_weight, max_iter=cfg.max_iter, random_state=cfg.seed
-        )
-        return CalibratedClassifierCV(base, method=cfg.calibration, cv=folds)
+        if cfg.estimator == "logreg":
+            base = LogisticRegression(
+                C=cfg.C, class_weight=cfg.class_weight, max_iter=cfg.max_iter, random_state=cfg.seed,
+                solver=cfg.solver, tol=cfg.tol,
+            )
+        else:  # a linear SVM: its scores are turned into probabilities by the calibration below
+            base = LinearSVC(C=cfg.C, class_weight=cfg.class_weight, max_iter=cfg.max_iter, random_state=cfg.seed)
+        return CalibratedClassifierCV(base, method=cfg.calibration, cv=folds, ensemble=False)
 
     def _fit_domain_head(self, X, interactions: list[Interaction], domains: dict[str, str]):
         labels = []
@@ -170,6 +184,33 @@ class TfidfMultiTask:
     def tasks(self) -> list[str]:
         self._check_fitted()
         return list(self.heads_)
+
+    @property
+    def task_classes(self) -> dict[str, list[str]]:
+        return {task: list(head.classes_) for task, head in self.heads_.items()}
+
+    # ------------------------------------------------------------ persistence
+    def save(self, folder: Path) -> dict:
+        """Write the fitted state into ``folder``; return what the manifest should record."""
+        (folder / "features").mkdir(parents=True)
+        (folder / "heads").mkdir()
+        for name, vec in self.vectorizers_.items():
+            save_vectorizer(vec, folder / "features", name)
+        for task, head in self.heads_.items():
+            save_skops(head, folder / "heads" / f"{task}.skops")
+        if self.domain_head_ is not None:
+            save_skops(self.domain_head_, folder / "heads" / "_domain.skops")
+        return {"vectorizers": list(self.vectorizers_), "domain_head": self.domain_head_ is not None,
+                "dropped_labels": self.dropped_labels_, "params": asdict(self.config)}
+
+    @classmethod
+    def load(cls, folder: Path, info: dict) -> "TfidfMultiTask":
+        model = cls(TfidfConfig(**info.get("params", {})))
+        model.vectorizers_ = {name: load_vectorizer(folder / "features", name) for name in info["vectorizers"]}
+        model.heads_ = {task: load_head(folder / "heads" / f"{task}.skops") for task in info["tasks"]}
+        model.domain_head_ = load_head(folder / "heads" / "_domain.skops") if info.get("domain_head") else None
+        model.dropped_labels_ = info.get("dropped_labels", {})
+        return model
 
     def predict_proba(self, interactions: list[Interaction], tasks: list[str] | None = None):
         """Return ``({task: (classes, probabilities[n, k])}, domain (classes, probabilities) or None)``."""

@@ -12,6 +12,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from model.bundle import Bundle, load_bundle
+from model.decision import decide
 from model.errors import InputError
 from model.record import Interaction, interaction_from_dict
 
@@ -55,7 +56,8 @@ class Predictor:
         top_macros: int = 3,
     ) -> list[dict[str, Any]]:
         """For each interaction: ``predictions`` per task (ranked, ``top_k`` or all labels when
-        ``None``), ``domains`` ranked, and the ``macros`` ranked by confidence."""
+        ``None``), ``decisions`` per task (a label, its group, or ``None`` = abstain), ``domains``
+        ranked, and the ``macros`` ranked by confidence."""
         items = [
             x if isinstance(x, Interaction) else interaction_from_dict(x, where=f"interactions[{i}]")
             for i, x in enumerate(interactions)
@@ -77,9 +79,14 @@ class Predictor:
                 domains = [
                     {"label": domain_probs[0][j], "confidence": float(domain_probs[1][row][j])} for j in order
                 ]
+            decisions = {
+                task: decide(self.taxonomy.tasks[task], task_probs[task][0], task_probs[task][1][row], self.bundle.decision)
+                for task in selected
+            }
             results.append(
                 {
                     "predictions": predictions,
+                    "decisions": decisions,
                     "domains": domains,
                     "macros": self._macros(task_probs, domain_probs, row, top_macros),
                 }
@@ -90,7 +97,7 @@ class Predictor:
         scores = dict(zip(classes, probs[row].tolist()))
         # every taxonomy label is ranked; labels the head never saw have confidence 0
         labels = self.taxonomy.tasks[task].labels
-        ranked = sorted(labels, key=lambda label: (-scores.get(label, 0.0), labels.index(label)))
+        ranked = sorted(labels, key=lambda label: -scores.get(label, 0.0))  # stable: taxonomy order on ties
         if top_k is not None:
             ranked = ranked[:top_k]
         return [{"label": label, "confidence": round(float(scores.get(label, 0.0)), 6)} for label in ranked]

@@ -52,10 +52,17 @@ class MacroOut(BaseModel):
     missing_slots: list[str] = []
 
 
+class Decision(BaseModel):
+    label: str | None = Field(description="the decided label, its group (level 'group'), or null: abstain")
+    confidence: float
+    level: Literal["label", "group"] | None
+
+
 class SuggestResponse(BaseModel):
     interaction_id: str | None
     model_version: str
     predictions: dict[str, list[LabelScore]]
+    decisions: dict[str, Decision] = {}
     domains: list[LabelScore] = []
     macros: list[MacroOut]
 

@@ -74,6 +74,68 @@ def evaluate(
 
 
 @app.command()
+def crossval(
+    data: List[Path] = typer.Option(..., "--data", help="labelled JSONL/CSV/Parquet files or folders"),
+    folds: int = typer.Option(5, "--folds", min=2),
+    config: Optional[Path] = typer.Option(None, "--config"),
+    set_: Optional[List[str]] = typer.Option(None, "--set"),
+    json_out: Optional[Path] = typer.Option(None, "--json"),
+) -> None:
+    """Cross-validate a training config, folds grouped by scenario (no story on both sides)."""
+    from training.config import TrainConfig
+    from training.crossval import cross_validate
+    from training.metrics import format_table
+
+    report = cross_validate([str(p) for p in data], TrainConfig.load(config, set_), folds)
+    typer.echo(format_table(report))
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+
+
+corpus_app = typer.Typer(no_args_is_help=True, help="Corpus statistics, checks and samples.")
+app.add_typer(corpus_app, name="corpus")
+
+
+@corpus_app.command("stats")
+def corpus_stats_cmd(
+    data: List[Path] = typer.Option([Path("datasets/corpus")], "--data"),
+    taxonomy: Path = typer.Option(Path("datasets/taxonomy.yaml"), "--taxonomy"),
+) -> None:
+    """Counts per label x channel, scenarios, lengths, duplicates (Markdown, for the data card)."""
+    from model.taxonomy import load_taxonomy
+    from training.corpus import corpus_stats, find_duplicates, stats_markdown
+    from training.data import load_data
+
+    tax = load_taxonomy(taxonomy)
+    loaded = load_data([str(p) for p in data], tax)
+    typer.echo(stats_markdown(corpus_stats(loaded), tax))
+    duplicates = find_duplicates(loaded)
+    typer.echo(f"\nDuplicates after normalisation: {len(duplicates)}")
+    for a, b in duplicates[:20]:
+        typer.echo(f"- {a} = {b}")
+
+
+@corpus_app.command("sample")
+def corpus_sample_cmd(
+    out: Path = typer.Option(..., "--out"),
+    per_label: int = typer.Option(12, "--per-label", min=1),
+    data: List[Path] = typer.Option([Path("datasets/corpus")], "--data"),
+    taxonomy: Path = typer.Option(Path("datasets/taxonomy.yaml"), "--taxonomy"),
+    seed: int = typer.Option(13, "--seed"),
+) -> None:
+    """Write a sample with at least PER_LABEL rows for every label of every task (distinct scenarios first)."""
+    from model.taxonomy import load_taxonomy
+    from training.corpus import sample_per_label, write_rows
+    from training.data import load_data
+
+    loaded = load_data([str(p) for p in data], load_taxonomy(taxonomy))
+    indices = sample_per_label(loaded, per_label, seed)
+    write_rows(loaded, indices, out)
+    typer.echo(f"wrote {len(indices)} rows to {out}")
+
+
+@app.command()
 def serve(
     model: Path = typer.Option(Path("models/default"), "--model", help="bundle folder"),
     host: str = typer.Option("127.0.0.1", "--host"),

@@ -12,10 +12,8 @@ from typing import Any
 
 import yaml
 
-from model.classifier import TfidfConfig
+from model.base import MODEL_KINDS, model_class
 from model.errors import ConfigError
-
-MODEL_KINDS = ("tfidf",)
 
 
 @dataclass
@@ -36,8 +34,13 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         if self.kind not in MODEL_KINDS:
-            raise ConfigError(f"model.kind must be one of {list(MODEL_KINDS)}, got {self.kind!r}")
-        TfidfConfig(**self.params)  # validates the parameters now, not after an hour of loading
+            raise ConfigError(f"model.kind must be one of {sorted(MODEL_KINDS)}, got {self.kind!r}")
+        # validates the parameters now, not after an hour of loading data
+        cls = model_class(self.kind)
+        try:
+            cls.config_class(**self.params)
+        except TypeError as exc:
+            raise ConfigError(f"model.params for kind {self.kind!r}: {exc}") from exc
 
 
 @dataclass

@@ -13,7 +13,7 @@ import numpy as np
 from sklearn.model_selection import GroupShuffleSplit
 
 from model.bundle import Bundle, save_bundle
-from model.classifier import TfidfConfig, TfidfMultiTask
+from model.base import model_class
 from model.errors import ConfigError
 from model.macros import MacroStats
 from model.taxonomy import load_taxonomy
@@ -29,7 +29,8 @@ def fit_bundle(data: LoadedData, config: TrainConfig, taxonomy, rows: list[int] 
     interactions = data.interactions if rows is None else [data.rows[i].interaction for i in rows]
     tasks = _tasks(config, taxonomy)
     domains = {name: task.domain or name for name, task in taxonomy.tasks.items()}
-    model = TfidfMultiTask(TfidfConfig(**config.model.params)).fit(interactions, tasks, domains)
+    cls = model_class(config.model.kind)
+    model = cls(cls.config_class(**config.model.params)).fit(interactions, tasks, domains)
     macros = MacroStats.fit(interactions, model.tasks, taxonomy)
     return Bundle(model=model, macros=macros, taxonomy=taxonomy, manifest={})
 

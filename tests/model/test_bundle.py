@@ -40,9 +40,9 @@ def test_bundle_manifest_records_provenance(trained_bundle_dir):
 
 
 def test_bundle_tampered_file_refused(bundle_copy):
-    head = bundle_copy / "heads" / "reason2.skops"
+    head = bundle_copy / "weights" / "heads" / "reason2.skops"
     head.write_bytes(head.read_bytes() + b"x")
-    with pytest.raises(BundleError, match="checksum mismatch for heads/reason2.skops"):
+    with pytest.raises(BundleError, match="checksum mismatch for weights/heads/reason2.skops"):
         load_bundle(bundle_copy)
 
 
@@ -67,20 +67,20 @@ def test_bundle_other_sklearn_version_refused(bundle_copy):
 def test_bundle_untrusted_type_refused_even_with_valid_checksum(bundle_copy):
     import os
 
-    head = bundle_copy / "heads" / "reason2.skops"
+    head = bundle_copy / "weights" / "heads" / "reason2.skops"
     sio.dump({"call": os.path.join}, head)
     manifest = json.loads((bundle_copy / "manifest.json").read_text())
-    manifest["files"]["heads/reason2.skops"] = sha256_file(head)
+    manifest["files"]["weights/heads/reason2.skops"] = sha256_file(head)
     (bundle_copy / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(BundleError, match="refuses to load types outside"):
         load_bundle(bundle_copy)
 
 
 def test_bundle_head_of_wrong_type_refused(bundle_copy):
-    head = bundle_copy / "heads" / "reason2.skops"
+    head = bundle_copy / "weights" / "heads" / "reason2.skops"
     sio.dump({"weights": [1, 2, 3]}, head)
     manifest = json.loads((bundle_copy / "manifest.json").read_text())
-    manifest["files"]["heads/reason2.skops"] = sha256_file(head)
+    manifest["files"]["weights/heads/reason2.skops"] = sha256_file(head)
     (bundle_copy / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(BundleError, match="holds a dict, expected a calibrated classifier"):
         load_bundle(bundle_copy)

@@ -1,5 +1,6 @@
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import pytest
 
 from model.errors import InputError
@@ -69,3 +70,22 @@ def test_predictor_batch_equals_single_and_threads(predictor):
     with ThreadPoolExecutor(max_workers=8) as pool:
         threaded = list(pool.map(lambda t: predictor.predict([t])[0], texts * 4))
     assert threaded == singles * 4
+
+
+def test_predictor_decision_label_group_or_abstain(predictor):
+    from model.decision import decide
+
+    task = predictor.taxonomy.tasks["reason2"]
+    classes = ["Не могу выйти в интернет", "Низкая скорость. Почему?", "Другое"]
+    sure = decide(task, classes, np.array([0.9, 0.05, 0.05]), {})
+    assert sure == {"label": "Не могу выйти в интернет", "confidence": 0.9, "level": "label"}
+    # the leaf is unsure, but both candidates are in one group
+    group = decide(task, classes, np.array([0.45, 0.4, 0.15]), {})
+    assert group["level"] == "group" and group["label"] == "Неработоспособность"
+    assert group["confidence"] == pytest.approx(0.85)
+    policy = {"tasks": {"reason2": {"threshold": 0.95, "group_threshold": 0.99}}}
+    assert decide(task, classes, np.array([0.9, 0.05, 0.05]), policy)["label"] is None
+    near_tie = {"margin": 0.2}
+    assert decide(task, ["Другое", "Процедуры"], np.array([0.55, 0.45]), near_tie)["label"] is None
+    [result] = predictor.predict([_chat("где мой заказ статус не меняется")])
+    assert set(result["decisions"]) == {"reason2", "topic", "resolution"}

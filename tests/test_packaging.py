@@ -1,0 +1,63 @@
+"""What can be checked of the packaging without a Docker engine or a fresh machine."""
+
+import ast
+import re
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+# import name -> distribution name, where they differ
+DIST = {"sklearn": "scikit-learn", "yaml": "pyyaml", "pydantic_settings": "pydantic-settings", "skops": "skops"}
+
+
+def _third_party_imports(package: str) -> set[str]:
+    names = set()
+    for path in (ROOT / package).rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names.update(a.name.split(".")[0] for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names.add(node.module.split(".")[0])
+    local = {"model", "serve", "training"}
+    return {n for n in names if n not in local and n not in sys.stdlib_module_names}
+
+
+def _requirement_names(lines) -> set[str]:
+    return {re.split(r"[<>=!\[ ;]", line.strip(), maxsplit=1)[0].lower() for line in lines
+            if line.strip() and not line.strip().startswith("#")}
+
+
+def test_packaging_serve_requirements_cover_runtime_imports():
+    needed = {DIST.get(n, n).lower() for n in _third_party_imports("model") | _third_party_imports("serve")}
+    listed = _requirement_names((ROOT / "docker" / "requirements-serve.txt").read_text().splitlines())
+    assert needed <= listed, f"docker/requirements-serve.txt lacks {sorted(needed - listed)}"
+
+
+def test_packaging_dependencies_are_bounded_and_torch_pinned():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    for dep in project["dependencies"]:
+        assert ">=" in dep and "<" in dep, f"unbounded dependency {dep}"
+    extras = project["optional-dependencies"]
+    assert "torch==2.13.0" in extras["transformer"]
+    assert project["scripts"]["podskazka"] == "training.cli:main"
+    declared = _requirement_names(project["dependencies"])
+    serve = _requirement_names((ROOT / "docker" / "requirements-serve.txt").read_text().splitlines())
+    assert serve <= declared, f"the image installs what the project does not declare: {serve - declared}"
+
+
+def test_packaging_dockerfile_serves_without_training():
+    text = (ROOT / "Dockerfile").read_text()
+    copies = re.findall(r"^COPY\s+(\S+)\s+\S+", text, flags=re.M)
+    assert copies, "no COPY lines"
+    for source in copies:
+        assert not source.startswith("training"), "the serving image must not carry training/"
+        if not source.startswith("models/"):  # the bundle is built by `make model` before docker build
+            assert (ROOT / source.rstrip("/")).exists(), f"COPY {source}: no such path"
+    assert re.search(r"^USER\s+(?!root)\S+", text, flags=re.M), "the image must run as a non-root user"
+    assert "HEALTHCHECK" in text and "/readyz" in text
+    assert re.search(r"^EXPOSE\s+8000", text, flags=re.M)
+    cmd = re.search(r"^CMD\s+(.+)$", text, flags=re.M).group(1)
+    assert '"serve"' in cmd and "training" not in cmd
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert "training" in ignored and ".venv" in ignored and "models" not in ignored
