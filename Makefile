@@ -9,12 +9,12 @@ CORPUS := datasets/corpus
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: install model serve test bench clean
+.PHONY: install model serve test bench clean system-deps
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[test]"
+	$(BIN)/python -m pip install -q -e ".[dev]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -28,7 +28,11 @@ model: $(MODEL)/manifest.json
 serve: model
 	$(BIN)/podskazka serve --model $(MODEL) --host $(HOST) --port $(PORT)
 
-test: install
+# system packages the suite drives for real (a browser, a database server); idempotent
+system-deps:
+	bash .ci/system-deps.sh
+
+test: install system-deps
 	$(BIN)/python -m pytest -q
 
 bench: model

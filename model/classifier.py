@@ -223,3 +223,19 @@ class TfidfMultiTask:
         if self.domain_head_ is not None:
             domain = (list(self.domain_head_.classes_), self.domain_head_.predict_proba(X))
         return out, domain
+
+    def predict_proba_uncalibrated(self, interactions: list[Interaction], tasks: list[str] | None = None):
+        """The heads' probabilities before calibration (for reporting the calibration's effect)."""
+        X = self.transform(interactions)
+        out = {}
+        for task in tasks or self.heads_:
+            head = self.heads_[task]
+            base = head.calibrated_classifiers_[0].estimator
+            if hasattr(base, "predict_proba"):
+                p = base.predict_proba(X)
+            else:  # a margin classifier: softmax of its scores
+                scores = base.decision_function(X)
+                scores = scores - scores.max(axis=1, keepdims=True)
+                p = np.exp(scores) / np.exp(scores).sum(axis=1, keepdims=True)
+            out[task] = (list(head.classes_), p)
+        return out

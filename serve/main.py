@@ -11,6 +11,7 @@ from model import __version__
 from model.predictor import Predictor
 from serve.errors import envelope, install_error_handlers
 from serve.routes import meta, suggest
+from serve.routes import page
 from serve.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -53,4 +54,6 @@ def create_app(settings: Settings | None = None, *, predictor: Predictor | None 
 
     app.include_router(suggest.router)
     app.include_router(meta.router)
+    app.include_router(page.router)
+    # -- more routers above this line --
     return app

@@ -20,6 +20,22 @@ class Settings(BaseSettings):
     default_top_k: int = Field(3, ge=1)
     top_macros: int = Field(3, ge=0, le=50)
 
+    # -- live suggestions (WebSocket /v1/live) --
+    live_debounce_ms: int = Field(300, ge=0, le=10_000, description="at most one answer per interval on partials")
+    live_switch_margin: float = Field(0.15, ge=0.0, le=1.0, description="hysteresis: confidence lead to switch at once")
+    live_switch_updates: int = Field(3, ge=1, le=100, description="hysteresis: updates in a row a new leader needs")
+    live_resume_seconds: float = Field(300.0, gt=0, description="how long a dropped session can be resumed")
+    live_idle_seconds: float = Field(120.0, gt=0, description="a silent connection is closed after this")
+    live_max_sessions: int = Field(1000, ge=1, description="sessions held in memory (least recently used evicted)")
+    live_max_turns: int = Field(200, ge=1, le=200, description="turns held per session (the oldest dropped)")
+    live_workers: int = Field(4, ge=1, le=64, description="threads that run the model for live sessions")
+
+    # -- feedback and duplicates store --
+    feedback_db: Path = Field(Path("var/podskazka.sqlite3"), description="SQLite file (WAL) for feedback")
+    database_url: str | None = Field(None, description="postgresql://… : store feedback in PostgreSQL instead")
+    database_pool_size: int = Field(4, ge=1, le=64)
+    duplicate_window_hours: float = Field(168.0, gt=0, description="how far back an open interaction counts")
+
 
 @lru_cache
 def get_settings() -> Settings:

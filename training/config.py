@@ -44,17 +44,30 @@ class ModelConfig:
 
 
 @dataclass
+class DecisionConfig:
+    target_precision: float = 0.9
+    margin: float = 0.05
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.target_precision <= 1.0:
+            raise ConfigError(f"decision.target_precision must be in (0, 1], got {self.target_precision}")
+        if not 0.0 <= self.margin < 1.0:
+            raise ConfigError(f"decision.margin must be in [0, 1), got {self.margin}")
+
+
+@dataclass
 class TrainConfig:
     taxonomy: str = "datasets/taxonomy.yaml"
     tasks: list[str] | None = None
     column_map: dict[str, str] = field(default_factory=dict)
     split: SplitConfig = field(default_factory=SplitConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
+    decision: DecisionConfig = field(default_factory=DecisionConfig)
     refit_full: bool = True
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> "TrainConfig":
-        known = {"taxonomy", "tasks", "column_map", "split", "model", "refit_full"}
+        known = {"taxonomy", "tasks", "column_map", "split", "model", "decision", "refit_full"}
         unknown = sorted(set(raw) - known)
         if unknown:
             raise ConfigError(f"unknown config keys {unknown}; known keys are {sorted(known)}")
@@ -62,6 +75,7 @@ class TrainConfig:
         try:
             raw["split"] = SplitConfig(**(raw.get("split") or {}))
             raw["model"] = ModelConfig(**(raw.get("model") or {}))
+            raw["decision"] = DecisionConfig(**(raw.get("decision") or {}))
             return cls(**raw)
         except TypeError as exc:
             raise ConfigError(f"invalid config: {exc}") from exc

@@ -3,48 +3,66 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from sklearn.model_selection import GroupKFold
 
-from model.taxonomy import load_taxonomy
+from model.taxonomy import Taxonomy, load_taxonomy
 from training.config import TrainConfig
-from training.data import load_data
+from training.data import LoadedData, load_data
 from training.metrics import task_metrics
 from training.train import fit_bundle
 
 log = logging.getLogger(__name__)
 
 
-def cross_validate(data_paths: list[str], config: TrainConfig, folds: int = 5) -> dict[str, Any]:
-    taxonomy = load_taxonomy(config.taxonomy)
-    data = load_data(data_paths, taxonomy, column_map=config.column_map, group_by=config.split.group_by)
+@dataclass
+class OutOfFold:
+    """Per task: the rows that carry its label, the taxonomy's classes, and out-of-fold probabilities."""
+
+    rows: dict[str, list[int]]
+    classes: dict[str, list[str]]
+    probs: dict[str, np.ndarray]
+
+
+def out_of_fold(data: LoadedData, config: TrainConfig, taxonomy: Taxonomy, folds: int = 5) -> OutOfFold:
     groups = np.array([r.group for r in data.rows])
+    n_groups = len(set(groups.tolist()))
+    if n_groups < folds:
+        folds = max(2, n_groups)
     tasks = config.tasks or list(taxonomy.task_names)
+    classes_of = {t: list(taxonomy.tasks[t].labels) for t in tasks}
     oof: dict[str, dict[int, np.ndarray]] = {t: {} for t in tasks}
-    classes_of: dict[str, list[str]] = {t: list(taxonomy.tasks[t].labels) for t in tasks}
-    splitter = GroupKFold(n_splits=folds)
-    for k, (train_idx, test_idx) in enumerate(splitter.split(np.zeros(len(groups)), groups=groups), 1):
+    for k, (train_idx, test_idx) in enumerate(GroupKFold(n_splits=folds).split(np.zeros(len(groups)), groups=groups), 1):
         log.info("fold %d/%d: %d train rows, %d test rows", k, folds, len(train_idx), len(test_idx))
         bundle = fit_bundle(data, config, taxonomy, sorted(train_idx.tolist()))
         test_rows = [int(i) for i in test_idx]
         probs, _ = bundle.model.predict_proba([data.rows[i].interaction for i in test_rows], bundle.model.tasks)
         for task, (classes, p) in probs.items():
-            index = {c: j for j, c in enumerate(classes)}
-            for row_pos, i in enumerate(test_rows):
+            if task not in oof:
+                continue
+            cols = [classes_of[task].index(c) for c in classes]
+            for pos, i in enumerate(test_rows):
                 if task in data.rows[i].interaction.labels:
                     full = np.zeros(len(classes_of[task]))
-                    for j, label in enumerate(classes_of[task]):
-                        if label in index:
-                            full[j] = p[row_pos, index[label]]
+                    full[cols] = p[pos]
                     oof[task][i] = full
-    report: dict[str, Any] = {"folds": folds, "group_by": config.split.group_by, "tasks": {}}
-    for task in tasks:
-        rows = sorted(oof[task])
-        if not rows:
-            continue
+    rows = {t: sorted(v) for t, v in oof.items() if v}
+    return OutOfFold(
+        rows=rows,
+        classes={t: classes_of[t] for t in rows},
+        probs={t: np.stack([oof[t][i] for i in rows[t]]) for t in rows},
+    )
+
+
+def cross_validate(data_paths: list[str], config: TrainConfig, folds: int = 5) -> dict[str, Any]:
+    taxonomy = load_taxonomy(config.taxonomy)
+    data = load_data(data_paths, taxonomy, column_map=config.column_map, group_by=config.split.group_by)
+    oof = out_of_fold(data, config, taxonomy, folds)
+    report: dict[str, Any] = {"folds": folds, "group_by": config.split.group_by, "rows": len(data.rows), "tasks": {}}
+    for task, rows in oof.rows.items():
         y = [data.rows[i].interaction.labels[task] for i in rows]
-        report["tasks"][task] = task_metrics(y, classes_of[task], np.stack([oof[task][i] for i in rows]),
-                                             classes_of[task])
+        report["tasks"][task] = task_metrics(y, oof.classes[task], oof.probs[task], oof.classes[task])
     return report

@@ -61,7 +61,16 @@ def format_table(report: dict[str, Any]) -> str:
         lines.append(
             f"== {task}: n={m['n']}  accuracy={m['accuracy']:.3f}  macro-F1={m['macro_f1']:.3f}  "
             f"top-3={m['top3_accuracy']:.3f}  ECE={m['ece']:.3f}"
+            + (f" (before calibration {m['ece_uncalibrated']:.3f})" if "ece_uncalibrated" in m else "")
         )
+        cov = m.get("coverage")
+        if cov:
+            lp = "-" if cov["label_precision"] is None else f"{cov['label_precision']:.3f}"
+            gp = "-" if cov["group_precision"] is None else f"{cov['group_precision']:.3f}"
+            lines.append(
+                f"   decided: label {cov['label_coverage']:.1%} (precision {lp}), group {cov['group_coverage']:.1%} "
+                f"(precision {gp}), abstained {cov['abstained']:.1%}"
+            )
         width = max([len(label) for label in m["per_class"]] + [5])
         lines.append(f"  {'label'.ljust(width)}  prec   rec    f1     n")
         for label, c in m["per_class"].items():

@@ -19,6 +19,7 @@ from model.macros import MacroStats
 from model.taxonomy import load_taxonomy
 from training.config import TrainConfig
 from training.data import LoadedData, load_data
+from training.decision import fit_policy
 from training.evaluate import evaluate_model
 
 log = logging.getLogger(__name__)
@@ -52,16 +53,24 @@ def train(data_paths: list[str], out_dir: str | Path, config: TrainConfig) -> Bu
     log.info("read %d rows from %d file(s)", len(data.rows), len(data.files))
     train_rows, test_rows = grouped_split(data, config.split.test_size, config.split.seed)
     metrics: dict[str, Any] = {}
+    decision: dict[str, Any] = {"target_precision": config.decision.target_precision,
+                                "margin": config.decision.margin, "tasks": {}}
     if test_rows:
         log.info("fitting on %d rows, evaluating on %d held-out rows (grouped by %s)",
                  len(train_rows), len(test_rows), config.split.group_by)
         held_out = fit_bundle(data, config, taxonomy, train_rows)
-        metrics = evaluate_model(held_out, [data.rows[i].interaction for i in test_rows])
+        test_interactions = [data.rows[i].interaction for i in test_rows]
+        decision["tasks"] = choose_policy(held_out, test_interactions, config)
+        metrics = evaluate_model(held_out, test_interactions, policy=decision)
+        for task_metrics in metrics["tasks"].values():
+            task_metrics.pop("worst_errors", None)  # row texts do not belong in a manifest
+            task_metrics.pop("coverage_curve", None)
         metrics["split"] = {"train_rows": len(train_rows), "test_rows": len(test_rows),
                             "group_by": config.split.group_by}
     final_rows = None if (config.refit_full or not test_rows) else train_rows
     log.info("fitting the final model on %d rows", len(data.rows) if final_rows is None else len(final_rows))
     bundle = fit_bundle(data, config, taxonomy, final_rows)
+    bundle.decision = decision
     created = datetime.now(timezone.utc)
     bundle.manifest = {
         "model_id": f"podskazka-{config.model.kind}-{created:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}",
@@ -74,6 +83,21 @@ def train(data_paths: list[str], out_dir: str | Path, config: TrainConfig) -> Bu
     save_bundle(bundle, out_dir, taxonomy_path)
     log.info("wrote %s (%s)", out_dir, bundle.model_id)
     return bundle
+
+
+def choose_policy(bundle: Bundle, interactions, config: TrainConfig) -> dict[str, Any]:
+    """Per-task thresholds reaching the target precision on held-out rows (see training/decision.py)."""
+    policies = {}
+    for task in bundle.model.tasks:
+        rows = [x for x in interactions if task in x.labels]
+        if not rows:
+            continue
+        classes, probs = bundle.model.predict_proba(rows, [task])[0][task]
+        policies[task] = fit_policy(
+            bundle.taxonomy.tasks[task], classes, probs, [x.labels[task] for x in rows],
+            target_precision=config.decision.target_precision, margin=config.decision.margin,
+        )
+    return policies
 
 
 def _tasks(config: TrainConfig, taxonomy) -> list[str]:

@@ -1,0 +1,237 @@
+"""The per-batch work of re-labelling, as one plain function every engine calls.
+
+:func:`relabel_batch` takes one chunk (an Arrow table from :mod:`training.relabel.sources`) and
+returns the labelled rows, the rejected rows with their reason, and the chunk's counts. It never
+raises on a bad row: undecodable bytes, a broken JSON line, a row without id or without text go to
+the rejects and the rest of the chunk is labelled.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+from model.errors import InputError
+from model.predictor import Predictor
+from model.record import Interaction, interaction_from_dict
+from training.data import _turns_from_text_column
+from training.relabel.sources import ERROR, RAW, SOURCE_ROW
+
+TOP_K = 3
+MAX_RECORD_CHARS = 2000
+REJECT_SCHEMA = pa.schema([
+    ("source_file", pa.string()), ("source_row", pa.int64()), ("id", pa.string()),
+    ("reason", pa.string()), ("detail", pa.string()), ("record", pa.string()),
+])
+_TOP = pa.list_(pa.struct([("label", pa.string()), ("confidence", pa.float64())]))
+
+
+def output_schema(tasks: list[str]) -> pa.Schema:
+    """Columns of the output parts: the input id and where it came from, then per task the top label,
+    its confidence, the decision (null when the model abstains) and its level, the top 3, the label the
+    input had and whether the new top label differs from it; ``changed`` = any task changed."""
+    fields = [
+        ("id", pa.string()), ("source_file", pa.string()), ("source_row", pa.int64()),
+        ("model_version", pa.string()), ("domain", pa.string()),
+    ]
+    for task in tasks:
+        fields += [
+            (f"{task}_label", pa.string()), (f"{task}_confidence", pa.float64()),
+            (f"{task}_decision", pa.string()), (f"{task}_decision_level", pa.string()),
+            (f"{task}_top3", _TOP), (f"{task}_old", pa.string()), (f"{task}_changed", pa.bool_()),
+        ]
+    fields.append(("changed", pa.bool_()))
+    return pa.schema(fields)
+
+
+@dataclass
+class BatchResult:
+    rows: pa.Table
+    rejects: pa.Table
+    stats: dict[str, Any]
+
+
+class _Reject(Exception):
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason, self.detail = reason, detail
+
+
+def relabel_batch(
+    predictor: Predictor,
+    chunk: pa.Table,
+    *,
+    source_file: str,
+    fmt: str,
+    tasks: list[str],
+    column_map: dict[str, str] | None = None,
+) -> BatchResult:
+    """Label one chunk; ``fmt`` is the file's format ("json", "csv" or "parquet")."""
+    good: list[tuple[int, str, Interaction]] = []
+    rejects: dict[str, list] = {name: [] for name in REJECT_SCHEMA.names}
+    reasons: Counter = Counter()
+    for source_row, record, error in _records(chunk):
+        try:
+            if error is not None:
+                raise _Reject("invalid_row", error)
+            row = _decode(record, fmt, column_map or {})
+            good.append((source_row, row["id"], _interaction(row, tasks)))
+        except _Reject as bad:
+            reasons[bad.reason] += 1
+            _add_reject(rejects, source_file, source_row, record, bad)
+    results = predictor.predict([x for _, _, x in good], tasks=tasks, top_k=TOP_K, top_macros=0) if good else []
+    rows, task_stats = _output_rows(good, results, tasks, predictor.model_version, source_file)
+    stats = {
+        "rows": chunk.num_rows, "labelled": len(good), "rejected": chunk.num_rows - len(good),
+        "reasons": dict(reasons), "tasks": task_stats,
+    }
+    return BatchResult(
+        rows=pa.table(rows, schema=output_schema(tasks)),
+        rejects=pa.table(rejects, schema=REJECT_SCHEMA),
+        stats=stats,
+    )
+
+
+def _records(chunk: pa.Table):
+    """``(source_row, record, reader_error)``: record is the raw line (bytes) for JSONL, else a dict."""
+    numbers = chunk.column(SOURCE_ROW).to_pylist()
+    errors = chunk.column(ERROR).to_pylist()
+    if RAW in chunk.column_names:
+        records = chunk.column(RAW).to_pylist()
+    else:
+        records = chunk.drop_columns([SOURCE_ROW, ERROR]).to_pylist()
+    return zip(numbers, records, errors)
+
+
+def _decode(record: bytes | dict, fmt: str, column_map: dict[str, str]) -> dict[str, Any]:
+    if isinstance(record, bytes):
+        try:
+            text = record.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise _Reject("undecodable_bytes", f"not UTF-8 text (byte {exc.start} of the line)") from None
+        try:
+            row = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise _Reject("broken_json", f"not valid JSON ({exc.msg} at column {exc.colno})") from None
+        if not isinstance(row, dict):
+            raise _Reject("broken_json", f"each line must be a JSON object, got {type(row).__name__}")
+    else:
+        row = {}
+        for key, value in record.items():
+            if isinstance(value, bytes):
+                try:
+                    value = value.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise _Reject("undecodable_bytes", f"column {key!r} is not UTF-8 text (byte {exc.start})") from None
+            row[key] = value
+    for ours, theirs in column_map.items():
+        row[ours] = row.get(theirs)
+    if fmt == "csv" or isinstance(row.get("turns"), str):
+        row = _turns_from_text_column(row)
+    row_id = row.get("id")
+    if row_id is None or str(row_id).strip() == "":
+        raise _Reject("missing_id", "no 'id' (every output row carries the input id)")
+    row["id"] = str(row_id)
+    return row
+
+
+def _interaction(row: dict[str, Any], tasks: list[str]) -> Interaction:
+    try:
+        return interaction_from_dict(row, label_tasks=tuple(tasks), where="row")
+    except InputError as exc:
+        detail = exc.message.removeprefix("row: ")
+        empty = "empty" in detail or "give 'turns'" in detail
+        raise _Reject("empty_text" if empty else "invalid_record", detail) from None
+
+
+def _add_reject(rejects: dict[str, list], source_file: str, source_row, record, bad: _Reject) -> None:
+    row_id = None
+    if isinstance(record, bytes):
+        shown = record.decode("utf-8", errors="replace")
+    elif record is None:
+        shown = ""
+    else:
+        shown = json.dumps(
+            {k: v.decode("utf-8", errors="replace") if isinstance(v, bytes) else v for k, v in record.items()},
+            ensure_ascii=False, default=str,
+        )
+        row_id = record.get("id")
+        row_id = row_id.decode("utf-8", errors="replace") if isinstance(row_id, bytes) else row_id
+    rejects["source_file"].append(source_file)
+    rejects["source_row"].append(source_row)
+    rejects["id"].append(None if row_id in (None, "") else str(row_id))
+    rejects["reason"].append(bad.reason)
+    rejects["detail"].append(bad.detail)
+    rejects["record"].append(shown[:MAX_RECORD_CHARS])
+
+
+def _output_rows(good, results, tasks: list[str], model_version: str, source_file: str):
+    n = len(good)
+    columns: dict[str, list] = {
+        "id": [row_id for _, row_id, _ in good], "source_file": [source_file] * n,
+        "source_row": [source_row for source_row, _, _ in good], "model_version": [model_version] * n,
+        "domain": [r["domains"][0]["label"] if r["domains"] else None for r in results],
+    }
+    any_changed: list[bool | None] = [None] * n
+    task_stats = {}
+    for task in tasks:
+        stats = {"compared": 0, "changed": 0, "abstained": 0, "new": Counter(), "transitions": {}}
+        label, confidence, decision, level, top, old, changed = ([] for _ in range(7))
+        for i, ((_, _, x), result) in enumerate(zip(good, results)):
+            ranked = result["predictions"][task]
+            decided = result["decisions"][task]
+            new = ranked[0]["label"]
+            label.append(new)
+            confidence.append(ranked[0]["confidence"])
+            decision.append(decided["label"])
+            level.append(decided["level"])
+            top.append(ranked)
+            before = x.labels.get(task)
+            old.append(before)
+            stats["new"][new] += 1
+            stats["abstained"] += decided["label"] is None
+            if before is None:
+                changed.append(None)
+                continue
+            differs = before != new
+            changed.append(differs)
+            any_changed[i] = differs or bool(any_changed[i])
+            stats["compared"] += 1
+            stats["changed"] += differs
+            pairs = stats["transitions"].setdefault(before, {})
+            pairs[new] = pairs.get(new, 0) + 1
+        stats["new"] = dict(stats["new"])
+        task_stats[task] = stats
+        for suffix, values in zip(
+            ("label", "confidence", "decision", "decision_level", "top3", "old", "changed"),
+            (label, confidence, decision, level, top, old, changed),
+        ):
+            columns[f"{task}_{suffix}"] = values
+    columns["changed"] = any_changed
+    return columns, task_stats
+
+
+def merge_stats(total: dict[str, Any], part: dict[str, Any]) -> dict[str, Any]:
+    """Add one chunk's counts into ``total`` (in place) and return it."""
+    for key in ("rows", "labelled", "rejected"):
+        total[key] = total.get(key, 0) + part[key]
+    reasons = total.setdefault("reasons", {})
+    for reason, n in part["reasons"].items():
+        reasons[reason] = reasons.get(reason, 0) + n
+    for task, stats in part["tasks"].items():
+        into = total.setdefault("tasks", {}).setdefault(
+            task, {"compared": 0, "changed": 0, "abstained": 0, "new": {}, "transitions": {}}
+        )
+        for key in ("compared", "changed", "abstained"):
+            into[key] += stats[key]
+        for label, n in stats["new"].items():
+            into["new"][label] = into["new"].get(label, 0) + n
+        for old, news in stats["transitions"].items():
+            pairs = into["transitions"].setdefault(old, {})
+            for new, n in news.items():
+                pairs[new] = pairs.get(new, 0) + n
+    return total
