@@ -7,7 +7,8 @@ Layout (like spaCy's saved pipeline)::
     config.json        the resolved training configuration
     taxonomy.yaml      the taxonomy the model was trained with
     weights/           the model kind's own files (TF-IDF: vectorizers as JSON + .npy, heads as skops)
-    macros.json        macro statistics
+    macros.json        macro statistics (by label) and the macro ranker's settings
+    macros/            the macro ranker: character n-gram vectorizer (JSON + .npy), weights (.npy)
 
 Loading verifies every checksum, the format version and the scikit-learn version, and loads the
 scikit-learn parts with skops trusting only scikit-learn, NumPy and SciPy types — never a bare pickle.
@@ -32,7 +33,7 @@ import skops
 
 from model.base import model_class
 from model.errors import BundleError
-from model.macros import MacroStats
+from model.macros import MacroRanker, MacroStats, load_macros
 from model.persist import write_json as _write_json
 from model.taxonomy import Taxonomy, load_taxonomy
 
@@ -44,7 +45,7 @@ WEIGHTS = "weights"
 @dataclass
 class Bundle:
     model: Any  # a model.base.MultiTaskModel
-    macros: MacroStats
+    macros: MacroStats | MacroRanker
     taxonomy: Taxonomy
     manifest: dict[str, Any]
     path: Path | None = None
@@ -93,7 +94,7 @@ def save_bundle(bundle: Bundle, out_dir: str | Path, taxonomy_path: str | Path) 
     try:
         model = bundle.model
         info = model.save(tmp / WEIGHTS)
-        _write_json(tmp / "macros.json", bundle.macros.to_dict())
+        bundle.macros.save(tmp)
         _write_json(tmp / "config.json", bundle.manifest.get("config", {}))
         shutil.copyfile(taxonomy_path, tmp / "taxonomy.yaml")
         manifest = dict(bundle.manifest)
@@ -192,7 +193,7 @@ def load_bundle(path: str | Path) -> Bundle:
         unknown = [c for c in classes if c not in taxonomy.tasks[task].labels]
         if unknown or model.task_classes.get(task) != classes:
             raise BundleError(f"{path}: head '{task}' labels disagree with the manifest or taxonomy: {unknown}")
-    macros = MacroStats.from_dict(json.loads((path / "macros.json").read_text(encoding="utf-8")))
+    macros = load_macros(path, taxonomy)
     return Bundle(model=model, macros=macros, taxonomy=taxonomy, manifest=manifest, path=path,
                   decision=manifest.get("decision") or {})
 

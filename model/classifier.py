@@ -116,10 +116,7 @@ class TfidfMultiTask:
         """Fit the shared features on every row and each task's head on the rows with its label."""
         if not interactions:
             raise DataError("no training rows; give at least one labelled interaction per label")
-        views = self._views(interactions)
-        self.vectorizers_ = self._new_vectorizers()
-        for name, vec in self.vectorizers_.items():
-            vec.fit(views[name])
+        self._fit_features(interactions)
         X = self.transform(interactions)
         self.heads_: dict[str, CalibratedClassifierCV] = {}
         self.dropped_labels_: dict[str, list[str]] = {}
@@ -134,6 +131,13 @@ class TfidfMultiTask:
             raise DataError(f"none of the tasks {tasks} has labelled rows; label at least one task")
         self.domain_head_ = self._fit_domain_head(X, interactions, domains or {})
         return self
+
+    def _fit_features(self, interactions: list[Interaction]) -> None:
+        """Fit the shared feature extractors (subclasses add their own features here)."""
+        views = self._views(interactions)
+        self.vectorizers_ = self._new_vectorizers()
+        for name, vec in self.vectorizers_.items():
+            vec.fit(views[name])
 
     def _fit_head(self, task: str, X, y: np.ndarray) -> CalibratedClassifierCV:
         counts = Counter(y.tolist())
@@ -178,7 +182,7 @@ class TfidfMultiTask:
     # --------------------------------------------------------------- inference
     def _check_fitted(self) -> None:
         if not hasattr(self, "vectorizers_"):
-            raise NotFittedError("this TfidfMultiTask is not trained yet; call fit() or load a bundle")
+            raise NotFittedError(f"this {type(self).__name__} is not trained yet; call fit() or load a bundle")
 
     @property
     def tasks(self) -> list[str]:
@@ -205,7 +209,7 @@ class TfidfMultiTask:
 
     @classmethod
     def load(cls, folder: Path, info: dict) -> "TfidfMultiTask":
-        model = cls(TfidfConfig(**info.get("params", {})))
+        model = cls(cls.config_class(**info.get("params", {})))
         model.vectorizers_ = {name: load_vectorizer(folder / "features", name) for name in info["vectorizers"]}
         model.heads_ = {task: load_head(folder / "heads" / f"{task}.skops") for task in info["tasks"]}
         model.domain_head_ = load_head(folder / "heads" / "_domain.skops") if info.get("domain_head") else None

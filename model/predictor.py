@@ -12,9 +12,11 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from model.bundle import Bundle, load_bundle
+from model.comments import comment_required
 from model.decision import decide
 from model.errors import InputError
 from model.record import Interaction, interaction_from_dict
+from model.slots import SlotFiller, fill_template
 
 
 class Predictor:
@@ -23,6 +25,7 @@ class Predictor:
         self.taxonomy = bundle.taxonomy
         self.model = bundle.model
         self._domains = bundle.domains
+        self.slot_filler = SlotFiller()
 
     @classmethod
     def load(cls, path: str | Path) -> "Predictor":
@@ -68,6 +71,7 @@ class Predictor:
         if not items:
             return []
         task_probs, domain_probs = self.model.predict_proba(items, list(self.model.heads_))
+        macro_scores = self._macro_scores(items, task_probs, domain_probs) if top_macros > 0 else None
         results = []
         for row in range(len(items)):
             predictions = {
@@ -88,7 +92,8 @@ class Predictor:
                     "predictions": predictions,
                     "decisions": decisions,
                     "domains": domains,
-                    "macros": self._macros(task_probs, domain_probs, row, top_macros),
+                    "macros": self._macros(items[row], macro_scores, task_probs, domain_probs, row, top_macros),
+                    "comment_required": self._comment(items[row], task_probs, decisions, domains),
                 }
             )
         return results
@@ -102,21 +107,42 @@ class Predictor:
             ranked = ranked[:top_k]
         return [{"label": label, "confidence": round(float(scores.get(label, 0.0)), 6)} for label in ranked]
 
-    def _macros(self, task_probs, domain_probs, row: int, top_macros: int) -> list[dict[str, Any]]:
-        scores = self.bundle.macros.score(task_probs, domain_probs, self._domains, row)
+    def _macro_scores(self, items, task_probs, domain_probs) -> tuple[list[str], np.ndarray] | None:
+        """Macro confidences for every row from the three-signal ranker (``None``: a bundle from before
+        the ranker, scored by label per row)."""
+        macros = self.bundle.macros
+        if not hasattr(macros, "rank"):
+            return None
+        return macros.macro_ids_, macros.rank(items, task_probs, domain_probs, self._domains)
+
+    def _comment(self, item: Interaction, task_probs, decisions, domains) -> dict[str, Any]:
+        labels = {task: d["label"] for task, d in decisions.items() if d.get("level") == "label"}
+        return comment_required(item, labels, domains[0]["label"] if domains else None)
+
+    def _macros(self, item: Interaction, macro_scores, task_probs, domain_probs, row: int,
+                top_macros: int) -> list[dict[str, Any]]:
+        if top_macros <= 0:
+            return []
+        if macro_scores is not None:
+            scores = dict(zip(macro_scores[0], macro_scores[1][row].tolist()))
+        else:
+            scores = self.bundle.macros.score(task_probs, domain_probs, self._domains, row)
         ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:top_macros]
+        values = self.slot_filler.extract(item) if ranked else {}
         out = []
         for macro_id, confidence in ranked:
             macro = self.taxonomy.macros.get(macro_id)
             if macro is None:
                 continue
+            text, filled, missing = fill_template(macro.text, values)
             out.append(
                 {
                     "id": macro_id,
                     "title": macro.title,
-                    "text": macro.text,
+                    "text": text,
                     "confidence": round(min(max(confidence, 0.0), 1.0), 6),
-                    "missing_slots": list(macro.slots),
+                    "filled_slots": filled,
+                    "missing_slots": missing,
                 }
             )
         return out

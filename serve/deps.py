@@ -8,6 +8,7 @@ from fastapi import Depends, HTTPException, Request
 
 from model.predictor import Predictor
 from serve.settings import Settings
+from serve.store import Store
 
 
 def get_predictor(request: Request) -> Predictor:
@@ -23,3 +24,11 @@ def get_app_settings(request: Request) -> Settings:
 
 PredictorDep = Annotated[Predictor, Depends(get_predictor)]
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+
+
+def get_store(request: Request) -> Store:
+    """The feedback store, opened on first use."""
+    return request.app.state.store.get()
+
+
+StoreDep = Annotated[Store, Depends(get_store)]

@@ -41,6 +41,7 @@ async def _validation_handler(request: Request, exc: RequestValidationError) -> 
 
 async def _podskazka_handler(request: Request, exc: PodskazkaError) -> JSONResponse:
     status = 422 if isinstance(exc, InputError) else 503 if isinstance(exc, BundleError) else 400
+    status = getattr(exc, "http_status", status)  # e.g. serve.store.StoreError: 503, retry later
     return envelope(status, exc.code, exc.message, exc.details)
 
 

@@ -12,7 +12,10 @@ from model.predictor import Predictor
 from serve.errors import envelope, install_error_handlers
 from serve.routes import meta, suggest
 from serve.routes import page
+from serve.routes import feedback, live
+from serve.live import LiveHub
 from serve.settings import Settings, get_settings
+from serve.store import StoreHolder
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +34,11 @@ def create_app(settings: Settings | None = None, *, predictor: Predictor | None 
             log.info("loading model bundle %s", settings.model_dir)
             app.state.predictor = Predictor.load(settings.model_dir)
             log.info("serving model %s", app.state.predictor.model_version)
-        yield
+        app.state.store = StoreHolder(settings)  # feedback and recent interactions, opened on first use
+        app.state.live = LiveHub(settings)  # live sessions and the model's thread pool
+        async with app.state.live.running():
+            yield
+        app.state.store.close()
         app.state.predictor = None
 
     app = FastAPI(
@@ -55,5 +62,7 @@ def create_app(settings: Settings | None = None, *, predictor: Predictor | None 
     app.include_router(suggest.router)
     app.include_router(meta.router)
     app.include_router(page.router)
+    app.include_router(live.router)
+    app.include_router(feedback.router)
     # -- more routers above this line --
     return app

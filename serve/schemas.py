@@ -49,13 +49,42 @@ class MacroOut(BaseModel):
     title: str
     text: str
     confidence: float
-    missing_slots: list[str] = []
+    filled_slots: dict[str, str] = Field({}, description="slot → value found in the conversation")
+    missing_slots: list[str] = Field([], description="slots left as {slot} in text: nothing in the conversation supports a value")
+
+
+class CommentReason(BaseModel):
+    rule: str = Field(description="claim, expert_transfer, agreement, internet_mms, identified_action, "
+                                  "legal_entity_block, refusal, asis_transfer, dropped_call")
+    seed_rule: int | None = Field(None, description="the rule's number in the CRM rule book («Комментарии в Interaction»)")
+    because: str
+
+
+class CommentRequired(BaseModel):
+    required: bool
+    reasons: list[CommentReason] = []
 
 
 class Decision(BaseModel):
     label: str | None = Field(description="the decided label, its group (level 'group'), or null: abstain")
     confidence: float
     level: Literal["label", "group"] | None
+
+
+class DuplicateMacro(BaseModel):
+    id: str
+    title: str
+    text: str
+
+
+class DuplicateOut(BaseModel):
+    duplicate_of: str = Field(description="the earlier open interaction of the same client, channel and problem")
+    task: str | None
+    label: str | None
+    channel: str
+    first_seen: str
+    resolution: str = Field(description="the proposed resolution: «Дубликат»")
+    macro: DuplicateMacro | None = None
 
 
 class SuggestResponse(BaseModel):
@@ -65,6 +94,8 @@ class SuggestResponse(BaseModel):
     decisions: dict[str, Decision] = {}
     domains: list[LabelScore] = []
     macros: list[MacroOut]
+    comment_required: CommentRequired | None = None
+    duplicate: DuplicateOut | None = None
 
 
 class BatchResponse(BaseModel):
@@ -80,3 +111,39 @@ class ErrorBody(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorBody
+
+
+class FeedbackRequest(BaseModel):
+    """What the operator did with one suggestion: a label of ``task``, or the macro ``macro_id``."""
+
+    model_config = ConfigDict(extra="forbid")
+    interaction_id: str = Field(min_length=1, max_length=200)
+    model_version: str = Field(min_length=1, max_length=200)
+    task: str | None = Field(None, max_length=100, description="a label task (reason2, topic, resolution)")
+    macro_id: str | None = Field(None, max_length=100, description="a macro of the taxonomy, instead of task")
+    suggested: str | None = Field(None, max_length=500, description="the label (or macro id) that was suggested")
+    chosen: str | None = Field(None, max_length=500, description="what the operator chose (a correction if not accepted)")
+    accepted: bool = Field(strict=True)
+    operator_id: str | None = Field(None, max_length=200)
+    client_id: str | None = Field(None, max_length=200)
+    channel: Literal["call", "chat", "email"] | None = None
+    confidence: float | None = Field(None, ge=0.0, le=1.0)
+    rank: int | None = Field(None, ge=1, le=1000, description="1-based place of the suggestion in the list")
+    turns: list[TurnIn] | None = Field(None, max_length=MAX_TURNS)
+    text: str | None = Field(None, max_length=MAX_CHARS)
+    comment: str | None = Field(None, max_length=5000)
+    closed: bool | None = Field(None, description="the interaction is closed (true) or open again (false)")
+
+    @model_validator(mode="after")
+    def _one_target(self) -> "FeedbackRequest":
+        if (self.task is None) == (self.macro_id is None):
+            raise ValueError("give either 'task' (a label task) or 'macro_id' (a macro), not both and not neither")
+        if self.task is not None and self.suggested is None and self.chosen is None:
+            raise ValueError("give 'suggested' (what was shown) and/or 'chosen' (what the operator picked)")
+        return self
+
+
+class FeedbackResponse(BaseModel):
+    id: int
+    interaction_id: str
+    closed: bool | None = None

@@ -11,9 +11,17 @@ ROOT = Path(__file__).resolve().parents[1]
 DIST = {"sklearn": "scikit-learn", "yaml": "pyyaml", "pydantic_settings": "pydantic-settings", "skops": "skops"}
 
 
-def _third_party_imports(package: str) -> set[str]:
+# model kinds whose dependencies come with an extra (imported lazily, only when that kind is used)
+OPTIONAL_KINDS = {"transformer.py": "transformer", "transformer_torch.py": "transformer",
+                  "hybrid.py": "embeddings", "embeddings.py": "embeddings"}
+
+
+def _third_party_imports(package: str, *, files=None) -> set[str]:
     names = set()
-    for path in (ROOT / package).rglob("*.py"):
+    paths = files if files is not None else [
+        p for p in (ROOT / package).rglob("*.py") if not (package == "model" and p.name in OPTIONAL_KINDS)
+    ]
+    for path in paths:
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Import):
                 names.update(a.name.split(".")[0] for a in node.names)
@@ -34,6 +42,19 @@ def test_packaging_serve_requirements_cover_runtime_imports():
     assert needed <= listed, f"docker/requirements-serve.txt lacks {sorted(needed - listed)}"
 
 
+def test_packaging_optional_model_kinds_covered_by_their_extras():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    base = _requirement_names(project["dependencies"])
+    extras = project["optional-dependencies"]
+    for name, extra in OPTIONAL_KINDS.items():
+        path = ROOT / "model" / name
+        if not path.exists():
+            continue
+        needed = {DIST.get(n, n).lower() for n in _third_party_imports("model", files=[path])}
+        covered = base | _requirement_names(extras[extra])
+        assert needed <= covered, f"model/{name} imports {sorted(needed - covered)}, not in extra '{extra}'"
+
+
 def test_packaging_dependencies_are_bounded_and_torch_pinned():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     for dep in project["dependencies"]:
@@ -42,6 +63,7 @@ def test_packaging_dependencies_are_bounded_and_torch_pinned():
     assert "torch==2.13.0" in extras["transformer"]
     assert project["scripts"]["podskazka"] == "training.cli:main"
     declared = _requirement_names(project["dependencies"])
+    declared |= _requirement_names(d for deps in extras.values() for d in deps)  # e.g. psycopg from `postgres`
     serve = _requirement_names((ROOT / "docker" / "requirements-serve.txt").read_text().splitlines())
     assert serve <= declared, f"the image installs what the project does not declare: {serve - declared}"
 

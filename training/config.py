@@ -14,6 +14,7 @@ import yaml
 
 from model.base import MODEL_KINDS, model_class
 from model.errors import ConfigError
+from training.augment import AugmentConfig
 
 
 @dataclass
@@ -63,11 +64,12 @@ class TrainConfig:
     split: SplitConfig = field(default_factory=SplitConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     decision: DecisionConfig = field(default_factory=DecisionConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     refit_full: bool = True
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> "TrainConfig":
-        known = {"taxonomy", "tasks", "column_map", "split", "model", "decision", "refit_full"}
+        known = {"taxonomy", "tasks", "column_map", "split", "model", "decision", "augment", "refit_full"}
         unknown = sorted(set(raw) - known)
         if unknown:
             raise ConfigError(f"unknown config keys {unknown}; known keys are {sorted(known)}")
@@ -76,6 +78,7 @@ class TrainConfig:
             raw["split"] = SplitConfig(**(raw.get("split") or {}))
             raw["model"] = ModelConfig(**(raw.get("model") or {}))
             raw["decision"] = DecisionConfig(**(raw.get("decision") or {}))
+            raw["augment"] = AugmentConfig(**(raw.get("augment") or {}))
             return cls(**raw)
         except TypeError as exc:
             raise ConfigError(f"invalid config: {exc}") from exc

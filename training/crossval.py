@@ -12,7 +12,8 @@ from sklearn.model_selection import GroupKFold
 from model.taxonomy import Taxonomy, load_taxonomy
 from training.config import TrainConfig
 from training.data import LoadedData, load_data
-from training.metrics import task_metrics
+from training.decision import cross_fitted_coverage
+from training.metrics import expected_calibration_error, task_metrics
 from training.train import fit_bundle
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,7 @@ class OutOfFold:
     rows: dict[str, list[int]]
     classes: dict[str, list[str]]
     probs: dict[str, np.ndarray]
+    uncalibrated: dict[str, np.ndarray] | None = None
 
 
 def out_of_fold(data: LoadedData, config: TrainConfig, taxonomy: Taxonomy, folds: int = 5) -> OutOfFold:
@@ -35,25 +37,31 @@ def out_of_fold(data: LoadedData, config: TrainConfig, taxonomy: Taxonomy, folds
     tasks = config.tasks or list(taxonomy.task_names)
     classes_of = {t: list(taxonomy.tasks[t].labels) for t in tasks}
     oof: dict[str, dict[int, np.ndarray]] = {t: {} for t in tasks}
+    raw: dict[str, dict[int, np.ndarray]] = {t: {} for t in tasks}
     for k, (train_idx, test_idx) in enumerate(GroupKFold(n_splits=folds).split(np.zeros(len(groups)), groups=groups), 1):
         log.info("fold %d/%d: %d train rows, %d test rows", k, folds, len(train_idx), len(test_idx))
         bundle = fit_bundle(data, config, taxonomy, sorted(train_idx.tolist()))
         test_rows = [int(i) for i in test_idx]
-        probs, _ = bundle.model.predict_proba([data.rows[i].interaction for i in test_rows], bundle.model.tasks)
-        for task, (classes, p) in probs.items():
-            if task not in oof:
-                continue
-            cols = [classes_of[task].index(c) for c in classes]
-            for pos, i in enumerate(test_rows):
-                if task in data.rows[i].interaction.labels:
-                    full = np.zeros(len(classes_of[task]))
-                    full[cols] = p[pos]
-                    oof[task][i] = full
+        test_interactions = [data.rows[i].interaction for i in test_rows]
+        probs, _ = bundle.model.predict_proba(test_interactions, bundle.model.tasks)
+        uncal = (bundle.model.predict_proba_uncalibrated(test_interactions, bundle.model.tasks)
+                 if hasattr(bundle.model, "predict_proba_uncalibrated") else {})
+        for target, source in ((oof, probs), (raw, uncal)):
+            for task, (classes, p) in source.items():
+                if task not in target:
+                    continue
+                cols = [classes_of[task].index(c) for c in classes]
+                for pos, i in enumerate(test_rows):
+                    if task in data.rows[i].interaction.labels:
+                        full = np.zeros(len(classes_of[task]))
+                        full[cols] = p[pos]
+                        target[task][i] = full
     rows = {t: sorted(v) for t, v in oof.items() if v}
     return OutOfFold(
         rows=rows,
         classes={t: classes_of[t] for t in rows},
         probs={t: np.stack([oof[t][i] for i in rows[t]]) for t in rows},
+        uncalibrated={t: np.stack([raw[t][i] for i in rows[t]]) for t in rows if len(raw[t]) == len(rows[t])},
     )
 
 
@@ -65,4 +73,12 @@ def cross_validate(data_paths: list[str], config: TrainConfig, folds: int = 5) -
     for task, rows in oof.rows.items():
         y = [data.rows[i].interaction.labels[task] for i in rows]
         report["tasks"][task] = task_metrics(y, oof.classes[task], oof.probs[task], oof.classes[task])
+        if oof.uncalibrated and task in oof.uncalibrated:
+            u = oof.uncalibrated[task]
+            correct = np.asarray(oof.classes[task], dtype=object)[u.argmax(axis=1)] == np.asarray(y, dtype=object)
+            report["tasks"][task]["ece_uncalibrated"] = expected_calibration_error(u.max(axis=1), correct)
+        report["tasks"][task]["coverage"] = cross_fitted_coverage(
+            taxonomy.tasks[task], oof.classes[task], oof.probs[task], y, [data.rows[i].group for i in rows],
+            target_precision=config.decision.target_precision, margin=config.decision.margin,
+        )
     return report

@@ -59,6 +59,10 @@ def fit_policy(
         thresholds[label] = round(t, 6) if t is not None else round(task_threshold, 6)
     group_thresholds = {}
     if task.groups:
+        # the group fall-back only sees rows whose leaf was not decided: fit it on those
+        label_policy = {"tasks": {task.name: {"threshold": task_threshold, "thresholds": thresholds,
+                                              "group_threshold": 1.01, "margin": margin}}}
+        undecided = np.array([decide(task, classes, row, label_policy)["level"] is None for row in probs])
         group_of = {label: task.group_of(label) for label in classes}
         gscores: dict[str, np.ndarray] = {}
         for group in task.groups:
@@ -71,7 +75,7 @@ def fit_policy(
         gconf = matrix.max(axis=1)
         gtrue = np.asarray([group_of.get(label) for label in y], dtype=object)
         for group in names:
-            mask = gpred == group
+            mask = (gpred == group) & undecided
             t = precision_threshold(gconf[mask], gpred[mask] == gtrue[mask], target_precision)
             group_thresholds[group] = round(t, 6) if t is not None else 1.01
     return {
@@ -116,3 +120,39 @@ def coverage_curve(probs: np.ndarray, y_true: list[str], classes: list[str], poi
     idx = np.unique(np.linspace(0, len(order) - 1, num=min(points, len(order))).astype(int))
     return {"coverage": ((idx + 1) / len(order)).tolist(), "accuracy": cum[idx].tolist(),
             "threshold": conf[order][idx].tolist()}
+
+
+def cross_fitted_coverage(
+    task: Task, classes: list[str], probs: np.ndarray, y_true: list[str], groups: list[str],
+    *, target_precision: float = 0.9, margin: float = 0.0,
+) -> dict[str, Any]:
+    """Coverage measured honestly: thresholds chosen on one half of the groups are applied to the
+    other half and the other way round; the two halves' counts are pooled."""
+    probs = np.asarray(probs)
+    unique = sorted(set(groups))
+    half = {g: i % 2 for i, g in enumerate(np.random.default_rng(0).permutation(unique).tolist())}
+    side = np.array([half[g] for g in groups])
+    totals = {"n": 0, "label": 0, "label_hits": 0.0, "group": 0, "group_hits": 0.0}
+    for fit_side in (0, 1):
+        fit_idx, eval_idx = np.where(side == fit_side)[0], np.where(side != fit_side)[0]
+        if len(fit_idx) == 0 or len(eval_idx) == 0:
+            continue
+        policy = fit_policy(task, classes, probs[fit_idx], [y_true[i] for i in fit_idx],
+                            target_precision=target_precision, margin=margin)
+        rep = coverage_report(task, classes, probs[eval_idx], [y_true[i] for i in eval_idx], {"tasks": {task.name: policy}})
+        n = rep["n"]
+        totals["n"] += n
+        totals["label"] += rep["label_coverage"] * n
+        totals["label_hits"] += (rep["label_precision"] or 0.0) * rep["label_coverage"] * n
+        totals["group"] += rep["group_coverage"] * n
+        totals["group_hits"] += (rep["group_precision"] or 0.0) * rep["group_coverage"] * n
+    n = totals["n"] or 1
+    return {
+        "n": totals["n"],
+        "label_coverage": totals["label"] / n,
+        "label_precision": totals["label_hits"] / totals["label"] if totals["label"] else None,
+        "group_coverage": totals["group"] / n,
+        "group_precision": totals["group_hits"] / totals["group"] if totals["group"] else None,
+        "abstained": 1 - (totals["label"] + totals["group"]) / n,
+        "method": "thresholds fitted on one half of the groups, measured on the other (both ways)",
+    }

@@ -15,11 +15,12 @@ from sklearn.model_selection import GroupShuffleSplit
 from model.bundle import Bundle, save_bundle
 from model.base import model_class
 from model.errors import ConfigError
-from model.macros import MacroStats
+from model.macros import MacroRanker
 from model.taxonomy import load_taxonomy
+from training.augment import augment
 from training.config import TrainConfig
 from training.data import LoadedData, load_data
-from training.decision import fit_policy
+from training.decision import cross_fitted_coverage, fit_policy
 from training.evaluate import evaluate_model
 
 log = logging.getLogger(__name__)
@@ -28,11 +29,12 @@ log = logging.getLogger(__name__)
 def fit_bundle(data: LoadedData, config: TrainConfig, taxonomy, rows: list[int] | None = None) -> Bundle:
     """Fit a model and its macro statistics on the given rows (all when ``None``)."""
     interactions = data.interactions if rows is None else [data.rows[i].interaction for i in rows]
+    interactions = augment(interactions, config.augment)
     tasks = _tasks(config, taxonomy)
     domains = {name: task.domain or name for name, task in taxonomy.tasks.items()}
     cls = model_class(config.model.kind)
     model = cls(cls.config_class(**config.model.params)).fit(interactions, tasks, domains)
-    macros = MacroStats.fit(interactions, model.tasks, taxonomy)
+    macros = MacroRanker().fit(interactions, model.tasks, taxonomy)
     return Bundle(model=model, macros=macros, taxonomy=taxonomy, manifest={})
 
 
@@ -62,9 +64,18 @@ def train(data_paths: list[str], out_dir: str | Path, config: TrainConfig) -> Bu
         test_interactions = [data.rows[i].interaction for i in test_rows]
         decision["tasks"] = choose_policy(held_out, test_interactions, config)
         metrics = evaluate_model(held_out, test_interactions, policy=decision)
-        for task_metrics in metrics["tasks"].values():
+        test_groups = [data.rows[i].group for i in test_rows]
+        for task, task_metrics in metrics["tasks"].items():
             task_metrics.pop("worst_errors", None)  # row texts do not belong in a manifest
             task_metrics.pop("coverage_curve", None)
+            # the policy was chosen on these rows: report coverage cross-fitted instead
+            idx = [k for k, x in enumerate(test_interactions) if task in x.labels]
+            classes, probs = held_out.model.predict_proba([test_interactions[k] for k in idx], [task])[0][task]
+            task_metrics["coverage"] = cross_fitted_coverage(
+                taxonomy.tasks[task], classes, probs, [test_interactions[k].labels[task] for k in idx],
+                [test_groups[k] for k in idx], target_precision=config.decision.target_precision,
+                margin=config.decision.margin,
+            )
         metrics["split"] = {"train_rows": len(train_rows), "test_rows": len(test_rows),
                             "group_by": config.split.group_by}
     final_rows = None if (config.refit_full or not test_rows) else train_rows

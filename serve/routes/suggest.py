@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import time
+
+from fastapi import APIRouter, Request
 
 from model.record import interaction_from_dict
 from serve.deps import PredictorDep, SettingsDep
+from serve.duplicates import duplicate_for_request
 from serve.schemas import BatchRequest, BatchResponse, ErrorResponse, SuggestRequest, SuggestResponse
 
 router = APIRouter(prefix="/v1", tags=["suggest"])
 _ERRORS = {400: {"model": ErrorResponse}, 422: {"model": ErrorResponse}, 503: {"model": ErrorResponse}}
 
 
-def _suggest(predictor, settings, requests: list[SuggestRequest], where: str) -> list[SuggestResponse]:
+def _suggest(predictor, settings, requests: list[SuggestRequest], where: str, store=None) -> list[SuggestResponse]:
     interactions = []
     for i, req in enumerate(requests):
         row = req.model_dump()
@@ -28,20 +31,27 @@ def _suggest(predictor, settings, requests: list[SuggestRequest], where: str) ->
             [interactions[i] for i in idx], tasks=list(tasks), top_k=top_k, top_macros=settings.top_macros
         )
         for i, result in zip(idx, results):
+            duplicate = None
+            if store is not None:  # with interaction_id and client_id: remember it, flag a likely duplicate
+                duplicate = duplicate_for_request(
+                    predictor, store, settings, interaction=interactions[i], interaction_id=requests[i].interaction_id,
+                    client_id=requests[i].client_id, result=result, now=time.time(),
+                )
             out[i] = SuggestResponse(
-                interaction_id=requests[i].interaction_id, model_version=predictor.model_version, **result
+                interaction_id=requests[i].interaction_id, model_version=predictor.model_version, **result,
+                duplicate=duplicate,
             )
     return out  # type: ignore[return-value]
 
 
 @router.post("/suggest", response_model=SuggestResponse, responses=_ERRORS)
-def suggest(request: SuggestRequest, predictor: PredictorDep, settings: SettingsDep) -> SuggestResponse:
+def suggest(request: SuggestRequest, predictor: PredictorDep, settings: SettingsDep, http: Request) -> SuggestResponse:
     """Ranked labels per task with confidences, and macros, for one conversation (or its turns so far)."""
-    return _suggest(predictor, settings, [request], "request")[0]
+    return _suggest(predictor, settings, [request], "request", store=http.app.state.store)[0]
 
 
 @router.post("/suggest/batch", response_model=BatchResponse, responses=_ERRORS)
-def suggest_batch(request: BatchRequest, predictor: PredictorDep, settings: SettingsDep) -> BatchResponse:
+def suggest_batch(request: BatchRequest, predictor: PredictorDep, settings: SettingsDep, http: Request) -> BatchResponse:
     """The same for up to 256 conversations in one call."""
-    results = _suggest(predictor, settings, request.interactions, "interactions[{i}]")
+    results = _suggest(predictor, settings, request.interactions, "interactions[{i}]", store=http.app.state.store)
     return BatchResponse(model_version=predictor.model_version, results=results)

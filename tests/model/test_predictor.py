@@ -51,7 +51,11 @@ def test_predictor_macros_follow_labels(predictor):
     [telecom, market] = predictor.predict([_call("сняли деньги непонятно с баланса"),
                                            _chat("перевожу обращение на специалиста")], top_macros=3)
     assert telecom["macros"][0]["id"] == "M01"
-    assert telecom["macros"][0]["missing_slots"] == ["суть", "действия", "рекомендации"]
+    # the client's words fill {суть}; nothing the operator did is in the text, so the rest stay {slot}
+    assert telecom["macros"][0]["filled_slots"] == {"суть": "сняли деньги непонятно с баланса"}
+    assert telecom["macros"][0]["missing_slots"] == ["действия", "рекомендации"]
+    assert telecom["macros"][0]["text"].startswith("Претензия: сняли деньги непонятно с баланса. Выполнено: {действия}")
+    assert telecom["comment_required"]["required"] is True
     assert all(0 <= m["confidence"] <= 1 for m in market["macros"])
 
 

@@ -75,6 +75,7 @@ def relabel_batch(
     rejects: dict[str, list] = {name: [] for name in REJECT_SCHEMA.names}
     reasons: Counter = Counter()
     for source_row, record, error in _records(chunk):
+        row = None
         try:
             if error is not None:
                 raise _Reject("invalid_row", error)
@@ -82,7 +83,8 @@ def relabel_batch(
             good.append((source_row, row["id"], _interaction(row, tasks)))
         except _Reject as bad:
             reasons[bad.reason] += 1
-            _add_reject(rejects, source_file, source_row, record, bad)
+            row_id = row.get("id") if row is not None else _raw_id(record, (column_map or {}).get("id", "id"))
+            _add_reject(rejects, source_file, source_row, record, bad, row_id)
     results = predictor.predict([x for _, _, x in good], tasks=tasks, top_k=TOP_K, top_macros=0) if good else []
     rows, task_stats = _output_rows(good, results, tasks, predictor.model_version, source_file)
     stats = {
@@ -148,8 +150,15 @@ def _interaction(row: dict[str, Any], tasks: list[str]) -> Interaction:
         raise _Reject("empty_text" if empty else "invalid_record", detail) from None
 
 
-def _add_reject(rejects: dict[str, list], source_file: str, source_row, record, bad: _Reject) -> None:
-    row_id = None
+def _raw_id(record, key: str):
+    """The id of a row rejected before it was decoded (CSV/Parquet cells), when it has one."""
+    if not isinstance(record, dict):
+        return None
+    value = record.get(key)
+    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else value
+
+
+def _add_reject(rejects: dict[str, list], source_file: str, source_row, record, bad: _Reject, row_id) -> None:
     if isinstance(record, bytes):
         shown = record.decode("utf-8", errors="replace")
     elif record is None:
@@ -159,8 +168,6 @@ def _add_reject(rejects: dict[str, list], source_file: str, source_row, record, 
             {k: v.decode("utf-8", errors="replace") if isinstance(v, bytes) else v for k, v in record.items()},
             ensure_ascii=False, default=str,
         )
-        row_id = record.get("id")
-        row_id = row_id.decode("utf-8", errors="replace") if isinstance(row_id, bytes) else row_id
     rejects["source_file"].append(source_file)
     rejects["source_row"].append(source_row)
     rejects["id"].append(None if row_id in (None, "") else str(row_id))

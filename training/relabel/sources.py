@@ -102,8 +102,8 @@ def _csv_header(path: str) -> list[str]:
 
 
 def count_rows(info: InputFile) -> int:
-    """The number of rows, for the progress bar: exact for Parquet (metadata) and JSONL (non-empty
-    lines), an estimate for CSV (lines; a quoted value may span several)."""
+    """The number of rows, for the progress bar: exact for Parquet (metadata), lines for JSONL (blank
+    lines included) and CSV (a quoted value may span several), read in blocks (memory stays flat)."""
     if info.format == "parquet":
         return pq.ParquetFile(info.path).metadata.num_rows
     lines = 0

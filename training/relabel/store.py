@@ -67,8 +67,8 @@ class JobStore:
         self._manifest_fh = None
 
     # -- opening ------------------------------------------------------------------------------
-    def open(self, spec: dict[str, Any]) -> dict[tuple[int, int], dict[str, Any]]:
-        """Create or resume the job described by ``spec``; return the finished chunks' manifest entries.
+    def open(self, spec: dict[str, Any]) -> None:
+        """Create or resume the job described by ``spec``; then :meth:`finished` lists what is done.
 
         Refuses an output folder that holds a different job (other inputs, model, tasks or batch size),
         since mixing them would not give every row exactly once."""
@@ -90,9 +90,12 @@ class JobStore:
             write_text_atomic(job_path, json.dumps(spec, ensure_ascii=False, indent=2) + "\n")
         (self.root / PARTS).mkdir(exist_ok=True)
         (self.root / REJECTS).mkdir(exist_ok=True)
-        done = self._recover()
+        self._recover()
         self._manifest_fh = open(self.root / MANIFEST, "a", encoding="utf-8")
-        return done
+
+    def finished(self) -> Iterator[dict[str, Any]]:
+        """The manifest entries of the finished chunks, read line by line."""
+        return _entries(self.root / MANIFEST)
 
     def _lock(self) -> None:
         self._lock_fh = open(self.root / LOCK, "w")
@@ -101,27 +104,27 @@ class JobStore:
         except BlockingIOError:
             raise ConfigError(f"another relabel job is running on {self.root}; wait for it or stop it first") from None
 
-    def _recover(self) -> dict[tuple[int, int], dict[str, Any]]:
-        """Keep the complete manifest lines, drop a torn last one and any stray temporary files."""
-        done: dict[tuple[int, int], dict[str, Any]] = {}
-        path = self.root / MANIFEST
-        lines = path.read_text(encoding="utf-8").split("\n") if path.exists() else []
-        kept = []
-        for line in lines:
-            try:
-                entry = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # the torn line a kill can leave (or the empty string after the last "\n")
-            done[(entry["file"], entry["chunk"])] = entry
-            kept.append(line)
-        if len(kept) != len([line for line in lines if line]):
-            log.warning("dropped a torn line from %s (a killed run); its chunk will be done again", path)
-        if path.exists():
-            write_text_atomic(path, "".join(line + "\n" for line in kept))
+    def _recover(self) -> None:
+        """Keep the complete manifest lines (streamed), drop a torn last one and stray temporary files."""
         for folder in (self.root, self.root / PARTS, self.root / REJECTS):
             for tmp in folder.glob(".*.tmp"):
                 tmp.unlink(missing_ok=True)
-        return done
+        path = self.root / MANIFEST
+        if not path.exists():
+            return
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        dropped = 0
+        with open(path, encoding="utf-8") as src, open(tmp, "w", encoding="utf-8") as dst:
+            for line in src:
+                if _entry(line) is None:
+                    dropped += 1  # the torn line a kill can leave
+                    continue
+                dst.write(line if line.endswith("\n") else line + "\n")
+            dst.flush()
+            os.fsync(dst.fileno())
+        os.replace(tmp, path)
+        if dropped:
+            log.warning("dropped %d torn line(s) from %s (a killed run); those chunks will be done again", dropped, path)
 
     # -- progress -----------------------------------------------------------------------------
     def record(self, entry: dict[str, Any]) -> None:
@@ -137,16 +140,14 @@ class JobStore:
         self._manifest_fh = self._lock_fh = None
 
     # -- the end ------------------------------------------------------------------------------
-    def write_rejects_jsonl(self, entries: list[dict[str, Any]]) -> int:
-        """All rejected rows in one JSONL file, read part by part (memory stays flat)."""
+    def write_rejects_jsonl(self, reject_parts: list[str]) -> int:
+        """All rejected rows in one JSONL file, in input order, read part by part (memory stays flat)."""
         path = self.root / "rejects.jsonl"
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         n = 0
         with open(tmp, "w", encoding="utf-8") as fh:
-            for entry in sorted(entries, key=lambda e: (e["file"], e["chunk"])):
-                if not entry.get("rejects_part"):
-                    continue
-                for row in pq.read_table(self.root / REJECTS / entry["rejects_part"]).to_pylist():
+            for name in sorted(reject_parts):  # part names sort in input order
+                for row in pq.read_table(self.root / REJECTS / name).to_pylist():
                     fh.write(json.dumps(row, ensure_ascii=False) + "\n")
                     n += 1
         os.replace(tmp, path)
@@ -169,6 +170,24 @@ def write_chunk(out_dir: Path, file_index: int, chunk_index: int, rows: pa.Table
 def read_output(out_dir: str | Path) -> Iterator[pa.Table]:
     """The labelled rows, part by part in input order (the parts the manifest lists)."""
     root = Path(out_dir)
-    entries = [json.loads(line) for line in (root / MANIFEST).read_text(encoding="utf-8").splitlines() if line]
-    for entry in sorted(entries, key=lambda e: (e["file"], e["chunk"])):
-        yield pq.read_table(root / PARTS / entry["part"])
+    names = sorted({entry["part"] for entry in _entries(root / MANIFEST)})  # part names sort in input order
+    for name in names:
+        yield pq.read_table(root / PARTS / name)
+
+
+def _entries(path: Path) -> Iterator[dict[str, Any]]:
+    if not path.exists():
+        return
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            entry = _entry(line)
+            if entry is not None:
+                yield entry
+
+
+def _entry(line: str) -> dict[str, Any] | None:
+    try:
+        entry = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return entry if isinstance(entry, dict) and {"file", "chunk", "part"} <= set(entry) else None

@@ -1,0 +1,337 @@
+"""The model ladder on one table: quality on the corpus and on real text, train time, latency.
+
+    python bench/quality.py [--models tfidf,hybrid-use,hybrid-e5,transformer] [--folds 5] [--skip-cv]
+                            [--columns tweets,latency,rutube,cv] [--requests 200] [--results FILE.json]
+
+Rows: ``tfidf`` (training/configs/default.yaml), ``hybrid-use`` and ``hybrid-e5``
+(training/configs/hybrid_*.yaml), ``transformer`` (training/configs/transformer*.yaml, when
+model.transformer imports and such a config exists; otherwise the row says why it is absent).
+Columns:
+
+- corpus CV: macro-F1 per task (reason2 / topic / resolution), k-fold cross-validation grouped by
+  scenario (training/crossval.py);
+- tweets: the model trained on the whole corpus, evaluated on ../shared/benchmarks/telecom_tweets
+  (reason2 of 315 real subscriber tweets): accuracy, macro-F1, top-3. Evaluation only;
+- RUTUBE L1 / L2: the same model kind trained on rutube_support/train.csv with a taxonomy built from
+  the train labels (written to a temporary folder, never committed), tested on test.csv: macro-F1
+  and accuracy. Test labels absent from train cannot be predicted and count as errors;
+- train s: fitting the corpus model (embedding included, encoder memo empty);
+- p50 / p99 ms: single-request latency of Predictor.predict on one corpus conversation (decisions,
+  macros and slots included), one request at a time, the encoder memo emptied first; in brackets
+  the model alone (predict_proba of every head).
+
+Nothing here is tuned on a test file. ``--results`` keeps rows between runs (so the table can be
+built model by model); the table printed holds every row in that file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from model.base import model_class  # noqa: E402
+from model.errors import PodskazkaError  # noqa: E402
+from model.predictor import Predictor  # noqa: E402
+from model.record import interaction_from_dict  # noqa: E402
+from model.taxonomy import load_taxonomy  # noqa: E402
+from training.config import TrainConfig  # noqa: E402
+from training.crossval import cross_validate  # noqa: E402
+from training.data import load_data  # noqa: E402
+from training.metrics import task_metrics  # noqa: E402
+from training.train import fit_bundle  # noqa: E402
+
+log = logging.getLogger("bench.quality")
+
+SHARED = ROOT.parent / "shared" / "benchmarks"
+CORPUS = ROOT / "datasets" / "corpus"
+CONFIGS = {
+    "tfidf": ROOT / "training" / "configs" / "default.yaml",
+    "hybrid-use": ROOT / "training" / "configs" / "hybrid_use.yaml",
+    "hybrid-e5": ROOT / "training" / "configs" / "hybrid_e5.yaml",
+    "transformer": None,  # found at run time
+}
+CORPUS_TASKS = ("reason2", "topic", "resolution")
+COLUMNS = ("tweets", "latency", "rutube", "cv")
+LATENCY_BUDGET_P99_MS = 30.0
+
+
+# ----------------------------------------------------------------------------- data
+def _csv_rows(path: Path) -> list[dict]:
+    import pandas as pd
+
+    return pd.read_csv(path).to_dict("records")
+
+
+def tweets() -> tuple[list, list[str]]:
+    rows = _csv_rows(SHARED / "telecom_tweets" / "test.csv")
+    return [interaction_from_dict({"channel": "chat", "text": r["text"]}) for r in rows], [r["reason2"] for r in rows]
+
+
+def rutube_taxonomy(folder: Path) -> Path:
+    """A taxonomy of the labels that occur in RUTUBE's train.csv, written under ``folder``."""
+    rows = _csv_rows(SHARED / "rutube_support" / "train.csv")
+    tasks = {
+        task: {"domain": "rutube", "question": f"RUTUBE support topic ({task})",
+               "labels": sorted({str(r[task]) for r in rows})}
+        for task in ("label_l1", "label_l2")
+    }
+    path = folder / "rutube_taxonomy.yaml"
+    path.write_text(yaml.safe_dump({"version": "rutube-train", "tasks": tasks, "macros": {}}, allow_unicode=True),
+                    encoding="utf-8")
+    return path
+
+
+def latency_inputs(n: int) -> list[dict]:
+    rows = []
+    for path in sorted(CORPUS.glob("*.jsonl")):
+        rows += [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    picks = np.random.default_rng(0).choice(len(rows), size=min(n, len(rows)), replace=False)
+    return [{"channel": rows[i]["channel"], "turns": rows[i]["turns"]} for i in picks]
+
+
+# -------------------------------------------------------------------------- configs
+def transformer_config() -> tuple[Path | None, str]:
+    try:
+        import model.transformer  # noqa: F401
+    except ImportError as exc:
+        return None, f"model.transformer does not import ({exc})"
+    found = sorted((ROOT / "training" / "configs").glob("transformer*.yaml"))
+    if not found:
+        return None, "no training/configs/transformer*.yaml"
+    return found[0], ""
+
+
+def load_config(name: str, overrides: list[str] | None = None) -> TrainConfig:
+    path = CONFIGS[name]
+    config = TrainConfig.load(path, overrides)
+    config.taxonomy = str(ROOT / config.taxonomy) if not Path(config.taxonomy).is_absolute() else config.taxonomy
+    return config
+
+
+def _forget_embeddings(bundle) -> None:
+    """Empty the sentence encoder's memo, so that a timing does not reuse earlier work."""
+    encoder = getattr(bundle.model, "encoder_", None)
+    if encoder is not None and hasattr(encoder, "clear"):
+        encoder.clear()
+
+
+# --------------------------------------------------------------------------- columns
+def run_model(name: str, folds: int, columns: set[str], requests: int, on_column=lambda row: None) -> dict:
+    """Every column for one model; ``on_column(row)`` is called as each column is filled."""
+    config = load_config(name)
+    taxonomy = load_taxonomy(config.taxonomy)
+    row: dict = {"model": name, "config": str(CONFIGS[name].relative_to(ROOT))}
+    data = load_data([str(CORPUS)], taxonomy, column_map=config.column_map, group_by=config.split.group_by)
+
+    if columns & {"tweets", "latency"}:
+        log.info("%s: fitting on the whole corpus (%d rows)", name, len(data.rows))
+        start = time.perf_counter()
+        bundle = fit_bundle(data, config, taxonomy)
+        row["train_s"] = time.perf_counter() - start
+        on_column(row)
+
+    if "tweets" in columns and (SHARED / "telecom_tweets" / "test.csv").is_file():
+        xs, y = tweets()
+        classes, p = bundle.model.predict_proba(xs, ["reason2"])[0]["reason2"]
+        m = task_metrics(y, classes, p, list(taxonomy.tasks["reason2"].labels))
+        row["tweets"] = {k: m[k] for k in ("accuracy", "macro_f1", "top3_accuracy", "ece", "n")}
+        log.info("%s: tweets %s", name, row["tweets"])
+        on_column(row)
+
+    if "latency" in columns:
+        row["latency_ms"] = latency(bundle, requests)
+        log.info("%s: latency %s", name, row["latency_ms"])
+        on_column(row)
+
+    if "rutube" in columns and (SHARED / "rutube_support" / "train.csv").is_file():
+        row["rutube"] = rutube(config)
+        log.info("%s: rutube %s", name, row["rutube"])
+        on_column(row)
+
+    if "cv" in columns:
+        log.info("%s: %d-fold cross-validation grouped by %s", name, folds, config.split.group_by)
+        report = cross_validate([str(CORPUS)], config, folds)
+        row["cv"] = {"folds": folds, **{t: {k: report["tasks"][t][k] for k in ("accuracy", "macro_f1", "ece")}
+                                        for t in report["tasks"]}}
+        log.info("%s: cv %s", name, row["cv"])
+    return row
+
+
+def latency(bundle, requests: int) -> dict:
+    """Single-request latency of the model alone (``predict_proba`` of every head) and of the whole
+    ``Predictor.predict`` (decisions, macros and their slots included), over the same requests."""
+    predictor = Predictor(bundle)
+    inputs = latency_inputs(requests + 20)
+    items = [interaction_from_dict(x) for x in inputs]
+    out = {}
+    for label, call in (("model", lambda i: bundle.model.predict_proba([items[i]])),
+                        ("predictor", lambda i: predictor.predict([inputs[i]]))):
+        _forget_embeddings(bundle)
+        for i in range(20):
+            call(i)
+        _forget_embeddings(bundle)
+        times = []
+        for i in range(20, len(inputs)):
+            start = time.perf_counter()
+            call(i)
+            times.append((time.perf_counter() - start) * 1000)
+        out[label] = {"p50": float(np.percentile(times, 50)), "p99": float(np.percentile(times, 99))}
+    # the headline figures are the whole request, as the service answers it
+    return {"p50": out["predictor"]["p50"], "p99": out["predictor"]["p99"], "n": len(inputs) - 20,
+            "model_p50": out["model"]["p50"], "model_p99": out["model"]["p99"]}
+
+
+def rutube(config: TrainConfig) -> dict:
+    test = _csv_rows(SHARED / "rutube_support" / "test.csv")
+    out = {}
+    with tempfile.TemporaryDirectory(prefix="podskazka-rutube-") as folder:
+        taxonomy_path = rutube_taxonomy(Path(folder))
+        raw = config.to_dict()
+        raw.update(taxonomy=str(taxonomy_path), tasks=["label_l1", "label_l2"], column_map={},
+                   split=dict(raw["split"], group_by="group_id"))
+        rt_config = TrainConfig.from_dict(raw)
+        taxonomy = load_taxonomy(taxonomy_path)
+        data = load_data([str(SHARED / "rutube_support" / "train.csv")], taxonomy, group_by="group_id")
+        cls = model_class(rt_config.model.kind)  # the classifier only: this taxonomy has no macros
+        model = cls(cls.config_class(**rt_config.model.params)).fit(data.interactions, rt_config.tasks)
+        xs = [interaction_from_dict({"channel": "chat", "text": r["text"]}) for r in test]
+        probs, _ = model.predict_proba(xs, ["label_l1", "label_l2"])
+        for task, (classes, p) in probs.items():
+            y = [str(r[task]) for r in test]
+            labels = list(taxonomy.tasks[task].labels) + sorted(set(y) - set(taxonomy.tasks[task].labels))
+            m = task_metrics(y, classes, p, labels)
+            out[task] = {k: m[k] for k in ("accuracy", "macro_f1", "top3_accuracy", "n")}
+    return out
+
+
+# ----------------------------------------------------------------------------- table
+def _f(value, digits: int = 3) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def table(rows: dict[str, dict], order: list[str]) -> str:
+    head = ("| model | corpus CV macro-F1 reason2 / topic / resolution | tweets acc / F1 / top-3 "
+            "| RUTUBE L1 F1 / acc | RUTUBE L2 F1 / acc | train s | p50 / p99 ms |")
+    lines = [head, "|" + "---|" * 7]
+    notes = []
+    for name in order:
+        row = rows.get(name)
+        if row is None:
+            continue
+        if "skipped" in row:
+            lines.append(f"| {name} | " + " | ".join(["—"] * 6) + " |")
+            notes.append(f"{name}: {row['skipped']}")
+            continue
+        cv = row.get("cv")
+        cv_cell = (" / ".join(_f(cv.get(t, {}).get("macro_f1")) for t in CORPUS_TASKS) + f" ({cv['folds']}-fold)"
+                   if cv else "not run")
+        tw = row.get("tweets")
+        tw_cell = f"{_f(tw['accuracy'])} / {_f(tw['macro_f1'])} / {_f(tw['top3_accuracy'])}" if tw else "—"
+        rt = row.get("rutube") or {}
+        rt_cells = [f"{_f(rt[t]['macro_f1'])} / {_f(rt[t]['accuracy'])}" if t in rt else "—"
+                    for t in ("label_l1", "label_l2")]
+        lat = row.get("latency_ms") or {}
+        lat_cell = f"{_f(lat.get('p50'), 1)} / {_f(lat.get('p99'), 1)}"
+        if "model_p50" in lat:
+            lat_cell += f" (model {_f(lat['model_p50'], 1)} / {_f(lat['model_p99'], 1)})"
+        lines.append(f"| {name} | {cv_cell} | {tw_cell} | {rt_cells[0]} | {rt_cells[1]} | "
+                     f"{_f(row.get('train_s'), 0)} | {lat_cell} |")
+        if row.get("measured"):
+            notes.append(f"{name}: measured {row['measured']}")
+    winner = choose_live_default(rows)
+    text = "\n".join(lines)
+    if notes:
+        text += "\n\n" + "\n".join(f"- {n}" for n in notes)
+    return text + "\n\n" + winner
+
+
+def _real_text_score(row: dict) -> float | None:
+    """Mean macro-F1 over the real-text columns (tweets, RUTUBE L1, RUTUBE L2)."""
+    scores = []
+    if row.get("tweets"):
+        scores.append(row["tweets"]["macro_f1"])
+    for task in ("label_l1", "label_l2"):
+        if task in (row.get("rutube") or {}):
+            scores.append(row["rutube"][task]["macro_f1"])
+    return float(np.mean(scores)) if len(scores) == 3 else None
+
+
+def choose_live_default(rows: dict[str, dict]) -> str:
+    eligible = []
+    for name, row in rows.items():
+        score, p99 = _real_text_score(row), (row.get("latency_ms") or {}).get("p99")
+        if score is not None and p99 is not None:
+            eligible.append((name, score, p99))
+    if not eligible:
+        return "live default: not decided (no row has every real-text column and a latency)"
+    within = [e for e in eligible if e[2] <= LATENCY_BUDGET_P99_MS]
+    ranked = ", ".join(f"{n} {s:.3f} (p99 {p:.1f} ms)" for n, s, p in sorted(eligible, key=lambda e: -e[1]))
+    if not within:
+        return f"live default: none within p99 {LATENCY_BUDGET_P99_MS:.0f} ms; mean real-text macro-F1: {ranked}"
+    best = max(within, key=lambda e: e[1])
+    return (f"live default: **{best[0]}** — best mean real-text macro-F1 (tweets, RUTUBE L1, L2) among rows within "
+            f"p99 {LATENCY_BUDGET_P99_MS:.0f} ms; all rows: {ranked}")
+
+
+# ------------------------------------------------------------------------------ main
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default=",".join(CONFIGS), help=f"comma-separated subset of {list(CONFIGS)}")
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--skip-cv", action="store_true", help="leave out the corpus cross-validation (the slow part)")
+    parser.add_argument("--columns", default=",".join(COLUMNS),
+                        help=f"comma-separated subset of {list(COLUMNS)} (tweets and latency fit the corpus model, timed)")
+    parser.add_argument("--requests", type=int, default=200, help="single requests timed per model")
+    parser.add_argument("--results", type=Path, help="JSON file that keeps rows between runs")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
+    names = [n.strip() for n in args.models.split(",") if n.strip()]
+    columns = {c.strip() for c in args.columns.split(",") if c.strip()} - ({"cv"} if args.skip_cv else set())
+    if columns - set(COLUMNS):
+        raise SystemExit(f"unknown column(s) {sorted(columns - set(COLUMNS))}; choose from {list(COLUMNS)}")
+    unknown = [n for n in names if n not in CONFIGS]
+    if unknown:
+        raise SystemExit(f"unknown model(s) {unknown}; choose from {list(CONFIGS)}")
+    if not SHARED.is_dir():
+        log.warning("%s is absent: the tweets and RUTUBE columns are left empty", SHARED)
+    rows = json.loads(args.results.read_text(encoding="utf-8")) if args.results and args.results.is_file() else {}
+    for name in names:
+        if name == "transformer":
+            path, why = transformer_config()
+            if path is None:
+                rows[name] = {"model": name, "skipped": why}
+                continue
+            CONFIGS[name] = path
+        previous = rows.get(name, {})
+
+        def keep(row: dict, previous=previous, name=name) -> None:
+            row["measured"] = (f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC, load average "
+                               f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+            for column in ("cv", "tweets", "rutube", "latency_ms", "train_s"):
+                if column in previous and column not in row:
+                    row[column] = previous[column]  # a partial or --skip-cv run keeps earlier columns
+            rows[name] = row
+            if args.results:
+                args.results.write_text(json.dumps(rows, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+
+        try:
+            keep(run_model(name, args.folds, columns, args.requests, on_column=keep))
+        except PodskazkaError as exc:
+            keep({"model": name, "skipped": f"failed: {exc.message.splitlines()[0]}"})
+    print(table(rows, list(CONFIGS)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+"""Slot filling: the values of the macros' ``{slots}`` found in the conversation, never invented.
+
+A spaCy pipeline (``blank("ru")`` + the pymorphy3 lemmatizer + a ``Matcher`` over lemmas) reads every
+turn after number words were turned into digits (:mod:`model.ru_numbers`), so speech-recognition text
+("самсунг а пятьдесят один", "двести девяносто девять рублей") and typed chats are read alike.
+Each extractor is extractive: a value is a phone model, an order number, an amount, a phrase the
+operator said... taken from the text; a slot nothing supports is left out, and
+:func:`fill_template` keeps it as ``{slot}`` and lists it as missing.
+
+Slot names are those of the taxonomy's macros (``{модель}``, ``{номер_заказа}``, ``{email}``...);
+a taxonomy with other slots gets the ones this module knows and leaves the rest missing.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass
+
+from model.record import Interaction
+from model.ru_numbers import NumberWords
+from model import slot_rules as R
+from model.slot_lexicon import MATCHER_PATTERNS
+
+_SLOT_RE = re.compile(r"\{([^{}]+)\}")
+_TOKEN = re.compile(r"[\w@.+-]*\w|[^\w\s]", re.UNICODE)
+
+
+@dataclass
+class Turn:
+    """One turn as the extractors see it: role, original text, digitised text, tokens and lemmas."""
+
+    role: str
+    raw: str
+    text: str  # lower case, ё → е, number words → digits
+    words: list[str]
+    lemmas: list[str]
+    doc: object = None  # the spaCy Doc
+
+
+class SlotFiller:
+    """Extracts slot values from a conversation. Builds its spaCy pipeline on first use; thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._nlp = None
+        self._matcher = None
+        self._numbers: NumberWords | None = None
+        self._lemmas: dict[str, str] = {}
+
+    def _ready(self):
+        with self._lock:
+            if self._nlp is None:
+                import spacy
+                from spacy.matcher import Matcher
+
+                nlp = spacy.blank("ru")
+                nlp.add_pipe("lemmatizer", config={"mode": "pymorphy3"})
+                nlp.initialize()
+                matcher = Matcher(nlp.vocab)
+                for name, patterns in MATCHER_PATTERNS.items():
+                    matcher.add(name, patterns)
+                self._numbers = NumberWords(nlp.get_pipe("lemmatizer")._morph)
+                self._nlp, self._matcher = nlp, matcher
+        return self._nlp, self._matcher, self._numbers
+
+    def _lemmatized(self, nlp, text: str):
+        """``nlp(text)`` with the pymorphy3 lemmatizer's answers cached per word form (with no tagger in
+        the pipeline a lemma depends on the form alone, so the cache changes nothing but the time)."""
+        doc = nlp.make_doc(text)
+        lemmatizer = nlp.get_pipe("lemmatizer")
+        cache = self._lemmas
+        for token in doc:
+            lemma = cache.get(token.text)
+            if lemma is None:
+                lemma = lemmatizer.pymorphy3_lemmatize(token)[0]
+                if len(cache) < 200_000:
+                    cache[token.text] = lemma
+            token.lemma_ = lemma
+        return doc
+
+    @property
+    def morph(self):
+        return self._ready()[2].morph
+
+    def turns(self, interaction: Interaction) -> list[Turn]:
+        nlp, _, numbers = self._ready()
+        out = []
+        for turn in interaction.turns:
+            raw = turn.text.replace("ё", "е").replace("Ё", "Е")
+            words = numbers.digitise(_TOKEN.findall(raw.lower()))
+            text = " ".join(words)
+            doc = self._lemmatized(nlp, text)
+            out.append(Turn(turn.role, raw, text, [t.text for t in doc], [t.lemma_ for t in doc], doc))
+        return out
+
+    def extract(self, interaction: Interaction) -> dict[str, str]:
+        """Every slot value the conversation supports: ``{slot: value}``."""
+        nlp, matcher, _ = self._ready()
+        turns = self.turns(interaction)
+        matches: list[tuple[int, str, int, int]] = []  # (turn index, rule, start, end)
+        for i, turn in enumerate(turns):
+            matches += [(i, nlp.vocab.strings[m], s, e) for m, s, e in matcher(turn.doc)]
+        values: dict[str, str] = {}
+        for extractor in R.EXTRACTORS:
+            for slot, value in extractor(turns, matches, self).items():
+                if value and slot not in values:
+                    values[slot] = value
+        return values
+
+
+def template_slots(text: str) -> list[str]:
+    return list(dict.fromkeys(_SLOT_RE.findall(text)))
+
+
+def fill_template(text: str, values: dict[str, str]) -> tuple[str, dict[str, str], list[str]]:
+    """``(text with the known slots filled, {slot: value} used, [slots left as {slot}])``."""
+    filled: dict[str, str] = {}
+    missing: list[str] = []
+    for slot in template_slots(text):
+        value = values.get(slot)
+        if value:
+            filled[slot] = value
+        else:
+            missing.append(slot)
+
+    def sub(match: re.Match) -> str:
+        return filled.get(match.group(1), match.group(0))
+
+    return _SLOT_RE.sub(sub, text), filled, missing

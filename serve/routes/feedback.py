@@ -1,0 +1,109 @@
+"""``POST /v1/feedback``, ``GET /v1/stats`` and ``GET /v1/feedback/export``.
+
+Feedback is checked against the served taxonomy (a label of the task, a macro of the library),
+masked, and written to the store; a ``resolution`` that closes the case, or ``closed: true``, closes
+the interaction for the duplicate check. The export turns accepted and corrected labels into
+training records that ``podskazka train --data`` reads.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Iterator
+
+from fastapi import APIRouter, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import StreamingResponse
+
+from model.errors import InputError
+from model.taxonomy import Taxonomy
+from serve.deps import PredictorDep
+from serve.schemas import ErrorResponse, FeedbackRequest, FeedbackResponse
+from serve.export import export_training_records
+from serve.store import CLOSING_RESOLUTIONS, MACROS_TASK, Feedback, StoreHolder
+
+router = APIRouter(prefix="/v1", tags=["feedback"])
+_ERRORS = {400: {"model": ErrorResponse}, 422: {"model": ErrorResponse}, 503: {"model": ErrorResponse}}
+
+
+def _check_against_taxonomy(body: FeedbackRequest, taxonomy: Taxonomy) -> None:
+    if body.task is not None:
+        task = taxonomy.tasks.get(body.task)
+        if task is None:
+            raise InputError(f"task is {body.task!r}; use one of {sorted(taxonomy.tasks)} (or macro_id for a macro)")
+        if body.chosen is not None and body.chosen not in task.labels:
+            raise InputError(f"chosen {body.chosen!r} is not a label of task {body.task!r}; "
+                             "send it byte for byte as in GET /v1/taxonomy")
+        if body.suggested is not None and body.suggested not in task.labels and body.suggested not in task.groups:
+            raise InputError(f"suggested {body.suggested!r} is neither a label nor a group of task {body.task!r}")
+        return
+    for field in ("macro_id", "chosen", "suggested"):
+        value = getattr(body, field)
+        if value is not None and value not in taxonomy.macros:
+            raise InputError(f"{field} {value!r} is not a macro of the served taxonomy; "
+                             f"use one of {sorted(taxonomy.macros)}")
+
+
+def _closes(body: FeedbackRequest) -> bool | None:
+    if body.closed is not None:
+        return body.closed
+    if body.task == "resolution":
+        resolution = body.chosen or (body.suggested if body.accepted else None)
+        if resolution in CLOSING_RESOLUTIONS:
+            return True
+    return None
+
+
+def _write(holder: StoreHolder, feedback: Feedback, closed: bool | None) -> int:
+    store = holder.get()
+    feedback_id = store.add_feedback(feedback, now=time.time())
+    if closed is not None:
+        store.set_status(feedback.interaction_id, "closed" if closed else "open")
+    return feedback_id
+
+
+@router.post("/feedback", status_code=201, response_model=FeedbackResponse, responses=_ERRORS)
+async def feedback(body: FeedbackRequest, predictor: PredictorDep, http: Request) -> FeedbackResponse:
+    """Record what the operator did with a suggestion (accepted, corrected or rejected)."""
+    _check_against_taxonomy(body, predictor.taxonomy)
+    if body.turns:
+        turns = tuple({"role": t.role, "text": t.text} for t in body.turns)
+    elif body.text:
+        turns = ({"role": "client", "text": body.text},)
+    else:  # the live session's turns, when it is still held (read here, on the event loop)
+        session = http.app.state.live.sessions.get(body.interaction_id)
+        turns = tuple({"role": t.role, "text": t.text} for t in session.window()) if session else None
+    macro = body.macro_id is not None
+    suggested_label = body.suggested if macro or body.suggested in predictor.taxonomy.tasks[body.task].labels else None
+    record = Feedback(
+        interaction_id=body.interaction_id, model_version=body.model_version,
+        task=MACROS_TASK if macro else body.task,
+        suggested=(body.suggested or body.macro_id) if macro else body.suggested,
+        chosen=(body.chosen or (body.macro_id if body.accepted else None)) if macro else
+        (body.chosen or (suggested_label if body.accepted else None)),
+        accepted=body.accepted, operator_id=body.operator_id, client_id=body.client_id, channel=body.channel,
+        confidence=body.confidence, turns=turns or None, comment=body.comment,
+    )
+    closed = _closes(body)
+    feedback_id = await run_in_threadpool(_write, http.app.state.store, record, closed)
+    return FeedbackResponse(id=feedback_id, interaction_id=body.interaction_id, closed=closed)
+
+
+@router.get("/stats", responses=_ERRORS)
+def stats(http: Request, model_version: str | None = Query(None, max_length=200)) -> dict:
+    """Acceptance rate overall, per model version, per task and per task and suggested label."""
+    return http.app.state.store.get().stats(model_version=model_version)
+
+
+@router.get("/feedback/export", responses=_ERRORS, response_class=StreamingResponse)
+def export(http: Request, model_version: str | None = Query(None, max_length=200)) -> StreamingResponse:
+    """Accepted and corrected labels as JSONL training records (``podskazka train --data``)."""
+    store = http.app.state.store.get()
+
+    def lines() -> Iterator[str]:
+        for record in export_training_records(store, model_version=model_version):
+            yield json.dumps(record, ensure_ascii=False) + "\n"
+
+    return StreamingResponse(lines(), media_type="application/x-ndjson",
+                             headers={"content-disposition": 'attachment; filename="feedback-export.jsonl"'})

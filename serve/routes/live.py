@@ -1,0 +1,277 @@
+"""``WebSocket /v1/live``: suggestions while the conversation happens (protocol in README.md).
+
+One connection streams one interaction. Final turns are answered at once, partials at most once per
+debounce interval; the model runs in the live hub's thread pool; the shown label per task goes
+through the session's hysteresis. A bad message is answered with an error and the session goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import Any, Literal
+
+from fastapi import APIRouter, WebSocket
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.websockets import WebSocketDisconnect
+
+from model.errors import PodskazkaError
+from model.record import MAX_CHARS, Interaction
+from serve.duplicates import duplicate_for_request, problem_tasks
+from serve.live import LiveSession
+from serve.schemas import SuggestResponse
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["live"])
+
+CLOSE_CODES = {"ended": 1000, "not_ready": 1013, "idle": 4000, "taken_over": 4001, "evicted": 4002}
+
+
+class StartMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["start"]
+    interaction_id: str = Field(min_length=1, max_length=200)
+    channel: Literal["call", "chat", "email"] = "chat"
+    client_id: str | None = Field(None, max_length=200)
+    tasks: list[str] | None = None
+    top_k: int | None = Field(None, ge=1, le=100)
+
+
+class TurnMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["turn"]
+    seq: int = Field(ge=0, le=10**9, strict=True)
+    role: Literal["client", "operator", "bot"]
+    text: str = Field(max_length=MAX_CHARS)
+    final: bool = Field(True, strict=True)
+
+
+def predict_live(predictor, store_holder, settings, session: dict[str, Any], now: float) -> tuple[dict, Any]:
+    """The model call of one live update (runs in the thread pool). Returns (result with every label
+    ranked, duplicate block or ``False`` when the check did not run)."""
+    interaction = Interaction(turns=session["turns"], channel=session["channel"], id=session["interaction_id"])
+    tasks = list(session["tasks"])
+    if session["check_duplicate"]:
+        tasks += [t for t in problem_tasks(predictor.tasks) if t not in tasks]
+    result = predictor.predict([interaction], tasks=tasks, top_k=None, top_macros=settings.top_macros)[0]
+    duplicate: Any = False
+    if session["check_duplicate"]:
+        duplicate = duplicate_for_request(
+            predictor, store_holder, settings, interaction=interaction, interaction_id=session["interaction_id"],
+            client_id=session["client_id"], result=result, now=now,
+        )
+    return result, duplicate
+
+
+class LiveConnection:
+    """The protocol on one socket."""
+
+    def __init__(self, ws: WebSocket) -> None:
+        self.ws = ws
+        self.app = ws.app
+        self.hub = ws.app.state.live
+        self.settings = ws.app.state.settings
+        self.predictor = ws.app.state.predictor
+        self.session: LiveSession | None = None
+        self.stop = asyncio.Event()
+        self.stop_reason = "taken_over"
+        self._send_lock = asyncio.Lock()
+        self._pending: asyncio.Task | None = None  # a debounced partial update, still waiting
+        self._tasks: set[asyncio.Task] = set()
+
+    def kick(self, reason: str) -> None:
+        """Ask this connection to close (another connection took its session, or it was evicted)."""
+        self.stop_reason = reason
+        self.stop.set()
+
+    async def run(self) -> None:
+        receive: asyncio.Task | None = None
+        try:
+            while True:
+                receive = receive or asyncio.ensure_future(self.ws.receive())
+                stopped = asyncio.ensure_future(self.stop.wait())
+                done, _ = await asyncio.wait({receive, stopped}, timeout=self.settings.live_idle_seconds,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                stopped.cancel()
+                if self.stop.is_set():
+                    return await self.close(self.stop_reason)
+                if not done:
+                    return await self.close("idle")
+                message, receive = receive.result(), None
+                if message["type"] == "websocket.disconnect":
+                    return
+                raw = message.get("text")
+                if raw is None and message.get("bytes") is not None:
+                    raw = message["bytes"].decode("utf-8", errors="replace")
+                if await self.handle(raw) == "ended":
+                    return
+        finally:
+            if receive is not None:
+                receive.cancel()
+            for task in list(self._tasks):
+                task.cancel()
+            if self.session is not None:
+                self.hub.sessions.detach(self.session, self)
+
+    async def handle(self, raw: str | None) -> str | None:
+        try:
+            data = json.loads(raw or "")
+        except ValueError:
+            return await self.error("bad_message", "the message is not JSON; send one JSON object per frame")
+        kind = data.get("type") if isinstance(data, dict) else None
+        if kind == "ping":
+            return await self.send({"type": "pong"})
+        if kind not in ("start", "turn", "end"):
+            return await self.error("unknown_type", f"unknown message type {kind!r}; "
+                                    "use 'start', 'turn', 'end' or 'ping'")
+        if kind != "start" and self.session is None:
+            return await self.error("not_started", "send {'type': 'start', 'interaction_id': ...} first")
+        if self.session is not None:
+            self.hub.sessions.touch(self.session)
+        try:
+            if kind == "start":
+                return await self.on_start(StartMessage.model_validate(data))
+            if kind == "turn":
+                return await self.on_turn(TurnMessage.model_validate(data))
+        except ValidationError as exc:
+            details = [{"field": ".".join(str(p) for p in e["loc"]) or "message", "problem": e["msg"]}
+                       for e in exc.errors()]
+            summary = "; ".join(f"{d['field']}: {d['problem']}" for d in details[:5])
+            return await self.error("invalid_message", f"the {kind} message is invalid: {summary}", details)
+        except PodskazkaError as exc:
+            return await self.error(exc.code, exc.message, exc.details)
+        return await self.on_end()
+
+    async def on_start(self, msg: StartMessage) -> None:
+        if self.session is not None and self.session.interaction_id != msg.interaction_id:
+            return await self.error("already_started", f"this connection streams {self.session.interaction_id!r}; "
+                                    "open a new connection for another interaction")
+        tasks = self.predictor.check_tasks(msg.tasks)
+        top_k = msg.top_k or self.settings.default_top_k
+        session, resumed, to_close = self.hub.sessions.open(
+            msg.interaction_id, self,
+            make=lambda: self.hub.new_session(msg.interaction_id, channel=msg.channel, client_id=msg.client_id,
+                                              tasks=tasks, top_k=top_k),
+        )
+        if resumed and msg.tasks is not None:
+            session.tasks = tasks
+        if resumed and msg.top_k is not None:
+            session.top_k = top_k
+        session.client_id = session.client_id or msg.client_id
+        for owner, reason in to_close:
+            owner.kick(reason)
+        self.session = session
+        await self.send({
+            "type": "started", "interaction_id": session.interaction_id,
+            "model_version": self.predictor.model_version, "resumed": resumed,
+            "last_seq": max(session.final_seqs, default=None), "final_seqs": session.final_seqs,
+        })
+        if resumed and session.has_text():
+            await self.update()
+
+    async def on_turn(self, msg: TurnMessage) -> None:
+        changed = self.session.apply_turn(msg.seq, msg.role, msg.text, msg.final)
+        if not changed:
+            return
+        if msg.final:
+            if self._pending is not None:
+                self._pending.cancel()
+                self._pending = None
+            return await self.update()
+        if self._pending is None:
+            self._pending = self._spawn(self._debounced())
+
+    async def on_end(self) -> str:
+        if self._pending is not None:
+            self._pending.cancel()
+        self.hub.sessions.end(self.session, self)
+        await self.send({"type": "ended", "interaction_id": self.session.interaction_id})
+        self.session = None
+        await self.close("ended")
+        return "ended"
+
+    def _spawn(self, coro) -> asyncio.Task:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _debounced(self) -> None:
+        await asyncio.sleep(self.settings.live_debounce_ms / 1000)
+        self._pending = None
+        await self.update()
+
+    async def update(self) -> None:
+        """Predict on the turns so far and send the suggestions (in order, one at a time per session)."""
+        session = self.session
+        if session is None or not session.has_text():
+            return
+        async with session.compute_lock:
+            seq = session.last_seq
+            final = session.is_final(seq)
+            snapshot = {
+                "interaction_id": session.interaction_id, "channel": session.channel, "turns": session.window(),
+                "tasks": session.tasks or self.predictor.tasks, "client_id": session.client_id,
+                "check_duplicate": bool(final and session.client_id),
+            }
+            try:
+                result, duplicate = await self.hub.run_model(
+                    predict_live, self.predictor, self.app.state.store, self.settings, snapshot, time.time())
+            except PodskazkaError as exc:
+                return await self.error(exc.code, exc.message, exc.details)
+            except Exception:  # a bug must not end the session silently: log it, say so, go on
+                log.exception("live update failed for %s", session.interaction_id)
+                return await self.error("internal_error", "the server failed to update the suggestions; it has been logged")
+            if duplicate is not False:
+                session.duplicate = duplicate
+            message = self.suggestions(session, result, snapshot["tasks"], seq, final)
+            session.last_result = message
+            await self.send(message)
+
+    def suggestions(self, session: LiveSession, result: dict, tasks: list[str], seq: int, final: bool) -> dict:
+        stable = {}
+        for task in tasks:
+            ranked = result["predictions"][task]
+            label, held = session.stabilizer.update(task, {x["label"]: x["confidence"] for x in ranked})
+            confidence = next(x["confidence"] for x in ranked if x["label"] == label)
+            stable[task] = {"label": label, "confidence": confidence, "held": held}
+        body = SuggestResponse(  # the /v1/suggest body: every field the predictor gives, tasks as asked
+            **{**result, "predictions": {task: result["predictions"][task][: session.top_k] for task in tasks},
+               "decisions": {task: result["decisions"][task] for task in tasks}},
+            interaction_id=session.interaction_id, model_version=self.predictor.model_version,
+            duplicate=session.duplicate,
+        ).model_dump(mode="json")
+        return {"type": "suggestions", "seq": seq, "final": final, **body, "stable": stable}
+
+    async def send(self, message: dict) -> None:
+        async with self._send_lock:
+            try:
+                await self.ws.send_json(message)
+            except (WebSocketDisconnect, RuntimeError):
+                self.stop_reason = "gone"
+                self.stop.set()
+
+    async def error(self, code: str, message: str, details: list | None = None) -> None:
+        await self.send({"type": "error", "code": code, "message": message, "details": details or []})
+
+    async def close(self, reason: str) -> None:
+        if reason == "gone":
+            return
+        async with self._send_lock:
+            try:
+                await self.ws.close(code=CLOSE_CODES.get(reason, 1000), reason=reason)
+            except (WebSocketDisconnect, RuntimeError):
+                pass
+
+
+@router.websocket("/v1/live")
+async def live(ws: WebSocket) -> None:
+    """Stream one interaction's turns; receive suggestions (see README «Live suggestions and feedback»)."""
+    await ws.accept()
+    if getattr(ws.app.state, "predictor", None) is None or getattr(ws.app.state, "live", None) is None:
+        await ws.send_json({"type": "error", "code": "not_ready", "details": [],
+                            "message": "no model is loaded yet; retry when /readyz answers 200"})
+        return await ws.close(code=CLOSE_CODES["not_ready"], reason="not_ready")
+    await LiveConnection(ws).run()

@@ -1,0 +1,331 @@
+"""Feedback: the store on SQLite (WAL) and on a real throwaway PostgreSQL server, the HTTP endpoints,
+masking, acceptance statistics, the training export, and concurrent writes with nothing lost."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from serve.main import create_app
+from serve.settings import Settings
+from serve.export import export_training_records
+from serve.store import Feedback, PostgresStore, SQLiteStore, client_key
+
+PHONE_TURNS = [
+    {"role": "operator", "text": "билайн здравствуйте"},
+    {"role": "client", "text": "сняли деньги непонятно, мой номер +7 916 123-45-67, почта anna.k@mail.ru"},
+]
+
+
+# -- a throwaway PostgreSQL server --
+
+def _pg_bin() -> Path | None:
+    for folder in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True):
+        if Path(folder, "initdb").exists() and Path(folder, "pg_ctl").exists():
+            return Path(folder)
+    found = shutil.which("initdb")
+    return Path(found).parent if found and shutil.which("pg_ctl") else None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def postgres_server():
+    """initdb + pg_ctl into a temporary folder (as the postgres user when the tests run as root);
+    listens on a Unix socket only. Yields a URL template with {db}."""
+    pg_bin = _pg_bin()
+    if pg_bin is None:
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not found; install the postgresql package "
+                    "(bash .ci/system-deps.sh) to run the PostgreSQL store tests")
+    user = None
+    if os.geteuid() == 0:  # the server refuses to run as root
+        try:
+            account = pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root and there is no 'postgres' user to run the throwaway server as")
+        user = "postgres"
+    base = Path(tempfile.mkdtemp(prefix="podskazka-pg-", dir="/tmp" if user else None))  # reachable by postgres
+    if user:
+        os.chown(base, account.pw_uid, account.pw_gid)
+    data, port = base / "data", _free_port()
+
+    def run(*args):
+        subprocess.run([str(a) for a in args], check=True, cwd=base, user=user, capture_output=True, timeout=120)
+
+    try:
+        run(pg_bin / "initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8")
+        run(pg_bin / "pg_ctl", "-D", data, "-l", base / "server.log", "-w", "-t", "60", "-o",
+            f"-k {base} -c listen_addresses='' -p {port} -c fsync=off -c max_connections=50", "start")
+    except subprocess.CalledProcessError as exc:
+        shutil.rmtree(base, ignore_errors=True)
+        raise RuntimeError(f"could not start PostgreSQL: {exc.stderr.decode(errors='replace')}") from exc
+    try:
+        yield f"postgresql://postgres@/{{db}}?host={base}&port={port}"
+    finally:
+        run(pg_bin / "pg_ctl", "-D", data, "-m", "immediate", "-w", "stop")
+        shutil.rmtree(base, ignore_errors=True)
+
+
+_db_counter = iter(range(10**6))
+
+
+@pytest.fixture
+def postgres_url(postgres_server) -> str:
+    """A fresh database on the throwaway server for one test."""
+    import psycopg
+
+    name = f"t{next(_db_counter)}"
+    with psycopg.connect(postgres_server.format(db="postgres"), autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return postgres_server.format(db=name)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request, tmp_path):
+    if request.param == "sqlite":
+        made = SQLiteStore(tmp_path / "feedback.sqlite3")
+    else:
+        made = PostgresStore(request.getfixturevalue("postgres_url"), pool_size=4)
+    yield made
+    made.close()
+
+
+def _fb(i: int = 0, **kw) -> Feedback:
+    base = dict(interaction_id=f"int-{i}", model_version="v1", task="reason2", suggested="За что списание?",
+                chosen="За что списание?", accepted=True, operator_id="op-1", client_id="c-1", channel="call",
+                confidence=0.8, turns=tuple(PHONE_TURNS))
+    return Feedback(**{**base, **kw})
+
+
+# -- the store, on both backends --
+
+def test_store_stats_per_task_label_and_version(store):
+    store.add_feedback(_fb(1), now=1.0)
+    store.add_feedback(_fb(2, accepted=False, chosen="Настройки"), now=2.0)
+    store.add_feedback(_fb(3, model_version="v2"), now=3.0)
+    store.add_feedback(_fb(4, task="macros", suggested="M01", chosen="M01"), now=4.0)
+    stats = store.stats()
+    assert (stats["total"], stats["accepted"], stats["acceptance_rate"]) == (4, 3, 0.75)
+    assert stats["by_model_version"] == [
+        {"model_version": "v1", "total": 3, "accepted": 2, "acceptance_rate": 0.6667},
+        {"model_version": "v2", "total": 1, "accepted": 1, "acceptance_rate": 1.0},
+    ]
+    assert {r["task"]: r["total"] for r in stats["by_task"]} == {"macros": 1, "reason2": 3}
+    assert {"task": "reason2", "label": "За что списание?", "total": 3, "accepted": 2,
+            "acceptance_rate": 0.6667} in stats["by_label"]
+    assert store.stats(model_version="v2")["total"] == 1
+    assert store.stats(model_version="v9") == {"total": 0, "accepted": 0, "acceptance_rate": None,
+                                               "by_model_version": [], "by_task": [], "by_label": []}
+
+
+def test_store_masks_personal_data_and_hashes_client(store):
+    store.add_feedback(_fb(1, comment="перезвонить на 89161234567"), now=1.0)
+    row = store._run(lambda cur: store._exec(cur, "SELECT turns, comment, client_key FROM feedback").fetchone())
+    stored = json.dumps(row, ensure_ascii=False)
+    assert "123-45-67" not in stored and "anna.k@mail.ru" not in stored and "89161234567" not in stored
+    assert "__phone__" in row[0] and "__email__" in row[0] and "__phone__" in row[1]
+    assert row[2] == client_key("c-1") and "c-1" not in row[2]
+
+
+def test_store_export_is_valid_training_data(store, tmp_path, taxonomy_path):
+    from model.taxonomy import load_taxonomy
+    from training.data import load_data
+
+    store.add_feedback(_fb(1), now=1.0)  # accepted
+    store.add_feedback(_fb(2, accepted=False, chosen="Настройки"), now=2.0)  # corrected
+    store.add_feedback(_fb(2, task="macros", suggested="M01", chosen="M01"), now=3.0)
+    store.add_feedback(_fb(3, accepted=False, chosen=None), now=4.0)  # rejected, no correction: no label
+    store.add_feedback(_fb(4, turns=None), now=5.0)  # turns unknown: left out
+    records = list(export_training_records(store, page=2))
+    assert [r["id"] for r in records] == ["int-1", "int-2"]
+    assert records[0]["reason2"] == "За что списание?" and "macros" not in records[0]
+    assert records[1]["reason2"] == "Настройки" and records[1]["macros"] == ["M01"]
+    assert records[1]["client_id"] == client_key("c-1") and "__phone__" in records[1]["turns"][1]["text"]
+    path = tmp_path / "export.jsonl"
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    loaded = load_data([path], load_taxonomy(taxonomy_path))
+    assert [row.interaction.labels for row in loaded.rows] == [{"reason2": "За что списание?"},
+                                                                {"reason2": "Настройки"}]
+
+
+def test_store_concurrent_writes_lose_nothing(store):
+    def write(worker: int) -> list[int]:
+        return [store.add_feedback(_fb(worker * 1000 + i), now=float(i)) for i in range(25)]
+
+    with ThreadPoolExecutor(8) as pool:
+        ids = [i for chunk in pool.map(write, range(8)) for i in chunk]
+    assert len(ids) == len(set(ids)) == 200
+    assert store.count_feedback() == 200 and store.stats()["total"] == 200
+
+
+def test_store_remember_and_duplicate_lookup(store):
+    first = store.remember("a", client_id="c", channel="email", problem_task="topic", problem_label="Статус заказа",
+                           turns=PHONE_TURNS, now=100.0)
+    second = store.remember("b", client_id="c", channel="email", problem_task="topic",
+                            problem_label="Статус заказа", turns=None, now=200.0)
+    assert store.find_open_duplicate(second, client_id="c", since=0.0).interaction_id == "a"
+    assert store.find_open_duplicate(first, client_id="c", since=0.0) is None  # the earlier is not the duplicate
+    assert store.find_open_duplicate(second, client_id="c", since=150.0) is None  # out of the window
+    again = store.remember("a", client_id=None, channel="email", problem_task=None, problem_label=None,
+                           turns=None, now=300.0)
+    assert again.first_seen == 100.0 and again.problem_label == "Статус заказа"
+    assert "__phone__" in store.stored_turns("a")[1]["text"]
+    store.set_status("a", "closed")
+    assert store.find_open_duplicate(second, client_id="c", since=0.0) is None
+
+
+def test_store_feedback_keeps_remembered_turns_after_pruning(store):
+    store.remember("a", client_id="c", channel="call", problem_task="reason2", problem_label="Настройки",
+                   turns=PHONE_TURNS, now=100.0)
+    store.add_feedback(_fb(0, interaction_id="a", turns=None, chosen="Настройки", accepted=False), now=110.0)
+    assert store.prune_interactions(before=200.0) == 1 and store.stored_turns("a") is None
+    [record] = export_training_records(store)
+    assert record["reason2"] == "Настройки" and "__phone__" in record["turns"][1]["text"]
+
+
+def test_sqlite_store_is_wal_and_shared_by_processes(tmp_path):
+    path = tmp_path / "shared.sqlite3"
+    one, two = SQLiteStore(path), SQLiteStore(path)  # as two worker processes would
+    assert one.journal_mode == "wal"
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda i: (one if i % 2 else two).add_feedback(_fb(i), now=float(i)), range(100)))
+    assert one.count_feedback() == two.count_feedback() == 100
+    one.close()
+    two.close()
+
+
+def test_sqlite_store_unwritable_path_refused(tmp_path):
+    from serve.store import StoreError
+
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(StoreError, match="cannot open the feedback database"):
+        SQLiteStore(tmp_path / "a-file" / "feedback.sqlite3")
+
+
+def test_postgres_store_bad_url_refused(postgres_server):
+    from serve.store import StoreError
+
+    with pytest.raises(StoreError, match="cannot connect to the PostgreSQL feedback store"):
+        PostgresStore(postgres_server.format(db="no_such_database"))
+
+
+# -- the HTTP endpoints --
+
+@pytest.fixture
+def client(predictor, tmp_path):
+    app = create_app(Settings(model_dir=tmp_path / "unused", feedback_db=tmp_path / "fb.sqlite3"), predictor=predictor)
+    with TestClient(app) as c:
+        yield c
+
+
+def _post(client, **kw):
+    body = {"interaction_id": "call-1", "model_version": "v1", "task": "reason2", "suggested": "За что списание?",
+            "accepted": True, **kw}
+    return client.post("/v1/feedback", json=body)
+
+
+def test_feedback_endpoint_stats_and_export(client, predictor):
+    r = _post(client, turns=PHONE_TURNS, operator_id="op-7", confidence=0.81, rank=1)
+    assert r.status_code == 201, r.text
+    assert r.json() == {"id": 1, "interaction_id": "call-1", "closed": None}
+    assert _post(client, interaction_id="call-2", accepted=False, chosen="Настройки", text="не приходят настройки").status_code == 201
+    assert client.post("/v1/feedback", json={"interaction_id": "call-2", "model_version": "v1", "macro_id": "M01",
+                                             "accepted": True}).status_code == 201
+    stats = client.get("/v1/stats").json()
+    assert (stats["total"], stats["accepted"]) == (3, 2)
+    assert {"task": "macros", "label": "M01", "total": 1, "accepted": 1, "acceptance_rate": 1.0} in stats["by_label"]
+    r = client.get("/v1/feedback/export")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("application/x-ndjson")
+    records = [json.loads(line) for line in r.text.splitlines()]
+    assert [(x["id"], x["reason2"]) for x in records] == [("call-1", "За что списание?"), ("call-2", "Настройки")]
+    assert records[1]["turns"] == [{"role": "client", "text": "не приходят настройки"}]
+    assert records[1]["macros"] == ["M01"] and "__phone__" in records[0]["turns"][1]["text"]
+    assert client.get("/v1/stats", params={"model_version": "v2"}).json()["total"] == 0
+
+
+def test_feedback_takes_turns_of_live_session(client):
+    with client.websocket_connect("/v1/live") as ws:
+        ws.send_json({"type": "start", "interaction_id": "live-fb", "channel": "call"})
+        ws.receive_json()
+        ws.send_json({"type": "turn", "seq": 0, "role": "client", "text": PHONE_TURNS[1]["text"], "final": True})
+        ws.receive_json()
+        assert _post(client, interaction_id="live-fb").status_code == 201
+    [record] = [json.loads(line) for line in client.get("/v1/feedback/export").text.splitlines()]
+    assert record["id"] == "live-fb" and record["turns"][0]["text"].startswith("сняли деньги непонятно, мой номер __phone__")
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"task": "colour"}, "task is 'colour'; use one of"),
+        ({"chosen": "Почти списание"}, "chosen 'Почти списание' is not a label of task 'reason2'"),
+        ({"suggested": "Нечто"}, "suggested 'Нечто' is neither a label nor a group"),
+        ({"macro_id": "M01"}, "either 'task'"),
+        ({"task": None}, "either 'task'"),
+        ({"task": None, "macro_id": "M99"}, "macro_id 'M99' is not a macro"),
+        ({"suggested": None}, "give 'suggested'"),
+        ({"accepted": "yes"}, "accepted: Input should be a valid boolean"),
+        ({"operator": "x"}, "operator: Extra inputs are not permitted"),
+        ({"confidence": 2}, "confidence: Input should be less than or equal to 1"),
+    ],
+)
+def test_feedback_rejects_bad_requests(client, change, match):
+    body = {"interaction_id": "call-1", "model_version": "v1", "task": "reason2", "suggested": "За что списание?",
+            "accepted": True, **change}
+    r = client.post("/v1/feedback", json={k: v for k, v in body.items() if v is not None})
+    assert r.status_code == 422, r.text
+    assert match in r.json()["error"]["message"]
+
+
+def test_feedback_store_unavailable_is_503(predictor, tmp_path):
+    (tmp_path / "a-file").write_text("x")
+    settings = Settings(model_dir=tmp_path, feedback_db=tmp_path / "a-file" / "fb.sqlite3")
+    with TestClient(create_app(settings, predictor=predictor)) as c:
+        r = _post(c)
+        assert r.status_code == 503 and r.json()["error"]["code"] == "store_unavailable"
+        assert c.get("/healthz").status_code == 200
+
+
+def test_feedback_many_concurrent_requests_lose_nothing(client):
+    def post(i: int) -> int:
+        return _post(client, interaction_id=f"c-{i}", operator_id=f"op-{i % 5}").status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(post, range(120)))
+    assert codes == [201] * 120
+    assert client.get("/v1/stats").json()["total"] == 120
+
+
+def test_feedback_on_postgres_through_the_service(predictor, tmp_path, postgres_url):
+    settings = Settings(model_dir=tmp_path, database_url=postgres_url, feedback_db=tmp_path / "unused.sqlite3")
+    with TestClient(create_app(settings, predictor=predictor)) as c:
+        lock = threading.Lock()
+        done = []
+
+        def post(i: int) -> None:
+            r = _post(c, interaction_id=f"pg-{i}", turns=PHONE_TURNS)
+            with lock:
+                done.append(r.status_code)
+
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(post, range(60)))
+        assert done == [201] * 60
+        assert c.get("/v1/stats").json()["total"] == 60
+        assert len(c.get("/v1/feedback/export").text.splitlines()) == 60
+    assert not (tmp_path / "unused.sqlite3").exists()

@@ -1,0 +1,166 @@
+"""Engines: thin adapters that move chunks to :func:`relabel_batch` and finished chunks back.
+
+Every engine yields manifest entries (one per finished chunk); the coordinator records them. The unit
+of work is the same everywhere: read chunk → ``relabel_batch`` → ``write_chunk`` (parts written
+atomically by whoever labelled them), so the local engine, the local process pool and Ray give the same
+parts, row for row.
+
+- ``local`` with ``workers=1``: in this process (the floor of the benchmark, plus the writing);
+- ``local`` with ``workers=N``: N processes, each loading the model once; at most 2·N chunks in flight,
+  so memory stays flat;
+- ``ray``: Ray Data, reading tasks then ``map_batches`` over an actor pool (each actor loads the model
+  once). On a cluster the inputs and ``--output`` must be on storage every node sees.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import multiprocessing
+import os
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import pyarrow as pa
+
+from model.predictor import Predictor
+from training.relabel.batch import relabel_batch
+from training.relabel.sources import InputFile, iter_chunks
+from training.relabel.store import write_chunk
+
+
+@dataclass(frozen=True)
+class WorkSpec:
+    """Everything a worker needs, picklable: it loads the model itself."""
+
+    model_dir: str
+    out_dir: str
+    tasks: tuple[str, ...]
+    files: tuple[InputFile, ...]
+    batch_size: int
+    column_map: dict[str, str] = field(default_factory=dict)
+
+
+def pending_chunks(spec: WorkSpec, done: set[tuple[int, int]]) -> Iterator[tuple[int, int, pa.Table]]:
+    """Every chunk of every input that the manifest does not list yet, in input order."""
+    for file_index, info in enumerate(spec.files):
+        for chunk_index, table in iter_chunks(info, spec.batch_size):
+            if (file_index, chunk_index) not in done:
+                yield file_index, chunk_index, table
+
+
+def process_chunk(predictor: Predictor, spec: WorkSpec, file_index: int, chunk_index: int, table: pa.Table) -> dict[str, Any]:
+    """Label one chunk and write its parts; return its manifest entry."""
+    info = spec.files[file_index]
+    result = relabel_batch(
+        predictor, table, source_file=info.path, fmt=info.format, tasks=list(spec.tasks), column_map=spec.column_map
+    )
+    return write_chunk(Path(spec.out_dir), file_index, chunk_index, result.rows, result.rejects, result.stats)
+
+
+# -- local ----------------------------------------------------------------------------------------
+def run_local(spec: WorkSpec, done: set[tuple[int, int]], workers: int, predictor: Predictor | None = None) -> Iterator[dict]:
+    chunks = pending_chunks(spec, done)
+    if workers == 1:
+        predictor = predictor or Predictor.load(spec.model_dir)
+        for file_index, chunk_index, table in chunks:
+            yield process_chunk(predictor, spec, file_index, chunk_index, table)
+        return
+    context = multiprocessing.get_context("spawn")  # no fork of a process that holds Arrow threads
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(spec, os.getpid())) as pool:
+        in_flight = set()
+        for item in chunks:
+            in_flight.add(pool.submit(_work, *item))
+            if len(in_flight) >= 2 * workers:
+                finished, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+                yield from (f.result() for f in finished)
+        while in_flight:
+            finished, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+            yield from (f.result() for f in finished)
+
+
+class _Worker:
+    """The state of one worker process: its model, loaded once by the pool's initializer."""
+
+    predictor: Predictor | None = None
+    spec: WorkSpec | None = None
+    parent: int | None = None
+
+
+def _init_worker(spec: WorkSpec, parent: int) -> None:
+    _Worker.predictor, _Worker.spec, _Worker.parent = Predictor.load(spec.model_dir), spec, parent
+
+
+def _work(file_index: int, chunk_index: int, table: pa.Table) -> dict[str, Any]:
+    if os.getppid() != _Worker.parent:  # the coordinator was killed: write nothing more
+        os._exit(1)
+    return process_chunk(_Worker.predictor, _Worker.spec, file_index, chunk_index, table)
+
+
+# -- Ray ------------------------------------------------------------------------------------------
+def run_ray(spec: WorkSpec, done: set[tuple[int, int]], workers: int, *, cpus_per_worker: float = 1.0,
+            address: str | None = None, progress: bool = False) -> Iterator[dict]:
+    import ray
+
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        yield from _ray_entries(spec, done, workers, cpus_per_worker, progress)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _ray_entries(spec: WorkSpec, done: set[tuple[int, int]], workers: int, cpus_per_worker: float,
+                 progress: bool) -> Iterator[dict]:
+    import ray
+
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = progress
+    # Ray's defaults retry a task or restart an actor when a worker process dies; an exception raised
+    # by our code is never retried (bad rows do not raise: relabel_batch puts them in the rejects).
+    context.actor_task_retry_on_errors = False
+    files = ray.data.from_items([{"file_index": i} for i in range(len(spec.files))], override_num_blocks=max(len(spec.files), 1))
+    chunks = files.map_batches(
+        _read_chunks, batch_size=1, fn_kwargs={"spec": spec, "done": done}, num_cpus=min(cpus_per_worker, 1.0),
+    )
+    entries = chunks.map_batches(
+        _RayRelabel, fn_constructor_kwargs={"spec": spec}, batch_size=1, batch_format="pyarrow",
+        concurrency=workers, num_cpus=cpus_per_worker,
+    )
+    for row in entries.iter_rows():
+        yield json.loads(row["entry"])
+
+
+def _read_chunks(batch: dict, *, spec: WorkSpec, done: set[tuple[int, int]]) -> Iterator[dict]:
+    for file_index in batch["file_index"]:
+        file_index = int(file_index)
+        for chunk_index, table in iter_chunks(spec.files[file_index], spec.batch_size):
+            if (file_index, chunk_index) not in done:
+                yield {"file_index": [file_index], "chunk": [chunk_index], "ipc": [_to_ipc(table)]}
+
+
+def _to_ipc(table: pa.Table) -> bytes:
+    sink = io.BytesIO()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue()
+
+
+class _RayRelabel:
+    """A Ray Data actor: loads the model once, then labels and writes one chunk per call."""
+
+    def __init__(self, spec: WorkSpec) -> None:
+        self.spec = spec
+        self.predictor = Predictor.load(spec.model_dir)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        entries = []
+        for file_index, chunk_index, ipc in zip(*(batch.column(c).to_pylist() for c in ("file_index", "chunk", "ipc"))):
+            table = pa.ipc.open_stream(ipc).read_all()
+            entry = process_chunk(self.predictor, self.spec, int(file_index), int(chunk_index), table)
+            entries.append(json.dumps(entry, ensure_ascii=False))
+        return pa.table({"entry": pa.array(entries, pa.string())})
