@@ -64,6 +64,7 @@ CONFIGS = {
 }
 CORPUS_TASKS = ("reason2", "topic", "resolution")
 COLUMNS = ("tweets", "latency", "rutube", "cv")
+OVERRIDES: dict[str, list[str]] = {}  # model -> dotted config overrides (--set)
 LATENCY_BUDGET_P99_MS = 30.0
 
 
@@ -114,6 +115,7 @@ def transformer_config() -> tuple[Path | None, str]:
 
 
 def load_config(name: str, overrides: list[str] | None = None) -> TrainConfig:
+    overrides = list(overrides or []) + OVERRIDES.get(name, [])
     path = CONFIGS[name]
     config = TrainConfig.load(path, overrides)
     config.taxonomy = str(ROOT / config.taxonomy) if not Path(config.taxonomy).is_absolute() else config.taxonomy
@@ -294,10 +296,17 @@ def main() -> None:
     parser.add_argument("--columns", default=",".join(COLUMNS),
                         help=f"comma-separated subset of {list(COLUMNS)} (tweets and latency fit the corpus model, timed)")
     parser.add_argument("--requests", type=int, default=200, help="single requests timed per model")
+    parser.add_argument("--set", action="append", default=[], metavar="MODEL:KEY=VALUE",
+                        help="a config override for one row, e.g. transformer:model.params.max_train_seconds=600")
     parser.add_argument("--results", type=Path, help="JSON file that keeps rows between runs")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     names = [n.strip() for n in args.models.split(",") if n.strip()]
+    for item in args.set:
+        model, _, override = item.partition(":")
+        if model not in CONFIGS or "=" not in override:
+            raise SystemExit(f"--set {item!r}: write MODEL:KEY=VALUE with MODEL one of {list(CONFIGS)}")
+        OVERRIDES.setdefault(model, []).append(override)
     columns = {c.strip() for c in args.columns.split(",") if c.strip()} - ({"cv"} if args.skip_cv else set())
     if columns - set(COLUMNS):
         raise SystemExit(f"unknown column(s) {sorted(columns - set(COLUMNS))}; choose from {list(COLUMNS)}")
