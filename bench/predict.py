@@ -50,22 +50,33 @@ def percentiles(samples_ms: list[float]) -> str:
     return f"p50 {np.percentile(a, 50):.2f} ms  p99 {np.percentile(a, 99):.2f} ms  mean {a.mean():.2f} ms"
 
 
-def bench_in_process(predictor: Predictor, inputs: list[dict], batch: int) -> None:
+def time_single(call, inputs: list[dict]) -> list[float]:
+    """Milliseconds of ``call(x)`` for each input, after 20 warm-up calls."""
     for x in inputs[:20]:
-        predictor.predict([x])
+        call(x)
     times = []
     for x in inputs:
         t = time.perf_counter()
-        predictor.predict([x])
+        call(x)
         times.append((time.perf_counter() - t) * 1000)
-    print(f"in-process single request ({len(inputs)}): {percentiles(times)}")
+    return times
+
+
+def throughput(call_batch, inputs: list[dict], batch: int) -> tuple[float, int]:
+    """Rows per second of ``call_batch(rows)`` (returns how many rows it answered) over >= 4 batches."""
     rows = inputs * max(1, (4 * batch) // len(inputs) + 1)
     t = time.perf_counter()
     done = 0
     for i in range(0, len(rows), batch):
-        done += len(predictor.predict(rows[i:i + batch]))
-    dt = time.perf_counter() - t
-    print(f"in-process batch throughput (batch {batch}): {done / dt:,.0f} rows/s ({done} rows)")
+        done += call_batch(rows[i:i + batch])
+    return done / (time.perf_counter() - t), done
+
+
+def bench_in_process(predictor: Predictor, inputs: list[dict], batch: int) -> None:
+    times = time_single(lambda x: predictor.predict([x]), inputs)
+    print(f"in-process single request ({len(inputs)}): {percentiles(times)}")
+    rate, done = throughput(lambda rows: len(predictor.predict(rows)), inputs, batch)
+    print(f"in-process batch throughput (batch {batch}): {rate:,.0f} rows/s ({done} rows)")
 
 
 def _post(url: str, payload: dict) -> dict:
@@ -93,21 +104,12 @@ def bench_http(model_dir: Path, inputs: list[dict], batch: int) -> None:
                 if time.time() > deadline or proc.poll() is not None:
                     raise SystemExit("the server did not start")
                 time.sleep(0.3)
-        for x in inputs[:20]:
-            _post(f"{base}/v1/suggest", x)
-        times = []
-        for x in inputs:
-            t = time.perf_counter()
-            _post(f"{base}/v1/suggest", x)
-            times.append((time.perf_counter() - t) * 1000)
+        times = time_single(lambda x: _post(f"{base}/v1/suggest", x), inputs)
         print(f"HTTP single request ({len(inputs)}): {percentiles(times)}")
-        rows = inputs * max(1, (4 * batch) // len(inputs) + 1)
-        t = time.perf_counter()
-        done = 0
-        for i in range(0, len(rows), batch):
-            done += len(_post(f"{base}/v1/suggest/batch", {"interactions": rows[i:i + batch]})["results"])
-        dt = time.perf_counter() - t
-        print(f"HTTP batch throughput (batch {batch}): {done / dt:,.0f} rows/s ({done} rows)")
+        rate, done = throughput(
+            lambda rows: len(_post(f"{base}/v1/suggest/batch", {"interactions": rows})["results"]), inputs, batch
+        )
+        print(f"HTTP batch throughput (batch {batch}): {rate:,.0f} rows/s ({done} rows)")
     finally:
         proc.terminate()
         proc.wait(timeout=20)
