@@ -217,7 +217,6 @@ def test_relabel_refuses_an_output_folder_of_another_job(tmp_path, trained_bundl
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"engine": "flink"}, "engine must be one of"),
-    ({"engine": "spark"}, "'spark' is not available yet"),
     ({"workers": 0}, "workers must be >= 1, got 0"),
     ({"batch_size": 0}, "batch_size must be >= 1, got 0"),
     ({"inputs": []}, "at least one --input"),

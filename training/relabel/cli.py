@@ -12,7 +12,7 @@ def relabel_command(
     model: Path = typer.Option(..., "--model", help="bundle folder"),
     inputs: List[Path] = typer.Option(..., "--input", help="JSONL/CSV/Parquet files or folders (repeat)"),
     output: Path = typer.Option(..., "--output", help="output folder (run the same command again to resume)"),
-    engine: str = typer.Option("local", "--engine", help="local | ray"),
+    engine: str = typer.Option("local", "--engine", help="local | ray | spark"),
     tasks: Optional[List[str]] = typer.Option(None, "--tasks", help="tasks to label (repeat; default: every task)"),
     workers: Optional[int] = typer.Option(None, "--workers", help="worker processes or actors (default: every core)"),
     batch_size: int = typer.Option(2048, "--batch-size", help="rows per chunk (the unit of resumption)"),

@@ -2,22 +2,26 @@
 
 Every engine yields manifest entries (one per finished chunk); the coordinator records them. The unit
 of work is the same everywhere: read chunk → ``relabel_batch`` → ``write_chunk`` (parts written
-atomically by whoever labelled them), so the local engine, the local process pool and Ray give the same
-parts, row for row.
+atomically by whoever labelled them), so the local engine, the local process pool, Ray and Spark give
+the same parts, row for row.
 
 - ``local`` with ``workers=1``: in this process (the floor of the benchmark, plus the writing);
 - ``local`` with ``workers=N``: N processes, each loading the model once; at most 2·N chunks in flight,
   so memory stays flat;
 - ``ray``: Ray Data, reading tasks then ``map_batches`` over an actor pool (each actor loads the model
   once). On a cluster the inputs and ``--output`` must be on storage every node sees.
+- ``spark``: Spark ``mapInPandas`` (each Python worker loads the model once), for history in Hive;
+  ``local[N,M]`` when no SparkSession is active, so a failed task is tried again.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import multiprocessing
 import os
+import sys
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,3 +168,70 @@ class _RayRelabel:
             entry = process_chunk(self.predictor, self.spec, int(file_index), int(chunk_index), table)
             entries.append(json.dumps(entry, ensure_ascii=False))
         return pa.table({"entry": pa.array(entries, pa.string())})
+
+
+# -- Spark ----------------------------------------------------------------------------------------
+SPARK_TASK_ATTEMPTS = 4  # local[N,M]: a task that fails (a worker process died) is tried M times in all
+_spark_predictors: dict[str, Predictor] = {}  # per Python worker process: the model, loaded once
+
+
+def run_spark(spec: WorkSpec, done: set[tuple[int, int]], workers: int) -> Iterator[dict]:
+    """Spark ``mapInPandas``: reading tasks (one per input file) cut chunks, which are spread over the
+    partitions and labelled there. Uses the active SparkSession when there is one (a cluster: inputs
+    and ``--output`` on storage every node sees), else starts ``local[workers,4]`` and stops it after.
+    The entries come back when the Spark job ends; a kill before that leaves parts the next run writes
+    again under the same names, so the output still holds every row once."""
+    from pyspark.sql import SparkSession
+
+    spark = SparkSession.getActiveSession()
+    started = spark is None
+    if started:
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # the workers run this interpreter
+        spark = (
+            SparkSession.builder.master(f"local[{workers},{SPARK_TASK_ATTEMPTS}]").appName("podskazka-relabel")
+            .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
+            .config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1")
+            .getOrCreate()
+        )
+    try:
+        yield from _spark_entries(spark, spec, done, workers)
+    finally:
+        if started:
+            spark.stop()
+
+
+def _spark_entries(spark, spec: WorkSpec, done: set[tuple[int, int]], workers: int) -> Iterator[dict]:
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "1")  # one chunk per Arrow batch
+    files = spark.range(len(spec.files), numPartitions=max(len(spec.files), 1)).withColumnRenamed("id", "file_index")
+    chunks = files.mapInPandas(
+        functools.partial(_spark_read_chunks, spec=spec, done=done), "file_index long, chunk long, ipc binary"
+    )
+    entries = chunks.repartition(max(workers, 1) * 4, "file_index", "chunk").mapInPandas(
+        functools.partial(_spark_relabel, spec=spec), "entry string"
+    )
+    for row in entries.collect():
+        yield json.loads(row["entry"])
+
+
+def _spark_read_chunks(batches, *, spec: WorkSpec, done: set[tuple[int, int]]):
+    import pandas as pd
+
+    for batch in batches:
+        for file_index in batch["file_index"]:
+            file_index = int(file_index)
+            for chunk_index, table in iter_chunks(spec.files[file_index], spec.batch_size):
+                if (file_index, chunk_index) not in done:
+                    yield pd.DataFrame({"file_index": [file_index], "chunk": [chunk_index], "ipc": [_to_ipc(table)]})
+
+
+def _spark_relabel(batches, *, spec: WorkSpec):
+    import pandas as pd
+
+    predictor = _spark_predictors.get(spec.model_dir)
+    if predictor is None:
+        predictor = _spark_predictors[spec.model_dir] = Predictor.load(spec.model_dir)
+    for batch in batches:
+        for file_index, chunk_index, ipc in zip(batch["file_index"], batch["chunk"], batch["ipc"]):
+            table = pa.ipc.open_stream(ipc).read_all()
+            entry = process_chunk(predictor, spec, int(file_index), int(chunk_index), table)
+            yield pd.DataFrame({"entry": [json.dumps(entry, ensure_ascii=False)]})

@@ -18,7 +18,7 @@ from tqdm import tqdm
 from model.errors import ConfigError
 from model.predictor import Predictor
 from training.relabel.batch import merge_stats
-from training.relabel.engines import WorkSpec, run_local, run_ray
+from training.relabel.engines import WorkSpec, run_local, run_ray, run_spark
 from training.relabel.report import diff_markdown, diff_report
 from training.relabel.sources import count_rows, discover_inputs
 from training.relabel.store import JobStore, write_text_atomic
@@ -49,8 +49,8 @@ class RelabelConfig:
             raise ConfigError(f"engine must be one of {list(ENGINES)}, got {self.engine!r}")
         if self.engine == "ray" and importlib.util.find_spec("ray") is None:
             raise ConfigError("engine 'ray' needs Ray Data, which is not installed: pip install -e '.[cluster]'")
-        if self.engine == "spark":
-            raise ConfigError("engine 'spark' is not available yet; use --engine local or --engine ray")
+        if self.engine == "spark" and importlib.util.find_spec("pyspark") is None:
+            raise ConfigError("engine 'spark' needs PySpark, which is not installed: pip install -e '.[cluster]'")
         if self.workers is None:
             self.workers = os.cpu_count() or 1
         if self.workers < 1:
@@ -128,6 +128,8 @@ def _engine(config: RelabelConfig, spec: WorkSpec, done: set, predictor: Predict
     if config.engine == "ray":
         return run_ray(spec, done, config.workers, cpus_per_worker=config.cpus_per_worker,
                        address=config.ray_address, progress=bool(config.progress))
+    if config.engine == "spark":
+        return run_spark(spec, done, config.workers)
     return run_local(spec, done, config.workers, predictor)
 
 
