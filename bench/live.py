@@ -28,26 +28,14 @@ from pathlib import Path
 import numpy as np
 from websockets.sync.client import connect
 
+from predict import load_inputs  # bench/ is on sys.path when this script runs
+
 ROOT = Path(__file__).resolve().parents[1]
-FALLBACK = [
-    {"channel": "call", "turns": [{"role": "operator", "text": "билайн здравствуйте меня зовут анна"},
-                                  {"role": "client", "text": "ну у меня деньги сняли вчера непонятно за что сто пятьдесят рублей"},
-                                  {"role": "operator", "text": "сейчас проверю списания по вашему номеру"}]},
-    {"channel": "chat", "turns": [{"role": "bot", "text": "Здравствуйте! Я бот поддержки"},
-                                  {"role": "client", "text": "где мой заказ 12345678-0012 уже неделю не двигается"}]},
-]
 
 
 def load_conversations(n: int) -> list[dict]:
-    rows = []
-    for path in sorted((ROOT / "datasets" / "corpus").glob("*.jsonl")):
-        for line in path.read_text(encoding="utf-8").splitlines():
-            r = json.loads(line)
-            if r["channel"] in ("call", "chat") and r.get("turns"):
-                rows.append({"channel": r["channel"], "turns": r["turns"][:12]})
-    rows = rows or FALLBACK
-    rng = np.random.default_rng(0)
-    return [rows[i] for i in rng.integers(0, len(rows), size=n)]
+    """Calls and chats from the corpus (the live channels), at most 12 turns each."""
+    return load_inputs(n, channels=("call", "chat"), max_turns=12)
 
 
 def start_server(model_dir: Path, db: Path) -> tuple[subprocess.Popen, str]:

@@ -34,12 +34,14 @@ FALLBACK = [
 ]
 
 
-def load_inputs(n: int) -> list[dict]:
+def load_inputs(n: int, *, channels: tuple[str, ...] = ("call", "chat", "email"), max_turns: int | None = None) -> list[dict]:
+    """``n`` conversations drawn (seeded) from the corpus, or from a built-in pair when it is absent."""
     rows = []
     for path in sorted((ROOT / "datasets" / "corpus").glob("*.jsonl")):
         for line in path.read_text(encoding="utf-8").splitlines():
             r = json.loads(line)
-            rows.append({"channel": r["channel"], "turns": r["turns"]})
+            if r["channel"] in channels and r.get("turns"):
+                rows.append({"channel": r["channel"], "turns": r["turns"][:max_turns]})
     rows = rows or FALLBACK
     rng = np.random.default_rng(0)
     return [rows[i] for i in rng.integers(0, len(rows), size=n)]
