@@ -1,11 +1,12 @@
 """The model ladder on one table: quality on the corpus and on real text, train time, latency.
 
-    python bench/quality.py [--models tfidf,hybrid-use,hybrid-e5,transformer] [--folds 5] [--skip-cv]
+    python bench/quality.py [--models tfidf,hybrid-use,hybrid-e5,transformer,transformer-cpu] [--folds 5] [--skip-cv]
                             [--columns tweets,latency,rutube,cv] [--requests 200] [--results FILE.json]
 
 Rows: ``tfidf`` (training/configs/default.yaml), ``hybrid-use`` and ``hybrid-e5``
-(training/configs/hybrid_*.yaml), ``transformer`` (training/configs/transformer*.yaml, when
-model.transformer imports and such a config exists; otherwise the row says why it is absent).
+(training/configs/hybrid_*.yaml), ``transformer`` (training/configs/transformer_e5.yaml: every layer
+fine-tuned) and ``transformer-cpu`` (transformer_e5_cpu.yaml: the top layers on cached lower ones), when
+model.transformer imports and the base checkpoint is built; otherwise the row says why it is absent.
 Columns:
 
 - corpus CV: macro-F1 per task (reason2 / topic / resolution), k-fold cross-validation grouped by
@@ -60,7 +61,8 @@ CONFIGS = {
     "tfidf": ROOT / "training" / "configs" / "default.yaml",
     "hybrid-use": ROOT / "training" / "configs" / "hybrid_use.yaml",
     "hybrid-e5": ROOT / "training" / "configs" / "hybrid_e5.yaml",
-    "transformer": None,  # found at run time
+    "transformer": ROOT / "training" / "configs" / "transformer_e5.yaml",
+    "transformer-cpu": ROOT / "training" / "configs" / "transformer_e5_cpu.yaml",
 }
 CORPUS_TASKS = ("reason2", "topic", "resolution")
 COLUMNS = ("tweets", "latency", "rutube", "cv")
@@ -103,15 +105,18 @@ def latency_inputs(n: int) -> list[dict]:
 
 
 # -------------------------------------------------------------------------- configs
-def transformer_config() -> tuple[Path | None, str]:
+def transformer_missing(name: str) -> str:
+    """Why a transformer row cannot run here ("" when it can)."""
     try:
-        import model.transformer  # noqa: F401
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
     except ImportError as exc:
-        return None, f"model.transformer does not import ({exc})"
-    found = sorted((ROOT / "training" / "configs").glob("transformer*.yaml"))
-    if not found:
-        return None, "no training/configs/transformer*.yaml"
-    return found[0], ""
+        return f"the transformer extra is not installed ({exc}): pip install -e '.[transformer]'"
+    base = str(load_config(name).model.params.get("base_model", ""))
+    if base.startswith(str(ROOT / "models")) and not Path(base).is_dir():  # the offline checkpoint
+        local = Path(base).relative_to(ROOT)
+        return f"{local} is not built: podskazka pretrained build e5-small --out {local}"
+    return ""
 
 
 def load_config(name: str, overrides: list[str] | None = None) -> TrainConfig:
@@ -119,6 +124,9 @@ def load_config(name: str, overrides: list[str] | None = None) -> TrainConfig:
     path = CONFIGS[name]
     config = TrainConfig.load(path, overrides)
     config.taxonomy = str(ROOT / config.taxonomy) if not Path(config.taxonomy).is_absolute() else config.taxonomy
+    base = config.model.params.get("base_model")
+    if isinstance(base, str) and base.startswith("models/"):  # a checkpoint built in this repository
+        config.model.params["base_model"] = str(ROOT / base)
     return config
 
 
@@ -152,11 +160,6 @@ def run_model(name: str, folds: int, columns: set[str], requests: int, on_column
         log.info("%s: tweets %s", name, row["tweets"])
         on_column(row)
 
-    if "latency" in columns:
-        row["latency_ms"] = latency(bundle, requests)
-        log.info("%s: latency %s", name, row["latency_ms"])
-        on_column(row)
-
     if "rutube" in columns and (SHARED / "rutube_support" / "train.csv").is_file():
         row["rutube"] = rutube(config)
         log.info("%s: rutube %s", name, row["rutube"])
@@ -168,6 +171,11 @@ def run_model(name: str, folds: int, columns: set[str], requests: int, on_column
         row["cv"] = {"folds": folds, **{t: {k: report["tasks"][t][k] for k in ("accuracy", "macro_f1", "ece")}
                                         for t in report["tasks"]}}
         log.info("%s: cv %s", name, row["cv"])
+        on_column(row)
+
+    if "latency" in columns:  # last: it empties the encoder memo the other columns reuse
+        row["latency_ms"] = latency(bundle, requests)
+        log.info("%s: latency %s", name, row["latency_ms"])
     return row
 
 
@@ -317,12 +325,11 @@ def main() -> None:
         log.warning("%s is absent: the tweets and RUTUBE columns are left empty", SHARED)
     rows = json.loads(args.results.read_text(encoding="utf-8")) if args.results and args.results.is_file() else {}
     for name in names:
-        if name == "transformer":
-            path, why = transformer_config()
-            if path is None:
+        if name.startswith("transformer"):
+            why = transformer_missing(name)
+            if why:
                 rows[name] = {"model": name, "skipped": why}
                 continue
-            CONFIGS[name] = path
         previous = rows.get(name, {})
 
         def keep(row: dict, previous=previous, name=name) -> None:

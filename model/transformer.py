@@ -52,10 +52,13 @@ class TransformerConfig:
     pooling: str = "mean"
     freeze_embeddings: bool = True  # keep the (large, multilingual) word embeddings as pretrained
     train_layers: int | None = None  # fine-tune only the top N encoder layers (None: all)
+    cache_frozen: bool = True  # with train_layers: encode the frozen layers below them once, not every step
+    cache_max_mb: int = 4096  # ... unless their outputs (float16) would take more memory than this
     epochs: float = 3.0
     max_steps: int | None = None  # stop after this many optimiser steps (quick runs)
     max_train_seconds: float | None = None  # stop after this much training time (quick runs)
     batch_size: int = 16
+    length_bucketing: bool = True  # batch rows of similar length together (less padding per step)
     learning_rate: float = 5e-5  # encoder
     head_learning_rate: float = 1e-3
     weight_decay: float = 0.01
@@ -84,8 +87,10 @@ class TransformerConfig:
             _check_int("threads", self.threads, 1, 1024)
         if self.train_layers is not None:
             _check_int("train_layers", self.train_layers, 0, 1000)
-        if not isinstance(self.freeze_embeddings, bool):
-            raise ConfigError(f"model.freeze_embeddings must be true or false, got {self.freeze_embeddings!r}")
+        _check_int("cache_max_mb", self.cache_max_mb, 0, 10**7)
+        for name in ("freeze_embeddings", "cache_frozen", "length_bucketing"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"model.{name} must be true or false, got {getattr(self, name)!r}")
         for name, choices in (("pooling", POOLINGS), ("runtime", RUNTIMES), ("save_dtype", SAVE_DTYPES),
                               ("device", DEVICES)):
             if getattr(self, name) not in choices:

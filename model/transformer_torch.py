@@ -107,19 +107,94 @@ def _check_positions(encoder_config, max_length: int) -> None:
         raise ConfigError(f"model.max_length is {max_length}, the encoder takes at most {limit} tokens per window")
 
 
-def _window_vectors(encoder, windows: list[list[int]], pad_id: int, pooling: str, device) -> torch.Tensor:
+def _padded(windows: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
     longest = max(len(w) for w in windows)
     ids = torch.full((len(windows), longest), pad_id, dtype=torch.long)
     mask = torch.zeros((len(windows), longest), dtype=torch.long)
     for i, w in enumerate(windows):
         ids[i, : len(w)] = torch.tensor(w, dtype=torch.long)
         mask[i, : len(w)] = 1
-    ids, mask = ids.to(device), mask.to(device)
-    hidden = encoder(input_ids=ids, attention_mask=mask).last_hidden_state
+    return ids.to(device), mask.to(device)
+
+
+def _pool_tokens(hidden: torch.Tensor, mask: torch.Tensor, pooling: str) -> torch.Tensor:
     if pooling == "cls":
         return hidden[:, 0]
     weights = mask.unsqueeze(-1).to(hidden.dtype)
     return (hidden * weights).sum(1) / weights.sum(1)
+
+
+def _window_vectors(encoder, windows: list[list[int]], pad_id: int, pooling: str, device) -> torch.Tensor:
+    ids, mask = _padded(windows, pad_id, device)
+    return _pool_tokens(encoder(input_ids=ids, attention_mask=mask).last_hidden_state, mask, pooling)
+
+
+# ------------------------------------------------- frozen lower layers, encoded once
+# With ``train_layers: N`` the embeddings and every layer below the top N are frozen (see _freeze): their
+# output for a window never changes during training. It is computed once (no dropout, no autograd) and
+# kept in float16; each step then runs only the top N layers. On a CPU this is what makes fine-tuning
+# affordable (a 12-layer encoder with N=4: about a third of the work per step).
+def frozen_prefix(encoder, cfg) -> int:
+    """How many bottom layers are encoded once (0: no cache, every step runs the whole encoder)."""
+    layers = getattr(getattr(encoder, "encoder", None), "layer", None)
+    if not cfg.cache_frozen or cfg.train_layers is None or layers is None:
+        return 0
+    return max(0, len(layers) - cfg.train_layers)
+
+
+def _layers(encoder) -> torch.nn.ModuleList:
+    return encoder.encoder.layer
+
+
+def _attention_mask(encoder, hidden: torch.Tensor, mask: torch.Tensor):
+    """The mask the encoder's own layers expect (its attention implementation decides the form)."""
+    try:
+        from transformers.masking_utils import create_bidirectional_mask
+    except ImportError:  # transformers 4.x: the additive extended mask
+        return encoder.get_extended_attention_mask(mask, mask.shape)
+    return create_bidirectional_mask(config=encoder.config, inputs_embeds=hidden, attention_mask=mask)
+
+
+def _run_layers(encoder, layers, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    extended = _attention_mask(encoder, hidden, mask)
+    for layer in layers:
+        out = layer(hidden, extended)
+        hidden = out[0] if isinstance(out, tuple) else out  # transformers 4.x layers return tuples
+    return hidden
+
+
+@torch.no_grad()
+def encode_prefix(encoder, windows: list[list[int]], frozen: int, pad_id: int, batch_size: int,
+                  device) -> list[torch.Tensor]:
+    """Per window, the hidden states after the embeddings and the bottom ``frozen`` layers (float16)."""
+    was_training = encoder.training
+    encoder.eval()
+    layers = list(_layers(encoder))[:frozen]
+    out: list[torch.Tensor | None] = [None] * len(windows)
+    order = sorted(range(len(windows)), key=lambda j: -len(windows[j]))
+    try:
+        for start in range(0, len(order), batch_size):
+            chunk = order[start:start + batch_size]
+            ids, mask = _padded([windows[j] for j in chunk], pad_id, device)
+            hidden = _run_layers(encoder, layers, encoder.embeddings(input_ids=ids), mask)
+            for row, j in enumerate(chunk):
+                out[j] = hidden[row, : len(windows[j])].to("cpu", torch.float16).clone()
+    finally:
+        encoder.train(was_training)
+    return out
+
+
+def _cached_window_vectors(encoder, states: list[torch.Tensor], frozen: int, pooling: str, device) -> torch.Tensor:
+    """Window vectors from cached bottom-layer states, through the trained top layers."""
+    longest = max(len(s) for s in states)
+    hidden = torch.zeros((len(states), longest, states[0].shape[1]), dtype=torch.float32)
+    mask = torch.zeros((len(states), longest), dtype=torch.long)
+    for i, s in enumerate(states):
+        hidden[i, : len(s)] = s.float()
+        mask[i, : len(s)] = 1
+    hidden, mask = hidden.to(device), mask.to(device)
+    hidden = _run_layers(encoder, list(_layers(encoder))[frozen:], hidden, mask)
+    return _pool_tokens(hidden, mask, pooling)
 
 
 def _pool_items(vectors: torch.Tensor, owners: list[int], lengths: list[int], n_items: int) -> torch.Tensor:
@@ -132,12 +207,18 @@ def _pool_items(vectors: torch.Tensor, owners: list[int], lengths: list[int], n_
     return total / norm
 
 
-def _forward(model, items: list[list[list[int]]], device) -> list[torch.Tensor]:
-    """Logits of every head for a batch of items (each a list of windows)."""
+def _forward(model, items: list[list[list[int]]], device, cached: list | None = None,
+             frozen: int = 0) -> list[torch.Tensor]:
+    """Logits of every head for a batch of items (each a list of windows); ``cached`` holds, per
+    item, its windows' bottom-layer states when the frozen layers were encoded once."""
     net = model.network_
     flat = [w for windows in items for w in windows]
     owners = [i for i, windows in enumerate(items) for _ in windows]
-    vectors = _window_vectors(net["encoder"], flat, model.special_ids_["pad"], model.config.pooling, device)
+    if cached is not None:
+        states = [s for item_states in cached for s in item_states]
+        vectors = _cached_window_vectors(net["encoder"], states, frozen, model.config.pooling, device)
+    else:
+        vectors = _window_vectors(net["encoder"], flat, model.special_ids_["pad"], model.config.pooling, device)
     pooled = net["dropout"](_pool_items(vectors, owners, [len(w) for w in flat], len(items)))
     return [head(pooled) for head in net["heads"].values()]
 
@@ -164,16 +245,25 @@ def train(model, windows: list, targets: dict[str, np.ndarray], rows: np.ndarray
     )
     y = {h: torch.as_tensor(t) for h, t in targets.items()}
     rng = np.random.default_rng(cfg.seed)
+    lengths = np.array([max(len(w) for w in ws) for ws in windows])
     order: list[int] = []
+    started = time.monotonic()
+    frozen, cache = frozen_prefix(net["encoder"], cfg), None
+    if frozen:
+        cache = _cache_rows(model, windows, rows, frozen, device)
+        if cache is None:
+            frozen = 0
+    cache_seconds = round(time.monotonic() - started, 1)
     started, losses, stopped_by = time.monotonic(), [], "steps"
     log.info("fine-tuning %s on %d rows: %d steps of %d (%.2f epochs) on %s", cfg.base_model, len(rows),
              total_steps, cfg.batch_size, total_steps / per_epoch, device)
     bar = tqdm(range(total_steps), desc="fine-tuning", disable=None)
     for step in bar:
         if len(order) < cfg.batch_size:
-            order += rng.permutation(rows).tolist()
+            order += epoch_order(rng, rows, lengths, cfg.batch_size if cfg.length_bucketing else 0)
         batch, order = order[: cfg.batch_size], order[cfg.batch_size:]
-        logits = _forward(model, [windows[i] for i in batch], device)
+        logits = _forward(model, [windows[i] for i in batch], device,
+                          None if cache is None else [cache[i] for i in batch], frozen)
         loss = _masked_loss(logits, [y[h][batch].to(device) for h in y])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -194,7 +284,45 @@ def train(model, windows: list, targets: dict[str, np.ndarray], rows: np.ndarray
     steps = len(losses)
     return {"steps": steps, "epochs": round(steps / per_epoch, 3), "seconds": round(time.monotonic() - started, 1),
             "final_loss": round(float(np.mean(losses[-20:])), 4), "rows": int(len(rows)), "device": device.type,
-            "stopped_by": stopped_by}
+            "stopped_by": stopped_by, "cached_layers": frozen, "cache_seconds": cache_seconds if frozen else 0.0}
+
+
+def _cache_rows(model, windows: list, rows: np.ndarray, frozen: int, device) -> dict[int, list] | None:
+    """The bottom-layer states of every training row's windows, or None when they would not fit in
+    ``model.cache_max_mb`` (training then runs the whole encoder each step, as without a cache)."""
+    cfg = model.config
+    encoder = model.network_["encoder"]
+    tokens = sum(len(w) for i in rows for w in windows[i])
+    size_mb = tokens * encoder.config.hidden_size * 2 / 2**20
+    if size_mb > cfg.cache_max_mb:
+        log.warning("the frozen layers' outputs would take %.0f MB (model.cache_max_mb is %s): not cached, every "
+                    "step runs the whole encoder", size_mb, cfg.cache_max_mb)
+        return None
+    flat = [w for i in rows for w in windows[i]]
+    log.info("encoding the %d frozen layers once: %d windows, %d tokens, %.0f MB", frozen, len(flat), tokens, size_mb)
+    states = encode_prefix(encoder, flat, frozen, model.special_ids_["pad"], cfg.predict_batch_size, device)
+    cache, k = {}, 0
+    for i in rows:
+        cache[int(i)] = states[k:k + len(windows[i])]
+        k += len(windows[i])
+    return cache
+
+
+def epoch_order(rng: np.random.Generator, rows: np.ndarray, lengths: np.ndarray, batch_size: int,
+                pool_batches: int = 32) -> list[int]:
+    """One epoch of rows in a random order. With ``batch_size``, rows are sorted by length within
+    random pools of ``pool_batches`` batches and the batches shuffled: each batch holds rows of
+    similar length, so little of a step is spent on padding, and the batches still vary."""
+    order = rng.permutation(rows)
+    if not batch_size:
+        return order.tolist()
+    batches = []
+    pool = batch_size * pool_batches
+    for start in range(0, len(order), pool):
+        chunk = order[start:start + pool]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+    return [int(i) for k in rng.permutation(len(batches)) for i in batches[k]]
 
 
 def _optimizer(net, cfg) -> torch.optim.Optimizer:

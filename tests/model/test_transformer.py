@@ -240,3 +240,66 @@ def test_transformer_cuda_without_gpu_is_a_config_error(tiny_checkpoint):
     config = TransformerConfig(**dict(TINY_PARAMS, base_model=str(tiny_checkpoint), device="cuda"))
     with pytest.raises(ConfigError, match="model.device is 'cuda' but torch sees no CUDA device"):
         TransformerMultiTask(config).fit(_interactions(make_rows(2)), list(TASKS))
+
+
+def test_transformer_cached_frozen_layers_match_the_whole_encoder(tiny_checkpoint):
+    """The top layers run on cached bottom-layer states give the full encoder's window vectors."""
+    from model import transformer_torch as tt
+
+    model = TransformerMultiTask(TransformerConfig(**dict(TINY_PARAMS, base_model=str(tiny_checkpoint), train_layers=1)))
+    model.tokenizer_, model.special_ids_ = tt.load_tokenizer(str(tiny_checkpoint))
+    model.classes_, model.domain_classes_ = {"reason2": ["a", "b"]}, None
+    model.network_ = tt.new_network(model.config, model._head_sizes())
+    encoder = model.network_["encoder"].eval()
+    texts = [render_for_encoder(x) for x in _interactions(make_rows(2))]
+    windows = [w for ws in tt.windows_for(model, texts) for w in ws]
+    assert len({len(w) for w in windows}) > 1  # padding is exercised
+    frozen = tt.frozen_prefix(encoder, model.config)
+    assert frozen == 1
+    states = tt.encode_prefix(encoder, windows, frozen, model.special_ids_["pad"], 8, "cpu")
+    assert [len(s) for s in states] == [len(w) for w in windows] and states[0].dtype == torch.float16
+    with torch.no_grad():
+        cached = tt._cached_window_vectors(encoder, states, frozen, "mean", "cpu")
+        whole = tt._window_vectors(encoder, windows, model.special_ids_["pad"], "mean", "cpu")
+    torch.testing.assert_close(cached, whole, rtol=0, atol=5e-3)  # float16 storage of the states
+    assert tt.frozen_prefix(encoder, TransformerConfig(train_layers=None)) == 0
+    assert tt.frozen_prefix(encoder, TransformerConfig(train_layers=1, cache_frozen=False)) == 0
+
+
+def test_transformer_fits_top_layers_on_cached_states(tiny_checkpoint):
+    """train_layers=1: the bottom layer is encoded once, it and the embeddings never change, and the
+    model still learns the rows; with too small a cache_max_mb the whole encoder runs every step."""
+    from model import transformer_torch as tt
+
+    params = dict(TINY_PARAMS, base_model=str(tiny_checkpoint), train_layers=1, calibration_fraction=0.0)
+    rows = make_rows()
+    items = _interactions(rows)
+    before = tt.new_network(TransformerConfig(**params), {"x": 2})["encoder"].state_dict()
+    model = TransformerMultiTask(TransformerConfig(**params)).fit(items, ["reason2"])
+    report = model.train_report_
+    assert report["cached_layers"] == 1 and report["steps"] > 0
+    after = model.network_["encoder"].state_dict()  # int8 runtime: the quantised layers are packed
+    for name in ("embeddings.word_embeddings.weight", "embeddings.LayerNorm.weight"):
+        torch.testing.assert_close(after[name], before[name].half().float())
+    classes, p = model.predict_proba(items, ["reason2"])[0]["reason2"]
+    labelled = [(i, r["reason2"]) for i, r in enumerate(rows) if "reason2" in r]
+    assert np.mean([classes[int(np.argmax(p[i]))] == label for i, label in labelled]) >= 0.9
+
+    uncached = TransformerMultiTask(TransformerConfig(**dict(params, cache_max_mb=0, max_steps=2)))
+    uncached.fit(items, ["reason2"])
+    assert uncached.train_report_["cached_layers"] == 0 and uncached.train_report_["steps"] == 2
+
+
+def test_transformer_length_bucketed_epoch_order():
+    from model.transformer_torch import epoch_order
+
+    rows = np.arange(200)
+    lengths = np.random.default_rng(0).integers(5, 250, size=200)
+    order = epoch_order(np.random.default_rng(1), rows, lengths, batch_size=8, pool_batches=25)
+    assert sorted(order) == rows.tolist()  # every row once per epoch
+    batches = [order[i:i + 8] for i in range(0, 200, 8)]
+    spread = np.mean([np.ptp(lengths[b]) for b in batches])
+    plain = epoch_order(np.random.default_rng(1), rows, lengths, batch_size=0)
+    plain_spread = np.mean([np.ptp(lengths[plain[i:i + 8]]) for i in range(0, 200, 8)])
+    assert spread < plain_spread / 4  # similar lengths share a batch
+    assert order != epoch_order(np.random.default_rng(2), rows, lengths, batch_size=8, pool_batches=25)
