@@ -55,6 +55,7 @@ class TransformerConfig:
     cache_frozen: bool = True  # with train_layers: encode the frozen layers below them once, not every step
     cache_max_mb: int = 4096  # ... unless their outputs (float16) would take more memory than this
     epochs: float = 3.0
+    min_steps: int = 0  # train at least this many optimiser steps (a small data set needs more passes)
     max_steps: int | None = None  # stop after this many optimiser steps (quick runs)
     max_train_seconds: float | None = None  # stop after this much training time (quick runs)
     batch_size: int = 16
@@ -81,6 +82,7 @@ class TransformerConfig:
         _check_int("max_windows", self.max_windows, 1, 1000)
         _check_int("batch_size", self.batch_size, 1, 4096)
         _check_int("predict_batch_size", self.predict_batch_size, 1, 4096)
+        _check_int("min_steps", self.min_steps, 0, 10**9)
         if self.max_steps is not None:
             _check_int("max_steps", self.max_steps, 1, 10**9)
         if self.threads is not None:

@@ -235,7 +235,7 @@ def train(model, windows: list, targets: dict[str, np.ndarray], rows: np.ndarray
         raise ConfigError("model.device is 'cuda' but torch sees no CUDA device; use 'cpu' or 'auto'")
     net = model.network_.to(device).train()
     per_epoch = max(1, math.ceil(len(rows) / cfg.batch_size))
-    total_steps = max(1, math.ceil(cfg.epochs * per_epoch))
+    total_steps = max(1, math.ceil(cfg.epochs * per_epoch), cfg.min_steps)
     if cfg.max_steps:
         total_steps = min(total_steps, cfg.max_steps)
     optimizer = _optimizer(net, cfg)

@@ -303,3 +303,12 @@ def test_transformer_length_bucketed_epoch_order():
     plain_spread = np.mean([np.ptp(lengths[plain[i:i + 8]]) for i in range(0, 200, 8)])
     assert spread < plain_spread / 4  # similar lengths share a batch
     assert order != epoch_order(np.random.default_rng(2), rows, lengths, batch_size=8, pool_batches=25)
+
+
+def test_transformer_min_steps_floor(tiny_checkpoint):
+    """A small data set trains for at least min_steps steps, however few epochs that makes."""
+    params = dict(TINY_PARAMS, base_model=str(tiny_checkpoint), calibration_fraction=0.0, epochs=0.01, min_steps=5)
+    model = TransformerMultiTask(TransformerConfig(**params)).fit(_interactions(make_rows(2)), ["reason2"])
+    assert model.train_report_["steps"] == 5
+    with pytest.raises(ConfigError, match="model.min_steps must be an integer"):
+        TransformerConfig(min_steps=-1)

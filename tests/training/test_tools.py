@@ -116,3 +116,27 @@ def test_unseen_taxonomy_rutube_benchmark(tmp_path):
     # far above chance (1/11 and 1/39); the figures themselves go to bench/quality.py
     assert tasks["label_l1"]["accuracy"] > 0.4
     assert tasks["label_l2"]["accuracy"] > 0.2
+
+
+def test_bench_quality_live_default_rule():
+    """bench/quality.py picks the live default: best mean real-text macro-F1 within p99 30 ms."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_quality", Path(__file__).resolve().parents[2] / "bench" / "quality.py")
+    quality = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(quality)
+
+    def row(f1: float, p99: float) -> dict:
+        return {"tweets": {"accuracy": f1, "macro_f1": f1, "top3_accuracy": f1},
+                "rutube": {t: {"macro_f1": f1, "accuracy": f1} for t in ("label_l1", "label_l2")},
+                "latency_ms": {"p50": p99 / 2, "p99": p99}}
+
+    rows = {"tfidf": row(0.40, 25.0), "hybrid-use": row(0.45, 29.0), "transformer": row(0.60, 140.0)}
+    assert "**hybrid-use**" in quality.choose_live_default(rows)  # the best real-text F1 is over budget
+    rows["hybrid-use"]["latency_ms"]["p99"] = 31.0
+    assert "**tfidf**" in quality.choose_live_default(rows)
+    del rows["tfidf"]["rutube"]  # a row without every real-text column cannot win
+    assert "none within p99 30 ms" in quality.choose_live_default(rows)
+    text = quality.table({"tfidf": row(0.4, 25.0), "transformer": {"model": "transformer", "skipped": "not built"}},
+                         list(quality.CONFIGS))
+    assert "| tfidf | not run | 0.400 / 0.400 / 0.400 |" in text and "- transformer: not built" in text
