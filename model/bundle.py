@@ -6,12 +6,16 @@ Layout (like spaCy's saved pipeline)::
                        labels per task, sha256 of every file and of the training data, metrics
     config.json        the resolved training configuration
     taxonomy.yaml      the taxonomy the model was trained with
-    weights/           the model kind's own files (TF-IDF: vectorizers as JSON + .npy, heads as skops)
+    weights/           the model kind's own files (TF-IDF: compiled n-gram views and stacked heads,
+                       JSON + .npy; transformer: safetensors + JSON)
     macros.json        macro statistics (by label) and the macro ranker's settings
-    macros/            the macro ranker: character n-gram vectorizer (JSON + .npy), weights (.npy)
+    macros/            the macro ranker: compiled character n-gram view (JSON + .npy), weights (.npy)
 
-Loading verifies every checksum, the format version and the scikit-learn version, and loads the
-scikit-learn parts with skops trusting only scikit-learn, NumPy and SciPy types — never a bare pickle.
+A bundle is data, never code: arrays are read with ``allow_pickle=False``, everything else is JSON,
+YAML (safe loader) or safetensors. Before anything is read, :func:`verify_bundle` checks the format
+version and that every file is listed in the manifest with its sha256, is a regular file (no symbolic
+links anywhere in the bundle), lies inside the bundle, and that nothing unlisted is there. Loaders
+then reach files only through :class:`BundleFiles`, which admits listed, relative names only.
 """
 
 from __future__ import annotations
@@ -28,8 +32,6 @@ from typing import Any
 
 import numpy
 import scipy
-import sklearn
-import skops
 
 from model.base import model_class
 from model.errors import BundleError
@@ -37,7 +39,7 @@ from model.macros import MacroRanker, MacroStats, load_macros
 from model.persist import write_json as _write_json
 from model.taxonomy import Taxonomy, load_taxonomy
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: compiled arrays + JSON only (no skops); 2 held skops heads
 MANIFEST = "manifest.json"
 WEIGHTS = "weights"
 
@@ -74,12 +76,10 @@ def library_versions() -> dict[str, str]:
     versions = {
         "podskazka": __version__,
         "python": platform.python_version(),
-        "scikit-learn": sklearn.__version__,
         "numpy": numpy.__version__,
         "scipy": scipy.__version__,
-        "skops": skops.__version__,
     }
-    for name in ("torch", "transformers", "onnxruntime"):
+    for name in ("sklearn", "torch", "transformers", "onnxruntime"):
         module = __import__("sys").modules.get(name)
         if module is not None:
             versions[name] = getattr(module, "__version__", "?")
@@ -146,8 +146,40 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     return manifest
 
 
+class BundleFiles:
+    """The verified files of one bundle: :meth:`path` hands out a file only if the manifest lists it."""
+
+    def __init__(self, root: Path, listed: dict[str, str], prefix: str = "") -> None:
+        self.root = root
+        self.listed = listed
+        self.prefix = prefix
+
+    def sub(self, folder: str) -> "BundleFiles":
+        """The same files seen from a sub-folder (``weights/``)."""
+        return BundleFiles(self.root, self.listed, f"{self.prefix}{folder.strip('/')}/")
+
+    def path(self, rel: str) -> Path:
+        name = f"{self.prefix}{rel}"
+        if name not in self.listed:
+            raise BundleError(f"{self.root}: the model asks for {name!r}, which the manifest does not list; "
+                              "the bundle is inconsistent or crafted: retrain or restore it")
+        return self.root / name
+
+    __call__ = path
+
+
+def _check_rel(root: Path, rel: Any) -> str:
+    """A manifest file entry must be a plain relative path that stays inside the bundle."""
+    if not isinstance(rel, str) or not rel or "\\" in rel or "\x00" in rel:
+        raise BundleError(f"{root}: the manifest lists a file {rel!r} that is not a plain relative path; refused")
+    pure = Path(rel)
+    if pure.is_absolute() or any(part in ("..", ".", "") for part in rel.split("/")):
+        raise BundleError(f"{root}: the manifest lists {rel!r}, which leaves the bundle (absolute or '..'); refused")
+    return rel
+
+
 def verify_bundle(path: str | Path) -> dict[str, Any]:
-    """Check format, versions and every file's checksum; return the manifest."""
+    """Check the format and every file (listed, checksummed, regular, inside); return the manifest."""
     path = Path(path)
     manifest = read_manifest(path)
     if manifest.get("format_version") != FORMAT_VERSION:
@@ -155,22 +187,25 @@ def verify_bundle(path: str | Path) -> dict[str, Any]:
             f"{path}: bundle format {manifest.get('format_version')!r}, this podskazka reads format "
             f"{FORMAT_VERSION}; retrain the model with this version"
         )
-    trained_with = manifest.get("libraries", {}).get("scikit-learn", "")
-    if _minor(trained_with) != _minor(sklearn.__version__):
-        raise BundleError(
-            f"{path}: trained with scikit-learn {trained_with}, running {sklearn.__version__}; "
-            "models do not carry across minor versions: retrain, or install the version it was trained with"
-        )
     listed = manifest["files"]
+    if not isinstance(listed, dict):
+        raise BundleError(f"{path}: the manifest's 'files' is not a mapping of file → sha256; refused")
+    root = path.resolve()
+    links = sorted(str(p.relative_to(path)) for p in path.rglob("*") if p.is_symlink())
+    if links:
+        raise BundleError(f"{path}: symbolic links are not allowed in a bundle: {links}; refused")
     for rel, expected in listed.items():
+        _check_rel(path, rel)
         file = path / rel
+        resolved = file.resolve()
+        if root not in resolved.parents:
+            raise BundleError(f"{path}: {rel!r} resolves outside the bundle; refused")
         if not file.is_file():
             raise BundleError(f"{path}: file {rel} listed in the manifest is missing; the bundle is incomplete")
         actual = sha256_file(file)
         if actual != expected:
             raise BundleError(
-                f"{path}: checksum mismatch for {rel} (manifest {expected[:12]}…, file {actual[:12]}…); "
-                "the bundle was modified or corrupted: retrain or restore it"
+                f"{path}: checksum mismatch for {rel}; the bundle was modified or corrupted: retrain or restore it"
             )
     extra = sorted(
         str(p.relative_to(path)) for p in path.rglob("*") if p.is_file() and p.name != MANIFEST
@@ -184,19 +219,20 @@ def verify_bundle(path: str | Path) -> dict[str, Any]:
 def load_bundle(path: str | Path) -> Bundle:
     path = Path(path)
     manifest = verify_bundle(path)
-    taxonomy = load_taxonomy(path / "taxonomy.yaml")
-    info = dict(manifest.get("weights", {}), tasks=list(manifest["tasks"]))
-    model = model_class(manifest.get("model_kind", "tfidf")).load(path / WEIGHTS, info)
-    for task, classes in manifest["tasks"].items():
+    files = BundleFiles(path, manifest["files"])
+    taxonomy = load_taxonomy(files.path("taxonomy.yaml"))
+    tasks = manifest.get("tasks")
+    if not isinstance(tasks, dict):
+        raise BundleError(f"{path}: the manifest's 'tasks' is not a mapping of task → labels; retrain the model")
+    info = dict(manifest.get("weights", {}), tasks=list(tasks))
+    model = model_class(manifest.get("model_kind", "tfidf")).load(files.sub(WEIGHTS), info)
+    for task, classes in tasks.items():
         if task not in taxonomy.tasks:
             raise BundleError(f"{path}: head '{task}' is not a task of the bundle's taxonomy")
         unknown = [c for c in classes if c not in taxonomy.tasks[task].labels]
         if unknown or model.task_classes.get(task) != classes:
             raise BundleError(f"{path}: head '{task}' labels disagree with the manifest or taxonomy: {unknown}")
-    macros = load_macros(path, taxonomy)
+    macros = load_macros(files, taxonomy)
     return Bundle(model=model, macros=macros, taxonomy=taxonomy, manifest=manifest, path=path,
                   decision=manifest.get("decision") or {})
 
-
-def _minor(version: str) -> str:
-    return ".".join(version.split(".")[:2])

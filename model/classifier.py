@@ -5,6 +5,11 @@ returns self, learned state ends in ``_``. Each head is trained on the rows that
 calibrated on held-out folds (``CalibratedClassifierCV``), so ``predict_proba`` gives confidences an
 operator UI can act on. A small domain head tells which tasks a conversation belongs to (a telecom
 call has no marketplace topic), learned from which labels the rows carry.
+
+Fitting uses scikit-learn; the fitted vectorizers and heads are then compiled into arrays
+(:mod:`model.compiled`), and every prediction — right after training and from a loaded bundle — runs
+on those arrays. A bundle stores only the compiled form (``.npy`` + JSON), so loading never needs
+scikit-learn and nothing in a bundle can execute.
 """
 
 from __future__ import annotations
@@ -16,19 +21,17 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.calibration import CalibratedClassifierCV
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression
-from sklearn.svm import LinearSVC
 
-from model.errors import ConfigError, DataError, NotFittedError
+from model.errors import BundleError, ConfigError, DataError, NotFittedError
 from model.normalize import client_text, render_interaction
-from model.persist import load_head, load_vectorizer, save_skops, save_vectorizer
+from model.compiled import LinearHeads, NgramFeaturizer, Reader, as_reader, safe_name
 from model.record import Interaction
 
 log = logging.getLogger(__name__)
 
 CALIBRATION_METHODS = ("temperature", "sigmoid", "isotonic")
+DOMAIN = "_domain"  # the domain head's name among the stacked heads
+VIEWS = ("word", "char", "client")
 ESTIMATORS = ("linear_svc", "logreg")
 
 
@@ -81,7 +84,9 @@ class TfidfMultiTask:
         self.config = config or TfidfConfig()
 
     # ----------------------------------------------------------------- features
-    def _new_vectorizers(self) -> dict[str, TfidfVectorizer]:
+    def _new_vectorizers(self) -> dict:
+        from sklearn.feature_extraction.text import TfidfVectorizer  # training only
+
         cfg = self.config
         vectorizers = {
             "word": TfidfVectorizer(
@@ -106,10 +111,38 @@ class TfidfMultiTask:
         return {"word": full, "char": full, "client": [client_text(x) or "__empty__" for x in interactions]}
 
     def transform(self, interactions: list[Interaction]) -> sp.csr_matrix:
-        self._check_fitted()
-        views = self._views(interactions)
-        blocks = [vec.transform(views[name]) for name, vec in self.vectorizers_.items()]
-        return sp.hstack(blocks, format="csr")
+        """The n-gram features of every view side by side, computed by the compiled featurizers."""
+        if not hasattr(self, "features_"):
+            raise NotFittedError(f"this {type(self).__name__} is not trained yet; call fit() or load a bundle")
+        return self._ngram_matrix(interactions)
+
+    def _ngram_matrix(self, interactions: list[Interaction]) -> sp.csr_matrix:
+        indptr = [0]
+        indices: list[np.ndarray] = []
+        data: list[np.ndarray] = []
+        for x in interactions:
+            idx, values = self.features_one(x)
+            indices.append(idx)
+            data.append(values)
+            indptr.append(indptr[-1] + idx.size)
+        width = sum(f.n_features for f in self.features_.values())
+        return sp.csr_matrix(
+            (np.concatenate(data) if data else np.zeros(0, np.float32),
+             np.concatenate(indices) if indices else np.zeros(0, np.int32), np.asarray(indptr, dtype=np.int64)),
+            shape=(len(interactions), width),
+        )
+
+    def features_one(self, x: Interaction) -> tuple[np.ndarray, np.ndarray]:
+        """One conversation's n-gram features as (column indices, values) over every view."""
+        full = render_interaction(x)
+        texts = {"word": full, "char": full, "client": client_text(x) or "__empty__"}
+        parts_idx, parts_val, offset = [], [], 0
+        for name, featurizer in self.features_.items():
+            idx, values = featurizer.transform_one(texts[name])
+            parts_idx.append(idx + offset)
+            parts_val.append(values)
+            offset += featurizer.n_features
+        return np.concatenate(parts_idx), np.concatenate(parts_val)
 
     # ---------------------------------------------------------------- training
     def fit(self, interactions: list[Interaction], tasks: list[str], domains: dict[str, str] | None = None):
@@ -118,7 +151,7 @@ class TfidfMultiTask:
             raise DataError("no training rows; give at least one labelled interaction per label")
         self._fit_features(interactions)
         X = self.transform(interactions)
-        self.heads_: dict[str, CalibratedClassifierCV] = {}
+        self.heads_: dict = {}
         self.dropped_labels_: dict[str, list[str]] = {}
         for task in tasks:
             rows = [i for i, x in enumerate(interactions) if task in x.labels]
@@ -130,7 +163,15 @@ class TfidfMultiTask:
         if not self.heads_:
             raise DataError(f"none of the tasks {tasks} has labelled rows; label at least one task")
         self.domain_head_ = self._fit_domain_head(X, interactions, domains or {})
+        self._compile(X.shape[1])
         return self
+
+    def _compile(self, n_features: int) -> None:
+        """Turn the fitted heads into one stacked matrix (:class:`model.compiled.LinearHeads`)."""
+        heads = dict(self.heads_)
+        if self.domain_head_ is not None:
+            heads[DOMAIN] = self.domain_head_
+        self.linear_ = LinearHeads.from_sklearn(heads, n_features)
 
     def _fit_features(self, interactions: list[Interaction]) -> None:
         """Fit the shared feature extractors (subclasses add their own features here)."""
@@ -138,8 +179,9 @@ class TfidfMultiTask:
         self.vectorizers_ = self._new_vectorizers()
         for name, vec in self.vectorizers_.items():
             vec.fit(views[name])
+        self.features_ = {name: NgramFeaturizer.from_sklearn(vec) for name, vec in self.vectorizers_.items()}
 
-    def _fit_head(self, task: str, X, y: np.ndarray) -> CalibratedClassifierCV:
+    def _fit_head(self, task: str, X, y: np.ndarray):
         counts = Counter(y.tolist())
         rare = sorted(label for label, n in counts.items() if n < 2)
         if rare:
@@ -156,7 +198,11 @@ class TfidfMultiTask:
         folds = min(self.config.calibration_folds, min(counts.values()))
         return self._calibrated(folds).fit(X, y)
 
-    def _calibrated(self, folds: int) -> CalibratedClassifierCV:
+    def _calibrated(self, folds: int):
+        from sklearn.calibration import CalibratedClassifierCV  # training only
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.svm import LinearSVC
+
         cfg = self.config
         if cfg.estimator == "logreg":
             base = LogisticRegression(
@@ -181,65 +227,82 @@ class TfidfMultiTask:
 
     # --------------------------------------------------------------- inference
     def _check_fitted(self) -> None:
-        if not hasattr(self, "vectorizers_"):
+        if not hasattr(self, "linear_"):
             raise NotFittedError(f"this {type(self).__name__} is not trained yet; call fit() or load a bundle")
 
     @property
     def tasks(self) -> list[str]:
         self._check_fitted()
-        return list(self.heads_)
+        return [name for name in self.linear_.heads if name != DOMAIN]
 
     @property
     def task_classes(self) -> dict[str, list[str]]:
-        return {task: list(head.classes_) for task, head in self.heads_.items()}
+        self._check_fitted()
+        return {task: list(self.linear_.heads[task].classes) for task in self.tasks}
 
-    # ------------------------------------------------------------ persistence
-    def save(self, folder: Path) -> dict:
-        """Write the fitted state into ``folder``; return what the manifest should record."""
-        (folder / "features").mkdir(parents=True)
-        (folder / "heads").mkdir()
-        for name, vec in self.vectorizers_.items():
-            save_vectorizer(vec, folder / "features", name)
-        for task, head in self.heads_.items():
-            save_skops(head, folder / "heads" / f"{task}.skops")
-        if self.domain_head_ is not None:
-            save_skops(self.domain_head_, folder / "heads" / "_domain.skops")
-        return {"vectorizers": list(self.vectorizers_), "domain_head": self.domain_head_ is not None,
-                "dropped_labels": self.dropped_labels_, "params": asdict(self.config)}
+    @property
+    def has_domain_head(self) -> bool:
+        return DOMAIN in self.linear_.heads
 
-    @classmethod
-    def load(cls, folder: Path, info: dict) -> "TfidfMultiTask":
-        model = cls(cls.config_class(**info.get("params", {})))
-        model.vectorizers_ = {name: load_vectorizer(folder / "features", name) for name in info["vectorizers"]}
-        model.heads_ = {task: load_head(folder / "heads" / f"{task}.skops") for task in info["tasks"]}
-        model.domain_head_ = load_head(folder / "heads" / "_domain.skops") if info.get("domain_head") else None
-        model.dropped_labels_ = info.get("dropped_labels", {})
-        return model
+    def scores(self, interactions: list[Interaction]) -> np.ndarray:
+        """Raw stacked scores of every head, ``[n, n_columns]`` (one product for all heads)."""
+        X = self.transform(interactions)
+        return self.linear_.scores(X)
+
+    def probabilities(self, scores: np.ndarray, tasks: list[str] | None = None, *, calibrated: bool = True):
+        """``({task: (classes, probabilities)}, domain or None)`` from :meth:`scores`."""
+        out = {}
+        for task in tasks or self.tasks:
+            if task not in self.linear_.heads or task == DOMAIN:
+                raise NotFittedError(f"this model has no head for task {task!r}; it predicts {self.tasks}")
+            out[task] = (list(self.linear_.heads[task].classes), self.linear_.proba(task, scores, calibrated=calibrated))
+        domain = None
+        if self.has_domain_head:
+            domain = (list(self.linear_.heads[DOMAIN].classes), self.linear_.proba(DOMAIN, scores, calibrated=calibrated))
+        return out, domain
 
     def predict_proba(self, interactions: list[Interaction], tasks: list[str] | None = None):
         """Return ``({task: (classes, probabilities[n, k])}, domain (classes, probabilities) or None)``."""
-        X = self.transform(interactions)
-        out = {}
-        for task in tasks or self.heads_:
-            head = self.heads_[task]
-            out[task] = (list(head.classes_), head.predict_proba(X))
-        domain = None
-        if self.domain_head_ is not None:
-            domain = (list(self.domain_head_.classes_), self.domain_head_.predict_proba(X))
-        return out, domain
+        return self.probabilities(self.scores(interactions), tasks)
 
     def predict_proba_uncalibrated(self, interactions: list[Interaction], tasks: list[str] | None = None):
         """The heads' probabilities before calibration (for reporting the calibration's effect)."""
-        X = self.transform(interactions)
-        out = {}
-        for task in tasks or self.heads_:
-            head = self.heads_[task]
-            base = head.calibrated_classifiers_[0].estimator
-            if hasattr(base, "predict_proba"):
-                p = base.predict_proba(X)
-            else:  # a margin classifier: softmax of its scores
-                scores = base.decision_function(X)
-                scores = scores - scores.max(axis=1, keepdims=True)
-                p = np.exp(scores) / np.exp(scores).sum(axis=1, keepdims=True)
-            out[task] = (list(head.classes_), p)
-        return out
+        return self.probabilities(self.scores(interactions), tasks, calibrated=False)[0]
+
+    # ------------------------------------------------------------ persistence
+    def save(self, folder: Path) -> dict:
+        """Write the compiled state into ``folder`` (arrays + JSON); return what the manifest records."""
+        self._check_fitted()
+        folder.mkdir(parents=True)
+        for name, featurizer in self.features_.items():
+            featurizer.save(folder, f"view.{safe_name(name, 'view')}")
+        self.linear_.save(folder, "heads")
+        return {"views": list(self.features_), "dropped_labels": self.dropped_labels_, "params": asdict(self.config)}
+
+    @classmethod
+    def load(cls, read: Reader, info: dict) -> "TfidfMultiTask":
+        """Rebuild from compiled files; ``read`` admits only the bundle's verified files."""
+        read = as_reader(read)
+        try:
+            model = cls(cls.config_class(**info.get("params", {})))
+        except TypeError as exc:
+            raise BundleError(f"the manifest's model parameters are not valid ({exc}); retrain the model") from exc
+        views = info.get("views")
+        if not isinstance(views, list) or not views or any(v not in VIEWS for v in views):
+            raise BundleError(f"the manifest lists views {views!r}; expected some of {list(VIEWS)}")
+        model._prepare_load(read, info)
+        model.features_ = {name: NgramFeaturizer.load(read, f"view.{name}") for name in views}
+        model.linear_ = LinearHeads.load(read, "heads")
+        width = sum(f.n_features for f in model.features_.values()) + model._dense_width()
+        if model.linear_.n_features != width:
+            raise BundleError(f"the heads expect {model.linear_.n_features} features, the views give {width}; "
+                              "the bundle is inconsistent: retrain the model")
+        model.dropped_labels_ = info.get("dropped_labels", {})
+        return model
+
+    def _dense_width(self) -> int:
+        """Features beyond the n-gram views (the hybrid kind's embedding block)."""
+        return 0
+
+    def _prepare_load(self, read: Reader, info: dict) -> None:
+        """A subclass's own checks and parts, before the views and heads are read."""

@@ -27,6 +27,7 @@ import scipy.sparse as sp
 from model.classifier import TfidfConfig, TfidfMultiTask
 from model.embeddings import E5_PREFIXES, ENCODERS, MemoEncoder, shared_encoder
 from model.errors import BundleError, ConfigError, NotFittedError
+from model.compiled import Reader
 from model.normalize import mask_personal_data
 from model.record import Interaction
 
@@ -153,12 +154,16 @@ class HybridMultiTask(TfidfMultiTask):
         log.info("embedding %d conversations with %s %s", len(interactions), self.encoder_.name, self.encoder_.version)
 
     def _check_fitted(self) -> None:
-        if not hasattr(self, "vectorizers_") or not hasattr(self, "encoder_"):
+        if not hasattr(self, "linear_") or not hasattr(self, "encoder_"):
             raise NotFittedError("this HybridMultiTask is not trained yet; call fit() or load a bundle")
+
+    def _dense_width(self) -> int:
+        return 2 * self.encoder_.dim
 
     def embed(self, interactions: list[Interaction]) -> np.ndarray:
         """The pooled embedding block of the features, ``(n, 2 * dim)``, before weighting."""
-        self._check_fitted()
+        if not hasattr(self, "encoder_"):
+            raise NotFittedError("this HybridMultiTask is not trained yet; call fit() or load a bundle")
         return pool_embeddings(self.encoder_, interactions, self.config.segmentation, self.config.max_words)
 
     def transform(self, interactions: list[Interaction]) -> sp.csr_matrix:
@@ -169,33 +174,31 @@ class HybridMultiTask(TfidfMultiTask):
     # ------------------------------------------------------------ persistence
     def save(self, folder: Path) -> dict:
         info = super().save(folder)
-        np.save(folder / "features" / "encoder_probe.npy", self.encoder_.encode(list(PROBE_TEXTS)), allow_pickle=False)
+        np.save(folder / "encoder_probe.npy", self.encoder_.encode(list(PROBE_TEXTS)), allow_pickle=False)
         info["encoder"] = self.encoder_.describe()
         return info
 
-    @classmethod
-    def load(cls, folder: Path, info: dict) -> "HybridMultiTask":
-        model = super().load(folder, info)
+    def _prepare_load(self, read: Reader, info: dict) -> None:
+        """Load the encoder and refuse a bundle whose encoder embeds differently now (drift probe)."""
         recorded = info.get("encoder") or {}
-        encoder = model._encoder()
+        encoder = self._encoder()
         if recorded.get("name") != encoder.name or recorded.get("dim") != encoder.dim:
             raise BundleError(
-                f"{folder}: trained with the encoder {recorded.get('name')!r} ({recorded.get('dim')} dimensions), "
+                f"trained with the encoder {recorded.get('name')!r} ({recorded.get('dim')} dimensions), "
                 f"the configuration loads {encoder.name!r} ({encoder.dim}); the bundle is inconsistent: retrain it"
             )
         try:
-            probe = np.load(folder / "features" / "encoder_probe.npy", allow_pickle=False)
+            probe = np.load(read("encoder_probe.npy"), allow_pickle=False)
         except (OSError, ValueError) as exc:
-            raise BundleError(f"{folder}: the encoder probe cannot be read ({exc}); retrain the model") from exc
+            raise BundleError(f"the encoder probe cannot be read ({exc}); retrain the model") from exc
         drift = float(np.abs(encoder.encode(list(PROBE_TEXTS)) - probe).max()) if probe.shape == (len(PROBE_TEXTS), encoder.dim) else np.inf
         if drift > PROBE_TOLERANCE:
             raise BundleError(
-                f"{folder}: the installed {encoder.package} {encoder.version} embeds differently from the "
+                f"the installed {encoder.package} {encoder.version} embeds differently from the "
                 f"{recorded.get('package')} {recorded.get('version')} the model was trained with (max difference "
                 f"{drift:.2g}); install that version or retrain the model"
             )
         if recorded.get("version") != encoder.version:
-            log.warning("%s: trained with %s %s, running %s; its embeddings still match", folder,
+            log.warning("trained with %s %s, running %s; its embeddings still match",
                         encoder.package, recorded.get("version"), encoder.version)
-        model.encoder_ = encoder
-        return model
+        self.encoder_ = encoder

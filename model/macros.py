@@ -19,7 +19,6 @@ model's label distribution, weighted by the domain the conversation belongs to:
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,7 +27,7 @@ import numpy as np
 
 from model.errors import BundleError, ConfigError, NotFittedError
 from model.normalize import normalize_text, render_interaction
-from model.persist import load_vectorizer, save_vectorizer, write_json
+from model.compiled import NgramFeaturizer, Reader, as_reader, load_array, load_json, write_json
 from model.record import Interaction
 from model.taxonomy import Taxonomy
 
@@ -147,10 +146,11 @@ class MacroRanker:
         self.stats_ = MacroStats.fit(interactions, tasks, taxonomy)
         self.macro_ids_ = list(taxonomy.macros)
         rows = [x for x in interactions if x.macros is not None]
-        self.vectorizer_ = _new_vectorizer(self.config.max_features, min_df=2 if len(interactions) >= 50 else 1)
-        self.vectorizer_.fit([render_interaction(x) for x in interactions] or ["__empty__"])
+        vectorizer = _new_vectorizer(self.config.max_features, min_df=2 if len(interactions) >= 50 else 1)
+        vectorizer.fit([render_interaction(x) for x in interactions] or ["__empty__"])
+        self.vectorizer_ = NgramFeaturizer.from_sklearn(vectorizer)
         X = self.vectorizer_.transform([render_interaction(x) for x in rows]) if rows else None
-        n_features = len(self.vectorizer_.vocabulary_)
+        n_features = self.vectorizer_.n_features
         self.coef_ = np.zeros((len(self.macro_ids_), n_features), dtype=np.float32)
         self.intercept_ = np.full(len(self.macro_ids_), -20.0, dtype=np.float32)  # never used → ~0
         for k, macro_id in enumerate(self.macro_ids_):
@@ -161,16 +161,21 @@ class MacroRanker:
             head.fit(X, y)
             self.coef_[k] = head.coef_[0]
             self.intercept_[k] = head.intercept_[0]
-        self.when_ = self._when_vectors(taxonomy)
+        self._compile(taxonomy)
         return self
 
-    def _when_vectors(self, taxonomy: Taxonomy):
+    def _compile(self, taxonomy: Taxonomy) -> None:
+        """One matrix ``[n_features, 2 * n_macros]``: the history models' weights, then the ``when``
+        texts' TF-IDF vectors (their dot product with a conversation is the ``when`` similarity); and
+        the by-label table as one matrix per task."""
         texts = [f"{m.title}. {m.when}" if (m := taxonomy.macros.get(i)) else "" for i in self.macro_ids_]
-        if not texts:  # a taxonomy without a macro library
-            import scipy.sparse as sp
-
-            return sp.csr_matrix((0, len(self.vectorizer_.vocabulary_)), dtype=np.float32)
-        return self.vectorizer_.transform([normalize_text(t) for t in texts])
+        when = self.vectorizer_.transform([normalize_text(t) for t in texts]).toarray().astype(np.float64)
+        self.matrix_ = np.ascontiguousarray(np.hstack([self.coef_.T.astype(np.float64), when.T]))
+        self.bias_ = np.concatenate([self.intercept_.astype(np.float64), np.zeros(len(self.macro_ids_))])
+        self.label_tables_ = {
+            task: (list(table), np.array([[table[label].get(m, 0.0) for m in self.macro_ids_] for label in table]))
+            for task, table in self.stats_.table.items()
+        }
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "coef_"):
@@ -181,17 +186,45 @@ class MacroRanker:
         """``{"history", "labels", "when"}``, each ``[n_interactions, n_macros]`` in [0, 1]."""
         self._check_fitted()
         X = self.vectorizer_.transform([render_interaction(x) for x in interactions])
-        history = 1.0 / (1.0 + np.exp(-(X @ self.coef_.T + self.intercept_)))
-        labels = np.zeros_like(history)
-        for row in range(len(interactions)):
-            scores = self.stats_.score(task_probs, domain_probs, domains, row) if task_probs else {}
-            labels[row] = [scores.get(m, 0.0) for m in self.macro_ids_]
-        when = np.asarray((X @ self.when_.T).todense())
-        if when.shape[1] == 0:  # no macro library
-            return {"history": np.asarray(history), "labels": labels, "when": when}
-        top = when.max(axis=1, keepdims=True)
-        when = np.divide(when, top, out=np.zeros_like(when), where=top > 0)
-        return {"history": np.asarray(history), "labels": labels, "when": when}
+        return self.signals_from(np.asarray(X @ self.matrix_) + self.bias_, task_probs, domain_probs, domains)
+
+    def signals_from(self, raw: np.ndarray, task_probs, domain_probs, domains) -> dict[str, np.ndarray]:
+        """The three signals from the raw scores ``X @ matrix_ + bias_`` (see :meth:`signals`)."""
+        m = len(self.macro_ids_)
+        history = 1.0 / (1.0 + np.exp(-raw[:, :m]))
+        when = raw[:, m:]
+        labels = self.label_signal(task_probs, domain_probs, domains, raw.shape[0])
+        if m:
+            top = when.max(axis=1, keepdims=True)
+            when = np.divide(when, top, out=np.zeros_like(when), where=top > 0)
+        return {"history": history, "labels": labels, "when": when}
+
+    def label_signal(self, task_probs, domain_probs, domains, n: int) -> np.ndarray:
+        """``P(m | x) = sum_d P(d | x) * mean_{t in d} sum_l P_t(l | x) * P(m | t, l)`` for every row."""
+        per_domain: dict[str, list[np.ndarray]] = defaultdict(list)
+        for task, (classes, probs) in (task_probs or {}).items():
+            table = self.label_tables_.get(task)
+            if table is None:
+                continue
+            labels, matrix = table
+            position = {label: k for k, label in enumerate(labels)}
+            cols = [(j, position[c]) for j, c in enumerate(classes) if c in position]
+            if not cols:
+                continue
+            j, k = (np.array(v) for v in zip(*cols))
+            per_domain[domains.get(task, task)].append(probs[:, j] @ matrix[k])
+        out = np.zeros((n, len(self.macro_ids_)))
+        if not per_domain:
+            return out
+        if domain_probs is not None:
+            weights = {d: domain_probs[1][:, k] for k, d in enumerate(domain_probs[0])}
+        else:
+            weights = {d: np.full(n, 1.0 / len(per_domain)) for d in per_domain}
+        for domain, scores in per_domain.items():
+            w = weights.get(domain)
+            if w is not None:
+                out += w[:, None] * (sum(scores) / len(scores))
+        return out
 
     def rank(self, interactions: list[Interaction], task_probs, domain_probs, domains) -> np.ndarray:
         """Macro confidences ``[n_interactions, n_macros]`` (columns in ``macro_ids_`` order)."""
@@ -207,48 +240,48 @@ class MacroRanker:
 
     # --------------------------------------------------------------------- persistence
     def save(self, folder: Path) -> None:
-        """``macros.json`` (by-label table, config, macro ids) and ``macros/`` (vectorizer, weights)."""
+        """``macros.json`` (by-label table, config, macro ids) and ``macros/`` (n-gram view, weights)."""
         self._check_fitted()
         raw = self.stats_.to_dict()
         raw["ranker"] = {"config": asdict(self.config), "macro_ids": self.macro_ids_, "folder": RANKER_DIR}
         write_json(folder / MACROS_JSON, raw)
         (folder / RANKER_DIR).mkdir()
-        save_vectorizer(self.vectorizer_, folder / RANKER_DIR, "char")
+        self.vectorizer_.save(folder / RANKER_DIR, "char")
         np.save(folder / RANKER_DIR / "coef.npy", self.coef_, allow_pickle=False)
         np.save(folder / RANKER_DIR / "intercept.npy", self.intercept_, allow_pickle=False)
 
     @classmethod
-    def from_files(cls, folder: Path, raw: dict, taxonomy: Taxonomy) -> "MacroRanker":
-        meta = raw["ranker"]
-        ranker = cls(RankerConfig(**meta.get("config", {})))
-        ranker.stats_ = MacroStats.from_dict(raw)
-        ranker.macro_ids_ = list(meta["macro_ids"])
-        ranker.vectorizer_ = load_vectorizer(folder / RANKER_DIR, "char")
+    def from_files(cls, read: Reader, raw: dict, taxonomy: Taxonomy) -> "MacroRanker":
         try:
-            ranker.coef_ = np.load(folder / RANKER_DIR / "coef.npy", allow_pickle=False)
-            ranker.intercept_ = np.load(folder / RANKER_DIR / "intercept.npy", allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise BundleError(f"{folder / RANKER_DIR}: macro weights cannot be read ({exc}); retrain the model") from exc
-        expected = (len(ranker.macro_ids_), len(ranker.vectorizer_.vocabulary_))
+            meta = raw["ranker"]
+            ranker = cls(RankerConfig(**meta.get("config", {})))
+            ranker.stats_ = MacroStats.from_dict(raw)
+            ranker.macro_ids_ = [str(m) for m in meta["macro_ids"]]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BundleError(f"{MACROS_JSON}: not a macro ranker ({exc}); retrain the model") from exc
+        ranker.vectorizer_ = NgramFeaturizer.load(read, f"{RANKER_DIR}/char")
+        ranker.coef_ = load_array(read, f"{RANKER_DIR}/coef.npy", ndim=2, dtype="f")
+        ranker.intercept_ = load_array(read, f"{RANKER_DIR}/intercept.npy", ndim=1, dtype="f")
+        expected = (len(ranker.macro_ids_), ranker.vectorizer_.n_features)
         if ranker.coef_.shape != expected or ranker.intercept_.shape != expected[:1]:
-            raise BundleError(f"{folder / RANKER_DIR}: macro weights have shape {ranker.coef_.shape}, expected "
+            raise BundleError(f"{RANKER_DIR}: macro weights have shape {ranker.coef_.shape}, expected "
                               f"{expected}; the bundle is inconsistent: retrain the model")
-        ranker.when_ = ranker._when_vectors(taxonomy)
+        ranker._compile(taxonomy)
         return ranker
 
 
 RANKER_DIR = "macros"
 
 
-def load_macros(folder: Path, taxonomy: Taxonomy) -> MacroStats | MacroRanker:
+def load_macros(read: Reader | Path, taxonomy: Taxonomy) -> MacroStats | MacroRanker:
     """The bundle's macro model: a :class:`MacroRanker`, or the by-label :class:`MacroStats` of a
     bundle written before the ranker."""
-    try:
-        raw = json.loads((folder / MACROS_JSON).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise BundleError(f"{folder / MACROS_JSON} cannot be read as JSON ({exc}); retrain the model") from exc
+    read = as_reader(read)
+    raw = load_json(read, MACROS_JSON)
+    if not isinstance(raw, dict) or "table" not in raw:
+        raise BundleError(f"{MACROS_JSON}: not a macro table; retrain the model")
     if "ranker" in raw:
-        return MacroRanker.from_files(folder, raw, taxonomy)
+        return MacroRanker.from_files(read, raw, taxonomy)
     return MacroStats.from_dict(raw)
 
 

@@ -43,7 +43,7 @@ class Predictor:
         if tasks is None:
             return self.tasks
         tasks = list(tasks)
-        unknown = [t for t in tasks if t not in self.model.heads_]
+        unknown = [t for t in tasks if t not in self.tasks]
         if unknown:
             raise InputError(f"unknown task(s) {unknown}; this model predicts {self.tasks}")
         if not tasks:
@@ -70,7 +70,7 @@ class Predictor:
         selected = self.check_tasks(tasks)
         if not items:
             return []
-        task_probs, domain_probs = self.model.predict_proba(items, list(self.model.heads_))
+        task_probs, domain_probs = self.model.predict_proba(items, self.tasks)
         macro_scores = self._macro_scores(items, task_probs, domain_probs) if top_macros > 0 else None
         results = []
         for row in range(len(items)):

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from model.compiled import Reader, as_reader
 from model.errors import BundleError, ConfigError, DataError, NotFittedError
 from model.normalize import mask_personal_data
 from model.record import Interaction
@@ -291,8 +292,14 @@ class TransformerMultiTask:
                 "train_report": getattr(self, "train_report_", {})}
 
     @classmethod
-    def load(cls, folder: Path, info: dict) -> "TransformerMultiTask":
+    def load(cls, read: Reader, info: dict) -> "TransformerMultiTask":
         from model import transformer_torch as tt
+
+        # every file goes through the bundle's reader (listed, checksummed, inside the bundle)
+        read = as_reader(read)
+        folder = read(tt.ENCODER_CONFIG).parent
+        for name in (tt.WEIGHTS, tt.TOKENIZER):
+            read(name)
 
         try:
             model = cls(TransformerConfig(**info["params"]))

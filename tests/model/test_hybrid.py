@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from model.compiled import plain_reader
 from model.errors import BundleError, ConfigError, NotFittedError
 from model.record import Interaction, Turn, interaction_from_dict
 from tests.factories import labelled_accuracy, make_rows, train_kind
@@ -93,11 +94,11 @@ def test_hybrid_load_refuses_changed_encoder_probe(trained, tmp_path):
     _, out = trained
     folder = tmp_path / "weights"
     shutil.copytree(out / "weights", folder)
-    probe = folder / "features" / "encoder_probe.npy"
+    probe = folder / "encoder_probe.npy"
     np.save(probe, np.load(probe) + 0.1, allow_pickle=False)
     info = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     with pytest.raises(BundleError, match="embeds differently"):
-        HybridMultiTask.load(folder, dict(info["weights"], tasks=list(info["tasks"])))
+        HybridMultiTask.load(plain_reader(folder), dict(info["weights"], tasks=list(info["tasks"])))
 
 
 def test_segment_long_conversation_keeps_every_word():

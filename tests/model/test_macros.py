@@ -93,7 +93,7 @@ def test_load_macros_refuses_inconsistent_weights(tmp_path, ranker, taxonomy):
     with pytest.raises(BundleError, match=r"macro weights have shape \(2, 3\)"):
         load_macros(tmp_path, taxonomy)
     (tmp_path / "macros.json").write_text("{not json", encoding="utf-8")
-    with pytest.raises(BundleError, match="macros.json cannot be read as JSON"):
+    with pytest.raises(BundleError, match="macros.json: cannot be read as JSON"):
         load_macros(tmp_path, taxonomy)
 
 
