@@ -1,24 +1,65 @@
-"""Run the service with uvicorn (used by ``podskazka serve`` and ``python -m serve``)."""
+"""Run the service with uvicorn (used by ``podskazka serve`` and ``python -m serve``).
+
+With no API keys configured and a loopback host, a local dev key is made on the first run
+(``var/dev-keys.json``, the key itself in ``var/dev-key.txt``); a non-loopback host needs keys
+(``PODSKAZKA_API_KEYS_FILE``). ``--insecure-local`` serves without keys, on loopback only.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 from pathlib import Path
 
 import uvicorn
 
+from model.errors import ConfigError
+from serve.auth import ensure_dev_key, is_loopback
 from serve.main import create_app
 from serve.settings import Settings
 
+log = logging.getLogger(__name__)
 
-def run(model_dir: Path, host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
-    settings = Settings(model_dir=model_dir, host=host, port=port)
+
+def access_settings(settings: Settings) -> Settings:
+    """``settings`` with keys to serve with: as configured, or the loopback dev key (made once);
+    refuses a non-loopback host without keys, and ``insecure_local`` off loopback."""
+    if settings.insecure_local:
+        if not is_loopback(settings.host):
+            raise ConfigError(f"--insecure-local serves without keys and only on loopback, not on {settings.host!r}; "
+                              "bind 127.0.0.1, or configure keys (PODSKAZKA_API_KEYS_FILE)")
+        log.warning("serving WITHOUT API keys (--insecure-local): anyone on this machine can call every endpoint")
+        return settings
+    if settings.api_keys_file is not None or settings.api_keys:
+        return settings
+    if not is_loopback(settings.host):
+        raise ConfigError(f"no API keys are configured and the host {settings.host!r} is not loopback; create keys "
+                          "with 'podskazka keys add --file keys.json --id NAME --role operator' and set "
+                          "PODSKAZKA_API_KEYS_FILE=keys.json")
+    key_path, key = ensure_dev_key(settings.dev_keys_file)
+    if key is not None:
+        print(f"podskazka: a local dev API key (role admin) was made; it is shown once here and kept in {key_path}:\n"
+              f"  {key}\n  use it as 'Authorization: Bearer <key>' or paste it into the page's key field")
+    else:
+        print(f"podskazka: the local dev API key (role admin) is in {key_path}")
+    return settings.model_copy(update={"api_keys_file": settings.dev_keys_file})
+
+
+def run(model_dir: Path, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
+        insecure_local: bool = False) -> None:
+    """Serve ``model_dir`` on ``host:port`` (keys as :func:`access_settings` says)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = Settings(model_dir=model_dir, host=host, port=port,
+                        **({"insecure_local": True} if insecure_local else {}))
+    settings = access_settings(settings)
     if workers > 1:
-        import os
-
         os.environ["PODSKAZKA_MODEL_DIR"] = str(model_dir)
+        os.environ["PODSKAZKA_HOST"] = host
+        if settings.insecure_local:
+            os.environ["PODSKAZKA_INSECURE_LOCAL"] = "true"
+        if settings.api_keys_file is not None:
+            os.environ["PODSKAZKA_API_KEYS_FILE"] = str(settings.api_keys_file)
         uvicorn.run("serve.asgi:app", host=host, port=port, workers=workers)
     else:
         uvicorn.run(create_app(settings), host=host, port=port)
@@ -30,5 +71,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default=Settings().host)
     parser.add_argument("--port", type=int, default=Settings().port)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--insecure-local", action="store_true", help="no API keys; loopback hosts only")
     args = parser.parse_args(argv)
-    run(args.model, args.host, args.port, args.workers)
+    run(args.model, args.host, args.port, args.workers, args.insecure_local)

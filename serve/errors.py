@@ -14,12 +14,15 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from model.errors import BundleError, InputError, PodskazkaError
+from serve.pool import Busy
 
 log = logging.getLogger(__name__)
 
 
-def envelope(status: int, code: str, message: str, details: list | None = None) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"error": {"code": code, "message": message, "details": details or []}})
+def envelope(status: int, code: str, message: str, details: list | None = None,
+             headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(status_code=status, headers=headers,
+                        content={"error": {"code": code, "message": message, "details": details or []}})
 
 
 def _field(loc) -> str:
@@ -46,9 +49,18 @@ async def _podskazka_handler(request: Request, exc: PodskazkaError) -> JSONRespo
 
 
 async def _http_handler(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-    codes = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large", 503: "not_ready"}
+    codes = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+             413: "payload_too_large", 503: "not_ready"}
     message = exc.detail if isinstance(exc.detail, str) else "request failed"
-    return envelope(exc.status_code, codes.get(exc.status_code, "http_error"), message)
+    allow = (exc.headers or {}).get("Allow")
+    if exc.status_code == 405 and allow:
+        message = f"{request.method} is not allowed on {request.url.path}; use {allow}"
+    # the exception's headers go out too: Allow on a 405, WWW-Authenticate on a 401
+    return envelope(exc.status_code, codes.get(exc.status_code, "http_error"), message, headers=exc.headers)
+
+
+async def _busy_handler(request: Request, exc: Busy) -> JSONResponse:
+    return envelope(503, "busy", exc.message, headers={"Retry-After": str(exc.retry_after)})
 
 
 async def _unexpected_handler(request: Request, exc: Exception) -> JSONResponse:
@@ -60,4 +72,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_handler)
     app.add_exception_handler(PodskazkaError, _podskazka_handler)
     app.add_exception_handler(StarletteHTTPException, _http_handler)
+    app.add_exception_handler(Busy, _busy_handler)
     app.add_exception_handler(Exception, _unexpected_handler)

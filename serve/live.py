@@ -2,21 +2,30 @@
 
 Pure state and policy, no sockets: ``LiveSession`` (turns by sequence number, partials replaced,
 bounded), ``Stabilizer`` (hysteresis so the shown label does not flicker word by word) and
-``SessionManager`` (resume, idle expiry, LRU eviction within a bound). ``LiveHub`` bundles the
-manager with the thread pool the model runs in. The WebSocket protocol is in serve/routes/live.py.
+``SessionManager`` (resume by the owner only, idle expiry, LRU eviction within a count and a byte
+budget). ``LiveHub`` bundles the manager with the thread pool the model runs in. The WebSocket protocol is in serve/routes/live.py.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
+import secrets
+import sys
 import time
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from model.record import MAX_CHARS, MAX_TURNS, Turn
+from serve.pool import ModelPool
+
+TURN_OVERHEAD = 200  # bytes a held turn costs besides its text (tuple, Turn, dict slot)
+
+
+class NotOwner(Exception):
+    """A start for an interaction held by another key, or without its resume token."""
 
 
 class Stabilizer:
@@ -77,16 +86,31 @@ class LiveSession:
     last_active: float = 0.0
     owner: Any = None  # the connection streaming it now, None when detached
     compute_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    key_id: str | None = None  # the API key that started it: only that key may resume it
+    resume_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    bytes: int = 0  # memory its turns hold (text and overhead)
 
     def apply_turn(self, seq: int, role: str, text: str, final: bool) -> bool:
         """Record a turn; a partial after the final of the same ``seq`` is ignored (returns False)."""
         held = self.turns.get(seq)
         if held is not None and held[1] and not final:
             return False
+        self.drop(seq)
         self.turns[seq] = (Turn(role=role, text=text), final)
+        self.bytes += _turn_bytes(text)
         while len(self.turns) > self.max_turns:
-            del self.turns[min(self.turns)]
+            self.drop(min(self.turns))
         return True
+
+    def drop(self, seq: int) -> None:
+        """Forget turn ``seq`` (if held)."""
+        held = self.turns.pop(seq, None)
+        if held is not None:
+            self.bytes -= _turn_bytes(held[0].text)
+
+    def may_resume(self, key_id: str | None, token: str | None) -> bool:
+        """Only the key that started the session, with the session's resume token."""
+        return key_id == self.key_id and hmac.compare_digest(self.resume_token, token or "")
 
     @property
     def last_seq(self) -> int | None:
@@ -115,6 +139,10 @@ class LiveSession:
         return any(turn.text.strip() for turn, _ in self.turns.values())
 
 
+def _turn_bytes(text: str) -> int:
+    return sys.getsizeof(text) + TURN_OVERHEAD
+
+
 class SessionManager:
     """Holds live sessions within a bound; sessions are resumable after a drop, then expire.
 
@@ -122,10 +150,11 @@ class SessionManager:
     """
 
     def __init__(self, *, max_sessions: int = 1000, resume_seconds: float = 300.0, max_turns: int = MAX_TURNS,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 max_bytes: int | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         if max_sessions < 1:
             raise ValueError(f"max_sessions must be >= 1, got {max_sessions}")
         self.max_sessions = max_sessions
+        self.max_bytes = max_bytes
         self.resume_seconds = resume_seconds
         self.max_turns = max_turns
         self.clock = clock
@@ -137,15 +166,25 @@ class SessionManager:
     def get(self, interaction_id: str) -> LiveSession | None:
         return self._sessions.get(interaction_id)
 
-    def open(self, interaction_id: str, owner: Any, *, make: Callable[[], LiveSession]) -> tuple[LiveSession, bool, list]:
+    @property
+    def total_bytes(self) -> int:
+        return sum(s.bytes for s in self._sessions.values())
+
+    def open(self, interaction_id: str, owner: Any, *, make: Callable[[], LiveSession], key_id: str | None = None,
+             token: str | None = None) -> tuple[LiveSession, bool, list]:
         """Start or resume ``interaction_id`` for ``owner``. Returns (session, resumed, owners to close):
-        the previous owner of a taken-over session and the owners of evicted sessions."""
+        the previous owner of a taken-over session and the owners of evicted sessions. Resuming (and
+        taking over) a held session needs the key that started it and its resume token, else
+        :class:`NotOwner`."""
         to_close: list[tuple[Any, str]] = []
         self.sweep()
         session = self._sessions.get(interaction_id)
         resumed = session is not None
+        if session is not None and session.owner is not owner and not session.may_resume(key_id, token):
+            raise NotOwner(interaction_id)
         if session is None:
             session = make()
+            session.key_id = key_id
             session.max_turns = self.max_turns
             self._sessions[interaction_id] = session
         elif session.owner is not None and session.owner is not owner:
@@ -153,12 +192,27 @@ class SessionManager:
         session.owner = owner
         self.touch(session)
         while len(self._sessions) > self.max_sessions:
-            victim = self._lru_victim(keep=interaction_id)
-            removed = self._sessions.pop(victim)
-            if removed.owner is not None:
-                to_close.append((removed.owner, "evicted"))
-                removed.owner = None
+            to_close += self._evict(keep=interaction_id)
         return session, resumed, to_close
+
+    def within_budget(self, session: LiveSession) -> list:
+        """After ``session`` grew: evict least recently used other sessions, then drop its own oldest
+        turns, until every session together holds at most ``max_bytes``. Returns owners to close."""
+        to_close: list[tuple[Any, str]] = []
+        if self.max_bytes is None:
+            return to_close
+        while self.total_bytes > self.max_bytes and len(self._sessions) > 1:
+            to_close += self._evict(keep=session.interaction_id)
+        while self.total_bytes > self.max_bytes and len(session.turns) > 1:
+            session.drop(min(session.turns))
+        return to_close
+
+    def _evict(self, keep: str) -> list:
+        removed = self._sessions.pop(self._lru_victim(keep=keep))
+        if removed.owner is None:
+            return []
+        owner, removed.owner = removed.owner, None
+        return [(owner, "evicted")]
 
     def _lru_victim(self, keep: str) -> str:
         # detached sessions go first, then the least recently used connected one
@@ -193,15 +247,17 @@ class SessionManager:
 
 
 class LiveHub:
-    """What the live endpoint shares across connections: sessions, settings, the model's thread pool."""
+    """What the live endpoint shares across connections: sessions, settings, the model's thread pool
+    (the same pool as HTTP's, so both share one bound)."""
 
-    def __init__(self, settings, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, settings, pool: ModelPool | None = None, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
         self.sessions = SessionManager(
             max_sessions=settings.live_max_sessions, resume_seconds=settings.live_resume_seconds,
-            max_turns=settings.live_max_turns, clock=clock,
+            max_turns=settings.live_max_turns, max_bytes=settings.live_max_bytes, clock=clock,
         )
-        self.executor: ThreadPoolExecutor | None = None
+        self.pool = pool or ModelPool(settings.model_workers, settings.model_queue,
+                                      retry_after=settings.retry_after_seconds)
         self._sweeper: asyncio.Task | None = None
 
     def new_session(self, interaction_id: str, **fields) -> LiveSession:
@@ -212,14 +268,13 @@ class LiveHub:
         )
 
     async def run_model(self, fn: Callable[..., Any], *args) -> Any:
-        """Run ``fn`` in the model's thread pool, never on the event loop."""
-        if self.executor is None:
-            raise RuntimeError("the live hub is not running")
-        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+        """Run ``fn`` in the model's thread pool, never on the event loop (:class:`serve.pool.Busy`
+        when the pool is full)."""
+        return await self.pool.run(fn, *args)
 
     @asynccontextmanager
     async def running(self):
-        self.executor = ThreadPoolExecutor(self.settings.live_workers, thread_name_prefix="podskazka-live")
+        self.pool.start()
         self._sweeper = asyncio.create_task(self._sweep_forever())
         try:
             yield self
@@ -229,8 +284,7 @@ class LiveHub:
                 await self._sweeper
             except asyncio.CancelledError:
                 pass
-            self.executor.shutdown(wait=False, cancel_futures=True)
-            self.executor = None
+            self.pool.shutdown()
 
     async def _sweep_forever(self) -> None:
         period = max(0.5, min(30.0, self.settings.live_resume_seconds / 4))

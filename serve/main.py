@@ -5,14 +5,18 @@ from __future__ import annotations
 import logging
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 
 from model import __version__
+from model.errors import ConfigError
 from model.predictor import Predictor
-from serve.errors import envelope, install_error_handlers
+from serve.auth import is_loopback, load_keys
+from serve.errors import install_error_handlers
+from serve.limits import BodyLimit
+from serve.pool import ModelPool
 from serve.routes import meta, suggest
 from serve.routes import page
-from serve.routes import feedback, live
+from serve.routes import docs, feedback, live
 from serve.live import LiveHub
 from serve.settings import Settings, get_settings
 from serve.store import StoreHolder
@@ -23,8 +27,12 @@ log = logging.getLogger(__name__)
 def create_app(settings: Settings | None = None, *, predictor: Predictor | None = None) -> FastAPI:
     """Build the app. ``predictor`` lets a caller hand in an already loaded model (tests, embedding);
     otherwise the bundle at ``settings.model_dir`` is loaded at start-up and a bundle that fails its
-    checks stops the start with the reason."""
+    checks stops the start with the reason. API keys are read here: a bad key file stops it too."""
     settings = settings or get_settings()
+    if settings.insecure_local and not is_loopback(settings.host):
+        raise ConfigError(f"insecure_local serves without keys and only on loopback, not on {settings.host!r}; "
+                          "bind 127.0.0.1, or configure keys (PODSKAZKA_API_KEYS_FILE) instead")
+    keys = load_keys(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -35,7 +43,9 @@ def create_app(settings: Settings | None = None, *, predictor: Predictor | None 
             app.state.predictor = Predictor.load(settings.model_dir)
             log.info("serving model %s", app.state.predictor.model_version)
         app.state.store = StoreHolder(settings)  # feedback and recent interactions, opened on first use
-        app.state.live = LiveHub(settings)  # live sessions and the model's thread pool
+        app.state.pool = ModelPool(settings.model_workers, settings.model_queue,
+                                   retry_after=settings.retry_after_seconds)  # HTTP and live share it
+        app.state.live = LiveHub(settings, app.state.pool)  # live sessions; starts and stops the pool
         async with app.state.live.running():
             yield
         app.state.store.close()
@@ -46,23 +56,21 @@ def create_app(settings: Settings | None = None, *, predictor: Predictor | None 
         version=__version__,
         description="Live suggestions for Russian contact-centre conversations.",
         lifespan=lifespan,
+        docs_url=None, redoc_url=None,  # /docs is served with local assets (serve/routes/docs.py)
+        openapi_url="/openapi.json" if settings.docs else None,
     )
     app.state.settings = settings
+    app.state.keys = keys
     app.state.predictor = None
     install_error_handlers(app)
-
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next):
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > settings.max_body_bytes:
-            return envelope(413, "payload_too_large",
-                            f"the body is {length} bytes, the limit is {settings.max_body_bytes}; send less text")
-        return await call_next(request)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
 
     app.include_router(suggest.router)
     app.include_router(meta.router)
     app.include_router(page.router)
     app.include_router(live.router)
     app.include_router(feedback.router)
+    if settings.docs:
+        app.include_router(docs.router)
     # -- more routers above this line --
     return app

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from model.record import MAX_CHARS, MAX_TURNS
+from serve.limits import named_only
+
+# text for the model: code points Unicode does not name become U+FFFD (they crash text libraries)
+ModelText = Annotated[str, AfterValidator(named_only)]
 
 
 class TurnIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     role: Literal["client", "operator", "bot"]
-    text: str = Field(max_length=MAX_CHARS)
+    text: ModelText = Field(max_length=MAX_CHARS)
 
 
 class SuggestRequest(BaseModel):
@@ -20,7 +24,7 @@ class SuggestRequest(BaseModel):
     interaction_id: str | None = Field(None, max_length=200)
     channel: Literal["call", "chat", "email"] = "chat"
     turns: list[TurnIn] | None = Field(None, max_length=MAX_TURNS)
-    text: str | None = Field(None, max_length=MAX_CHARS)
+    text: ModelText | None = Field(None, max_length=MAX_CHARS)
     tasks: list[str] | None = None
     top_k: int | None = Field(None, ge=1, le=100)
     client_id: str | None = Field(None, max_length=200)
@@ -113,6 +117,10 @@ class ErrorResponse(BaseModel):
     error: ErrorBody
 
 
+# the error answers every /v1 route may give (documented in the OpenAPI schema)
+ERRORS = {status: {"model": ErrorResponse} for status in (400, 401, 403, 413, 422, 503)}
+
+
 class FeedbackRequest(BaseModel):
     """What the operator did with one suggestion: a label of ``task``, or the macro ``macro_id``."""
 
@@ -130,7 +138,7 @@ class FeedbackRequest(BaseModel):
     confidence: float | None = Field(None, ge=0.0, le=1.0)
     rank: int | None = Field(None, ge=1, le=1000, description="1-based place of the suggestion in the list")
     turns: list[TurnIn] | None = Field(None, max_length=MAX_TURNS)
-    text: str | None = Field(None, max_length=MAX_CHARS)
+    text: ModelText | None = Field(None, max_length=MAX_CHARS)
     comment: str | None = Field(None, max_length=5000)
     closed: bool | None = Field(None, description="the interaction is closed (true) or open again (false)")
 

@@ -28,7 +28,21 @@ class Settings(BaseSettings):
     live_idle_seconds: float = Field(120.0, gt=0, description="a silent connection is closed after this")
     live_max_sessions: int = Field(1000, ge=1, description="sessions held in memory (least recently used evicted)")
     live_max_turns: int = Field(200, ge=1, le=200, description="turns held per session (the oldest dropped)")
-    live_workers: int = Field(4, ge=1, le=64, description="threads that run the model for live sessions")
+    live_max_bytes: int = Field(256_000_000, ge=100_000, description="turn text held across all sessions "
+                                "(bytes in memory; least recently used sessions evicted past it)")
+
+    # -- the model's thread pool (HTTP and live) --
+    model_workers: int = Field(4, ge=1, le=64, description="threads that run the model")
+    model_queue: int = Field(16, ge=0, le=10_000, description="calls waiting for a thread; more: 503 + Retry-After")
+    retry_after_seconds: int = Field(1, ge=1, le=3600, description="the Retry-After of a 503 when busy")
+
+    # -- access (README «Access: keys, roles, origins») --
+    api_keys_file: Path | None = Field(None, description="JSON file of hashed API keys (podskazka keys add)")
+    api_keys: list[dict] = Field([], description="more hashed keys as JSON: [{id, sha256, roles}]")
+    insecure_local: bool = Field(False, description="no keys at all; only with a loopback host")
+    dev_keys_file: Path = Field(Path("var/dev-keys.json"), description="the dev key 'podskazka serve' makes on loopback")
+    allowed_origins: list[str] = Field([], description="browser origins allowed on /v1/live besides the server's own")
+    docs: bool = Field(True, description="serve /docs and /openapi.json (Swagger UI assets served locally)")
 
     # -- feedback and duplicates store --
     feedback_db: Path = Field(Path("var/podskazka.sqlite3"), description="SQLite file (WAL) for feedback")

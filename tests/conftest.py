@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -46,3 +47,24 @@ def predictor(trained_bundle_dir):
     from model.predictor import Predictor
 
     return Predictor.load(trained_bundle_dir)
+
+
+@dataclass(frozen=True)
+class ApiKeys:
+    """A key file with one key per role; ``headers(role)`` is what a client of that role sends."""
+
+    file: Path
+    keys: dict
+
+    def headers(self, role: str = "admin") -> dict[str, str]:
+        return {"authorization": f"Bearer {self.keys[role]}"}
+
+
+@pytest.fixture(scope="session")
+def api_keys(tmp_path_factory) -> ApiKeys:
+    """API keys for the service tests: pass ``api_keys_file=api_keys.file`` to Settings and
+    ``headers=api_keys.headers()`` (admin: every role) or ``headers("operator")`` to the client."""
+    from serve.auth import add_key
+
+    path = tmp_path_factory.mktemp("keys") / "keys.json"
+    return ApiKeys(path, {role: add_key(path, role, [role]) for role in ("operator", "analyst", "admin")})

@@ -147,11 +147,28 @@ def serve(
     host: str = typer.Option("127.0.0.1", "--host"),
     port: int = typer.Option(8000, "--port"),
     workers: int = typer.Option(1, "--workers"),
+    insecure_local: bool = typer.Option(False, "--insecure-local", help="no API keys; refuses non-loopback hosts"),
 ) -> None:
-    """Serve the HTTP API."""
+    """Serve the HTTP API (on loopback with no keys configured, a local dev key is made and its file printed)."""
     from serve.cli import run
 
-    run(model_dir=model, host=host, port=port, workers=workers)
+    run(model_dir=model, host=host, port=port, workers=workers, insecure_local=insecure_local)
+
+
+keys_app = typer.Typer(help="API keys of the service (hashed at rest).", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("add")
+def keys_add(
+    file: Path = typer.Option(..., "--file", help="the key file (PODSKAZKA_API_KEYS_FILE); created if missing"),
+    key_id: str = typer.Option(..., "--id", help="who holds the key, e.g. crm-gateway or anna"),
+    role: List[str] = typer.Option(..., "--role", help="operator, analyst or admin (repeatable)"),
+) -> None:
+    """Add an API key to a key file: only its hash is stored, the key is printed once."""
+    from serve.auth import add_key
+
+    typer.echo(add_key(file, key_id, role))
 
 
 @app.command()

@@ -18,13 +18,14 @@ from fastapi.responses import StreamingResponse
 
 from model.errors import InputError
 from model.taxonomy import Taxonomy
+from serve.auth import AdminDep, AnalystDep, OperatorDep
 from serve.deps import PredictorDep
-from serve.schemas import ErrorResponse, FeedbackRequest, FeedbackResponse
+from serve.schemas import ERRORS as _ERRORS
+from serve.schemas import FeedbackRequest, FeedbackResponse
 from serve.export import export_training_records
 from serve.store import CLOSING_RESOLUTIONS, MACROS_TASK, Feedback, StoreHolder
 
 router = APIRouter(prefix="/v1", tags=["feedback"])
-_ERRORS = {400: {"model": ErrorResponse}, 422: {"model": ErrorResponse}, 503: {"model": ErrorResponse}}
 
 
 def _check_against_taxonomy(body: FeedbackRequest, taxonomy: Taxonomy) -> None:
@@ -64,15 +65,18 @@ def _write(holder: StoreHolder, feedback: Feedback, closed: bool | None) -> int:
 
 
 @router.post("/feedback", status_code=201, response_model=FeedbackResponse, responses=_ERRORS)
-async def feedback(body: FeedbackRequest, predictor: PredictorDep, http: Request) -> FeedbackResponse:
-    """Record what the operator did with a suggestion (accepted, corrected or rejected)."""
+async def feedback(body: FeedbackRequest, predictor: PredictorDep, http: Request,
+                   caller: OperatorDep) -> FeedbackResponse:
+    """Record what the operator did with a suggestion (accepted, corrected or rejected); role operator."""
     _check_against_taxonomy(body, predictor.taxonomy)
     if body.turns:
         turns = tuple({"role": t.role, "text": t.text} for t in body.turns)
     elif body.text:
         turns = ({"role": "client", "text": body.text},)
-    else:  # the live session's turns, when it is still held (read here, on the event loop)
+    else:  # the live session's turns, when it is still held and this key started it (read on the event loop)
         session = http.app.state.live.sessions.get(body.interaction_id)
+        if session is not None and session.key_id != caller.key_id:
+            session = None
         turns = tuple({"role": t.role, "text": t.text} for t in session.window()) if session else None
     macro = body.macro_id is not None
     suggested_label = body.suggested if macro or body.suggested in predictor.taxonomy.tasks[body.task].labels else None
@@ -91,14 +95,14 @@ async def feedback(body: FeedbackRequest, predictor: PredictorDep, http: Request
 
 
 @router.get("/stats", responses=_ERRORS)
-def stats(http: Request, model_version: str | None = Query(None, max_length=200)) -> dict:
-    """Acceptance rate overall, per model version, per task and per task and suggested label."""
+def stats(http: Request, _: AnalystDep, model_version: str | None = Query(None, max_length=200)) -> dict:
+    """Acceptance rate overall, per model version, per task and per task and suggested label (role analyst)."""
     return http.app.state.store.get().stats(model_version=model_version)
 
 
 @router.get("/feedback/export", responses=_ERRORS, response_class=StreamingResponse)
-def export(http: Request, model_version: str | None = Query(None, max_length=200)) -> StreamingResponse:
-    """Accepted and corrected labels as JSONL training records (``podskazka train --data``)."""
+def export(http: Request, _: AdminDep, model_version: str | None = Query(None, max_length=200)) -> StreamingResponse:
+    """Accepted and corrected labels as JSONL training records (``podskazka train --data``); role admin."""
     store = http.app.state.store.get()
 
     def lines() -> Iterator[str]:

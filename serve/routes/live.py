@@ -1,6 +1,9 @@
 """``WebSocket /v1/live``: suggestions while the conversation happens (protocol in README.md).
 
-One connection streams one interaction. Final turns are answered at once, partials at most once per
+One connection streams one interaction. The connection's Origin must be the server's own (or one of
+``PODSKAZKA_ALLOWED_ORIGINS``); the caller authenticates (an ``Authorization`` header, or an ``auth``
+message first) with a key holding the role operator; only that key, with the session's resume token,
+may resume a session. Final turns are answered at once, partials at most once per
 debounce interval; the model runs in the live hub's thread pool; the shown label per task goes
 through the session's hysteresis. A bad message is answered with an error and the session goes on.
 """
@@ -13,20 +16,29 @@ import logging
 import time
 from typing import Any, Literal
 
-from fastapi import APIRouter, WebSocket
+from fastapi import APIRouter, HTTPException, WebSocket
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.websockets import WebSocketDisconnect
 
 from model.errors import PodskazkaError
 from model.record import MAX_CHARS, Interaction
+from serve.auth import Principal, principal_for
 from serve.duplicates import duplicate_for_request, problem_tasks
-from serve.live import LiveSession
-from serve.schemas import SuggestResponse
+from serve.live import LiveSession, NotOwner
+from serve.pool import Busy
+from serve.schemas import ModelText, SuggestResponse
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["live"])
 
-CLOSE_CODES = {"ended": 1000, "not_ready": 1013, "idle": 4000, "taken_over": 4001, "evicted": 4002}
+CLOSE_CODES = {"ended": 1000, "origin": 1008, "not_ready": 1013, "idle": 4000, "taken_over": 4001, "evicted": 4002,
+               "unauthorized": 4401, "forbidden": 4403}
+
+
+class AuthMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["auth"]
+    key: str = Field(min_length=1, max_length=500)
 
 
 class StartMessage(BaseModel):
@@ -37,6 +49,7 @@ class StartMessage(BaseModel):
     client_id: str | None = Field(None, max_length=200)
     tasks: list[str] | None = None
     top_k: int | None = Field(None, ge=1, le=100)
+    resume_token: str | None = Field(None, max_length=200, description="from 'started': needed to resume")
 
 
 class TurnMessage(BaseModel):
@@ -44,7 +57,7 @@ class TurnMessage(BaseModel):
     type: Literal["turn"]
     seq: int = Field(ge=0, le=10**9, strict=True)
     role: Literal["client", "operator", "bot"]
-    text: str = Field(max_length=MAX_CHARS)
+    text: ModelText = Field(max_length=MAX_CHARS)
     final: bool = Field(True, strict=True)
 
 
@@ -68,8 +81,9 @@ def predict_live(predictor, store_holder, settings, session: dict[str, Any], now
 class LiveConnection:
     """The protocol on one socket."""
 
-    def __init__(self, ws: WebSocket) -> None:
+    def __init__(self, ws: WebSocket, principal: Principal | None = None) -> None:
         self.ws = ws
+        self.principal = principal  # None until an auth message is accepted
         self.app = ws.app
         self.hub = ws.app.state.live
         self.settings = ws.app.state.settings
@@ -123,6 +137,8 @@ class LiveConnection:
         kind = data.get("type") if isinstance(data, dict) else None
         if kind == "ping":
             return await self.send({"type": "pong"})
+        if kind == "auth" or self.principal is None:
+            return await self.on_auth(data, kind)
         if kind not in ("start", "turn", "end"):
             return await self.error("unknown_type", f"unknown message type {kind!r}; "
                                     "use 'start', 'turn', 'end' or 'ping'")
@@ -144,17 +160,39 @@ class LiveConnection:
             return await self.error(exc.code, exc.message, exc.details)
         return await self.on_end()
 
+    async def on_auth(self, data: Any, kind: str | None) -> str | None:
+        """The ``auth`` message (or anything sent before it): a bad or missing key closes the socket."""
+        if kind != "auth":
+            await self.error("unauthorized", "authenticate first: send {'type': 'auth', 'key': 'pk_…'} "
+                             "(or connect with an 'Authorization: Bearer' header), then 'start'")
+            await self.close("unauthorized")
+            return "ended"
+        try:
+            self.principal = authorize(self.app.state, AuthMessage.model_validate(data).key)
+        except (ValidationError, HTTPException) as exc:
+            reason = "forbidden" if getattr(exc, "status_code", 401) == 403 else "unauthorized"
+            message = exc.detail if isinstance(exc, HTTPException) else "the auth message is {'type': 'auth', 'key': …}"
+            await self.error(reason, message)
+            await self.close(reason)
+            return "ended"
+        return await self.send({"type": "authenticated", "key_id": self.principal.key_id})
+
     async def on_start(self, msg: StartMessage) -> None:
         if self.session is not None and self.session.interaction_id != msg.interaction_id:
             return await self.error("already_started", f"this connection streams {self.session.interaction_id!r}; "
                                     "open a new connection for another interaction")
         tasks = self.predictor.check_tasks(msg.tasks)
         top_k = msg.top_k or self.settings.default_top_k
-        session, resumed, to_close = self.hub.sessions.open(
-            msg.interaction_id, self,
-            make=lambda: self.hub.new_session(msg.interaction_id, channel=msg.channel, client_id=msg.client_id,
-                                              tasks=tasks, top_k=top_k),
-        )
+        try:
+            session, resumed, to_close = self.hub.sessions.open(
+                msg.interaction_id, self, key_id=self.principal.key_id, token=msg.resume_token,
+                make=lambda: self.hub.new_session(msg.interaction_id, channel=msg.channel, client_id=msg.client_id,
+                                                  tasks=tasks, top_k=top_k),
+            )
+        except NotOwner:
+            return await self.error("not_owner", f"interaction {msg.interaction_id!r} is held by another session; "
+                                    "resume it with the same key and the resume_token its 'started' gave, "
+                                    "or start another interaction_id")
         if resumed and msg.tasks is not None:
             session.tasks = tasks
         if resumed and msg.top_k is not None:
@@ -167,6 +205,7 @@ class LiveConnection:
             "type": "started", "interaction_id": session.interaction_id,
             "model_version": self.predictor.model_version, "resumed": resumed,
             "last_seq": max(session.final_seqs, default=None), "final_seqs": session.final_seqs,
+            "resume_token": session.resume_token,
         })
         if resumed and session.has_text():
             await self.update()
@@ -175,6 +214,8 @@ class LiveConnection:
         changed = self.session.apply_turn(msg.seq, msg.role, msg.text, msg.final)
         if not changed:
             return
+        for owner, reason in self.hub.sessions.within_budget(self.session):  # the byte budget of all sessions
+            owner.kick(reason)
         if msg.final:
             if self._pending is not None:
                 self._pending.cancel()
@@ -221,6 +262,8 @@ class LiveConnection:
                     predict_live, self.predictor, self.app.state.store, self.settings, snapshot, time.time())
             except PodskazkaError as exc:
                 return await self.error(exc.code, exc.message, exc.details)
+            except Busy as exc:  # the next turn (or a resend) is answered when there is room
+                return await self.error("busy", exc.message, [{"retry_after": exc.retry_after}])
             except Exception:  # a bug must not end the session silently: log it, say so, go on
                 log.exception("live update failed for %s", session.interaction_id)
                 return await self.error("internal_error", "the server failed to update the suggestions; it has been logged")
@@ -266,12 +309,46 @@ class LiveConnection:
                 pass
 
 
+def authorize(app_state, key: str | None) -> Principal:
+    """The caller of a live connection: a valid key with the role operator (HTTPException otherwise)."""
+    principal = principal_for(app_state, key)
+    if not principal.has("operator"):
+        raise HTTPException(403, f"the key {principal.key_id!r} lacks the role 'operator' needed for /v1/live")
+    return principal
+
+
+def origin_allowed(ws: WebSocket) -> bool:
+    """No Origin (not a browser), the server's own origin, or one of ``allowed_origins``."""
+    origin = ws.headers.get("origin")
+    if origin is None:
+        return True
+    scheme = "https" if ws.url.scheme == "wss" else "http"
+    own = f"{scheme}://{ws.headers.get('host', '')}"
+    allowed = {own.lower(), *(o.rstrip("/").lower() for o in ws.app.state.settings.allowed_origins)}
+    return origin.rstrip("/").lower() in allowed
+
+
+def _bearer(ws: WebSocket) -> str | None:
+    scheme, _, key = ws.headers.get("authorization", "").partition(" ")
+    return key.strip() if scheme.lower() == "bearer" and key.strip() else None
+
+
 @router.websocket("/v1/live")
 async def live(ws: WebSocket) -> None:
     """Stream one interaction's turns; receive suggestions (see README «Live suggestions and feedback»)."""
+    if not origin_allowed(ws):  # refused before the handshake completes (HTTP 403)
+        return await ws.close(code=CLOSE_CODES["origin"], reason="origin not allowed")
     await ws.accept()
+    principal = None
+    if _bearer(ws) is not None or ws.app.state.settings.insecure_local:
+        try:
+            principal = authorize(ws.app.state, _bearer(ws))
+        except HTTPException as exc:
+            reason = "forbidden" if exc.status_code == 403 else "unauthorized"
+            await ws.send_json({"type": "error", "code": reason, "message": exc.detail, "details": []})
+            return await ws.close(code=CLOSE_CODES[reason], reason=reason)
     if getattr(ws.app.state, "predictor", None) is None or getattr(ws.app.state, "live", None) is None:
         await ws.send_json({"type": "error", "code": "not_ready", "details": [],
                             "message": "no model is loaded yet; retry when /readyz answers 200"})
         return await ws.close(code=CLOSE_CODES["not_ready"], reason="not_ready")
-    await LiveConnection(ws).run()
+    await LiveConnection(ws, principal).run()

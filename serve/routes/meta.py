@@ -5,30 +5,34 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from serve.auth import AnalystDep, OperatorDep
 from serve.deps import PredictorDep
+from serve.schemas import ERRORS
 
 router = APIRouter(tags=["meta"])
 
 
-@router.get("/v1/taxonomy")
-def taxonomy(predictor: PredictorDep) -> dict:
-    """The label sets and macro library the served model was trained with."""
+@router.get("/v1/taxonomy", responses=ERRORS)
+def taxonomy(predictor: PredictorDep, _: OperatorDep) -> dict:
+    """The label sets and macro library the served model was trained with (role operator)."""
     return predictor.taxonomy.to_dict()
 
 
-@router.get("/v1/model")
-def model_info(predictor: PredictorDep) -> dict:
-    """The served bundle's manifest, metrics included."""
+@router.get("/v1/model", responses=ERRORS)
+def model_info(predictor: PredictorDep, _: AnalystDep) -> dict:
+    """The served bundle's manifest, metrics included (role analyst)."""
     return {"model_version": predictor.model_version, "manifest": predictor.bundle.manifest}
 
 
 @router.get("/healthz")
-def healthz() -> dict:
+async def healthz() -> dict:
+    """Liveness, answered on the event loop (never behind the model's queue). No key needed."""
     return {"status": "ok"}
 
 
 @router.get("/readyz")
-def readyz(request: Request):
+async def readyz(request: Request):
+    """Readiness: 503 until a model is loaded; says the served version. No key needed."""
     predictor = getattr(request.app.state, "predictor", None)
     if predictor is None:
         return JSONResponse(

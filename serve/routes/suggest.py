@@ -7,12 +7,13 @@ import time
 from fastapi import APIRouter, Request
 
 from model.record import interaction_from_dict
+from serve.auth import OperatorDep
 from serve.deps import PredictorDep, SettingsDep
 from serve.duplicates import duplicate_for_request
-from serve.schemas import BatchRequest, BatchResponse, ErrorResponse, SuggestRequest, SuggestResponse
+from serve.schemas import ERRORS as _ERRORS
+from serve.schemas import BatchRequest, BatchResponse, SuggestRequest, SuggestResponse
 
 router = APIRouter(prefix="/v1", tags=["suggest"])
-_ERRORS = {400: {"model": ErrorResponse}, 422: {"model": ErrorResponse}, 503: {"model": ErrorResponse}}
 
 
 def _suggest(predictor, settings, requests: list[SuggestRequest], where: str, store=None) -> list[SuggestResponse]:
@@ -45,13 +46,18 @@ def _suggest(predictor, settings, requests: list[SuggestRequest], where: str, st
 
 
 @router.post("/suggest", response_model=SuggestResponse, responses=_ERRORS)
-def suggest(request: SuggestRequest, predictor: PredictorDep, settings: SettingsDep, http: Request) -> SuggestResponse:
-    """Ranked labels per task with confidences, and macros, for one conversation (or its turns so far)."""
-    return _suggest(predictor, settings, [request], "request", store=http.app.state.store)[0]
+async def suggest(request: SuggestRequest, predictor: PredictorDep, settings: SettingsDep, http: Request,
+                  _: OperatorDep) -> SuggestResponse:
+    """Ranked labels per task with confidences, and macros, for one conversation (or its turns so far).
+    The model runs in the bounded pool: 503 with Retry-After when it is full."""
+    results = await http.app.state.pool.run(_suggest, predictor, settings, [request], "request", http.app.state.store)
+    return results[0]
 
 
 @router.post("/suggest/batch", response_model=BatchResponse, responses=_ERRORS)
-def suggest_batch(request: BatchRequest, predictor: PredictorDep, settings: SettingsDep, http: Request) -> BatchResponse:
+async def suggest_batch(request: BatchRequest, predictor: PredictorDep, settings: SettingsDep, http: Request,
+                        _: OperatorDep) -> BatchResponse:
     """The same for up to 256 conversations in one call."""
-    results = _suggest(predictor, settings, request.interactions, "interactions[{i}]", store=http.app.state.store)
+    results = await http.app.state.pool.run(
+        _suggest, predictor, settings, request.interactions, "interactions[{i}]", http.app.state.store)
     return BatchResponse(model_version=predictor.model_version, results=results)

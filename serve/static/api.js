@@ -1,4 +1,24 @@
 // Talking to the service: POST /v1/suggest, POST /v1/feedback, GET metadata, WebSocket /v1/live.
+// Every call carries the API key the operator entered (kept in this browser's localStorage).
+
+const KEY_STORAGE = "podskazka.apiKey";
+
+export function apiKey() {
+  try {
+    return localStorage.getItem(KEY_STORAGE) || "";
+  } catch (err) {
+    return "";
+  }
+}
+
+export function setApiKey(key) {
+  try {
+    if (key) localStorage.setItem(KEY_STORAGE, key);
+    else localStorage.removeItem(KEY_STORAGE);
+  } catch (err) {
+    // storage blocked: the key lives until the page is closed
+  }
+}
 
 export class ApiError extends Error {
   constructor(status, message) {
@@ -9,6 +29,8 @@ export class ApiError extends Error {
 
 async function request(method, path, body) {
   const init = { method, headers: { accept: "application/json" } };
+  const key = apiKey();
+  if (key) init.headers.authorization = `Bearer ${key}`;
   if (body !== undefined) {
     init.headers["content-type"] = "application/json";
     init.body = JSON.stringify(body);
@@ -50,6 +72,7 @@ export class LiveSession {
     this.opened = false;
     this.closedByUs = false;
     this.answeredSeq = -1; // the highest final seq the server has answered
+    this.resumeToken = null; // from "started": only this page (with the same key) may resume the session
     this.waiters = [];
   }
 
@@ -78,6 +101,8 @@ export class LiveSession {
       this.socket = socket;
       socket.addEventListener("open", () => {
         this.opened = true;
+        const key = apiKey();
+        if (key) socket.send(JSON.stringify({ type: "auth", key }));
         socket.send(JSON.stringify({ type: "start", ...start }));
         settle(true);
       });
@@ -132,7 +157,9 @@ export class LiveSession {
     } catch (err) {
       return;
     }
-    if (message.type === "suggestions") {
+    if (message.type === "started") {
+      this.resumeToken = message.resume_token || null;
+    } else if (message.type === "suggestions") {
       if (message.final && message.seq > this.answeredSeq) this.answeredSeq = message.seq;
       this.waiters = this.waiters.filter((w) => !w(this.answeredSeq));
       this.onSuggestions(message);

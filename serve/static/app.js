@@ -1,6 +1,6 @@
 // The operator page: paste a conversation or replay a sample call, show the suggestions, send feedback.
 
-import { ApiError, LiveSession, getJson, postFeedback, suggest } from "./api.js";
+import { ApiError, LiveSession, apiKey, getJson, postFeedback, setApiKey, suggest } from "./api.js";
 import { el, keepingFocus, renderDomains, renderMacros, renderNotices, renderTasks } from "./render.js";
 
 const $ = (id) => document.getElementById(id);
@@ -217,7 +217,7 @@ async function submitPaste(event) {
     render(await suggest({ interaction_id: state.interactionId, channel: state.channel, turns }));
     setStatus(`Готово: ${turns.length} ${plural(turns.length, "реплика", "реплики", "реплик")}.`, "ok");
   } catch (err) {
-    setStatus(`Ошибка: ${err.message}`, "error");
+    setStatus(explain(err), "error");
   }
 }
 
@@ -257,7 +257,10 @@ async function connectLive(run) {
     onError: (message) => setStatus(`Ошибка сервиса: ${message}`, "error"),
     onClose: () => { if (state.replay === run) setTransport("WebSocket прерван, переподключаюсь…"); },
   });
-  const opened = await live.open({ interaction_id: interactionId, channel: run.sample.channel, client_id: run.clientId });
+  const start = { interaction_id: interactionId, channel: run.sample.channel, client_id: run.clientId };
+  // a resume needs the token the dropped socket's "started" gave (and the same key)
+  if (run.live && run.live.resumeToken) start.resume_token = run.live.resumeToken;
+  const opened = await live.open(start);
   run.live = opened ? live : null;
   return opened;
 }
@@ -351,6 +354,19 @@ async function suggestOverHttp(run) {
 
 // --- start-up -------------------------------------------------------------------------------
 
+const NEED_KEY = "Нужен ключ API: введите его вверху страницы (make serve печатает, где лежит ключ разработчика).";
+
+function explain(err) {
+  return err instanceof ApiError && err.status === 401 ? NEED_KEY : `Ошибка: ${err.message}`;
+}
+
+function saveKey(event) {
+  event.preventDefault();
+  setApiKey($("api-key").value.trim());
+  setStatus(apiKey() ? "Ключ сохранён в этом браузере." : "Ключ удалён.", "ok");
+  loadMeta();
+}
+
 async function loadMeta() {
   try {
     const ready = await getJson("/readyz");
@@ -363,6 +379,10 @@ async function loadMeta() {
     state.taxonomy = await getJson("/v1/taxonomy");
   } catch (err) {
     state.taxonomy = null;
+    if (err instanceof ApiError && err.status === 401) {
+      setStatus(NEED_KEY, "error");
+      $("api-key").focus();
+    }
   }
   try {
     state.samples = await getJson("/static/samples.json");
@@ -375,6 +395,8 @@ async function loadMeta() {
 }
 
 function init() {
+  $("api-key").value = apiKey();
+  $("key-form").addEventListener("submit", saveKey);
   $("paste-form").addEventListener("submit", submitPaste);
   $("replay-form").addEventListener("submit", startReplay);
   $("stop-button").addEventListener("click", () => {

@@ -16,9 +16,9 @@ CHAT = {"interaction_id": "chat-1", "channel": "chat", "text": "где мой з
 
 
 @pytest.fixture(scope="module")
-def client(trained_bundle_dir):
-    app = create_app(Settings(model_dir=trained_bundle_dir))
-    with TestClient(app) as c:
+def client(trained_bundle_dir, api_keys):
+    app = create_app(Settings(model_dir=trained_bundle_dir, api_keys_file=api_keys.file))
+    with TestClient(app, headers=api_keys.headers()) as c:
         yield c
 
 
@@ -108,16 +108,16 @@ def test_api_unknown_route_uses_envelope(client):
     assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
 
 
-def test_api_body_too_large(trained_bundle_dir):
-    app = create_app(Settings(model_dir=trained_bundle_dir, max_body_bytes=1_000))
-    with TestClient(app) as c:
+def test_api_body_too_large(trained_bundle_dir, api_keys):
+    app = create_app(Settings(model_dir=trained_bundle_dir, max_body_bytes=1_000, api_keys_file=api_keys.file))
+    with TestClient(app, headers=api_keys.headers()) as c:
         r = c.post("/v1/suggest", json={"text": "а" * 2_000})
         assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large"
 
 
-def test_api_not_ready_without_model(tmp_path):
-    app = create_app(Settings(model_dir=tmp_path / "none"))
-    c = TestClient(app)  # no context manager: the lifespan (model load) has not run
+def test_api_not_ready_without_model(tmp_path, api_keys):
+    app = create_app(Settings(model_dir=tmp_path / "none", api_keys_file=api_keys.file))
+    c = TestClient(app, headers=api_keys.headers())  # no context manager: the lifespan (model load) has not run
     assert c.get("/healthz").status_code == 200
     r = c.get("/readyz")
     assert r.status_code == 503 and r.json()["error"]["code"] == "not_ready"
@@ -134,8 +134,10 @@ def test_api_broken_bundle_stops_start_up(bundle_copy):
 
 
 def test_api_real_server_process(trained_bundle_dir, tmp_path):
-    """`podskazka serve` as a user runs it: a real uvicorn process on a free loopback port."""
+    """`podskazka serve` as a user runs it: a real uvicorn process on a free loopback port; with no keys
+    configured it makes a local dev key and the requests carry it."""
     import json
+    import os
     import socket
     import subprocess
     import sys
@@ -146,9 +148,11 @@ def test_api_real_server_process(trained_bundle_dir, tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     log = open(tmp_path / "server.log", "w")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PODSKAZKA_")}
+    env["PODSKAZKA_DEV_KEYS_FILE"] = str(tmp_path / "var" / "dev-keys.json")
     proc = subprocess.Popen(
         [sys.executable, "-m", "training.cli", "serve", "--model", str(trained_bundle_dir), "--port", str(port)],
-        stdout=log, stderr=subprocess.STDOUT,
+        stdout=log, stderr=subprocess.STDOUT, env=env,
     )
     try:
         deadline = time.time() + 60
@@ -163,7 +167,8 @@ def test_api_real_server_process(trained_bundle_dir, tmp_path):
                 time.sleep(0.3)
         req = urllib.request.Request(
             f"http://127.0.0.1:{port}/v1/suggest", data=json.dumps(CALL).encode(),
-            headers={"content-type": "application/json"},
+            headers={"content-type": "application/json",
+                     "authorization": "Bearer " + (tmp_path / "var" / "dev-key.txt").read_text().strip()},
         )
         with urllib.request.urlopen(req, timeout=10) as r:
             body = json.loads(r.read())

@@ -17,9 +17,10 @@ CHARGE = "сняли деньги непонятно сто рублей с ба
 
 
 @pytest.fixture
-def client(predictor, tmp_path):
-    app = create_app(Settings(model_dir=tmp_path, feedback_db=tmp_path / "fb.sqlite3"), predictor=predictor)
-    with TestClient(app) as c:
+def client(predictor, tmp_path, api_keys):
+    app = create_app(Settings(model_dir=tmp_path, feedback_db=tmp_path / "fb.sqlite3", api_keys_file=api_keys.file),
+                     predictor=predictor)
+    with TestClient(app, headers=api_keys.headers()) as c:
         yield c
 
 
@@ -123,9 +124,9 @@ def test_duplicate_flagged_in_live_session(client):
     assert partial["final"] is False and partial["duplicate"] == final["duplicate"]  # kept between final turns
 
 
-def test_duplicate_check_skipped_while_store_down(predictor, tmp_path):
+def test_duplicate_check_skipped_while_store_down(predictor, tmp_path, api_keys):
     (tmp_path / "a-file").write_text("x")
-    settings = Settings(model_dir=tmp_path, feedback_db=tmp_path / "a-file" / "fb.sqlite3")
-    with TestClient(create_app(settings, predictor=predictor)) as c:
+    settings = Settings(model_dir=tmp_path, feedback_db=tmp_path / "a-file" / "fb.sqlite3", api_keys_file=api_keys.file)
+    with TestClient(create_app(settings, predictor=predictor), headers=api_keys.headers()) as c:
         body = _suggest(c, "em-1", ORDER_1)
     assert body["duplicate"] is None and body["predictions"]["topic"][0]["label"] == "Статус заказа"

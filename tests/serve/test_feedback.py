@@ -228,9 +228,10 @@ def test_postgres_store_bad_url_refused(postgres_server):
 # -- the HTTP endpoints --
 
 @pytest.fixture
-def client(predictor, tmp_path):
-    app = create_app(Settings(model_dir=tmp_path / "unused", feedback_db=tmp_path / "fb.sqlite3"), predictor=predictor)
-    with TestClient(app) as c:
+def client(predictor, tmp_path, api_keys):
+    app = create_app(Settings(model_dir=tmp_path / "unused", feedback_db=tmp_path / "fb.sqlite3",
+                              api_keys_file=api_keys.file), predictor=predictor)
+    with TestClient(app, headers=api_keys.headers()) as c:
         yield c
 
 
@@ -293,10 +294,10 @@ def test_feedback_rejects_bad_requests(client, change, match):
     assert match in r.json()["error"]["message"]
 
 
-def test_feedback_store_unavailable_is_503(predictor, tmp_path):
+def test_feedback_store_unavailable_is_503(predictor, tmp_path, api_keys):
     (tmp_path / "a-file").write_text("x")
-    settings = Settings(model_dir=tmp_path, feedback_db=tmp_path / "a-file" / "fb.sqlite3")
-    with TestClient(create_app(settings, predictor=predictor)) as c:
+    settings = Settings(model_dir=tmp_path, feedback_db=tmp_path / "a-file" / "fb.sqlite3", api_keys_file=api_keys.file)
+    with TestClient(create_app(settings, predictor=predictor), headers=api_keys.headers()) as c:
         r = _post(c)
         assert r.status_code == 503 and r.json()["error"]["code"] == "store_unavailable"
         assert c.get("/healthz").status_code == 200
@@ -312,9 +313,10 @@ def test_feedback_many_concurrent_requests_lose_nothing(client):
     assert client.get("/v1/stats").json()["total"] == 120
 
 
-def test_feedback_on_postgres_through_the_service(predictor, tmp_path, postgres_url):
-    settings = Settings(model_dir=tmp_path, database_url=postgres_url, feedback_db=tmp_path / "unused.sqlite3")
-    with TestClient(create_app(settings, predictor=predictor)) as c:
+def test_feedback_on_postgres_through_the_service(predictor, tmp_path, postgres_url, api_keys):
+    settings = Settings(model_dir=tmp_path, database_url=postgres_url, feedback_db=tmp_path / "unused.sqlite3",
+                        api_keys_file=api_keys.file)
+    with TestClient(create_app(settings, predictor=predictor), headers=api_keys.headers()) as c:
         lock = threading.Lock()
         done = []
 

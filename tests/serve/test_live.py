@@ -110,7 +110,7 @@ def test_manager_resume_keeps_state_within_window():
     session.apply_turn(0, "client", "сняли деньги", final=True)
     manager.detach(session, "conn1")
     clock.now += 59
-    again, resumed, to_close = manager.open("a", "conn2", make=lambda: LiveSession("a"))
+    again, resumed, to_close = manager.open("a", "conn2", make=lambda: LiveSession("a"), token=session.resume_token)
     assert resumed and again is session and again.final_seqs == [0] and to_close == []
 
 
@@ -135,8 +135,8 @@ def test_manager_connected_session_does_not_expire():
 
 def test_manager_take_over_returns_previous_owner():
     manager = _manager(FakeClock())
-    manager.open("a", "conn1", make=lambda: LiveSession("a"))
-    _, resumed, to_close = manager.open("a", "conn2", make=lambda: LiveSession("a"))
+    session, _, _ = manager.open("a", "conn1", make=lambda: LiveSession("a"))
+    _, resumed, to_close = manager.open("a", "conn2", make=lambda: LiveSession("a"), token=session.resume_token)
     assert resumed and to_close == [("conn1", "taken_over")]
     manager.detach(manager.get("a"), "conn1")  # the old connection going away leaves the new owner alone
     assert manager.get("a").owner == "conn2"
@@ -171,10 +171,10 @@ def test_manager_rejects_bad_bound():
 
 # -- the WebSocket protocol --
 
-def _client(predictor, tmp_path, **overrides) -> TestClient:
+def _client(api_keys, predictor, tmp_path, *, role="operator", **overrides) -> TestClient:
     settings = Settings(model_dir=tmp_path / "unused", feedback_db=tmp_path / "fb.sqlite3",
-                        **{"live_debounce_ms": 200, **overrides})
-    return TestClient(create_app(settings, predictor=predictor))
+                        **{"live_debounce_ms": 200, "api_keys_file": api_keys.file, **overrides})
+    return TestClient(create_app(settings, predictor=predictor), headers=api_keys.headers(role))
 
 
 def _start(ws, interaction_id="live-1", **extra):
@@ -184,11 +184,13 @@ def _start(ws, interaction_id="live-1", **extra):
     return started
 
 
-def test_live_final_turns_answered_with_suggestions(predictor, tmp_path):
-    with _client(predictor, tmp_path) as client, client.websocket_connect("/v1/live") as ws:
+def test_live_final_turns_answered_with_suggestions(predictor, tmp_path, api_keys):
+    with _client(api_keys, predictor, tmp_path) as client, client.websocket_connect("/v1/live") as ws:
         started = _start(ws, tasks=["reason2"])
         assert started == {"type": "started", "interaction_id": "live-1", "model_version": predictor.model_version,
-                           "resumed": False, "last_seq": None, "final_seqs": []}
+                           "resumed": False, "last_seq": None, "final_seqs": [],
+                           "resume_token": started["resume_token"]}
+        assert len(started["resume_token"]) >= 32
         ws.send_json({"type": "turn", "seq": 0, "role": "operator", "text": CALL_TURNS[0][1], "final": True})
         first = ws.receive_json()
         ws.send_json({"type": "turn", "seq": 1, "role": "client", "text": CALL_TURNS[2][1], "final": True})
@@ -201,8 +203,8 @@ def test_live_final_turns_answered_with_suggestions(predictor, tmp_path):
     assert set(second["stable"]["reason2"]) == {"label", "confidence", "held"}
 
 
-def test_live_partials_debounced_into_one_update(predictor, tmp_path):
-    with _client(predictor, tmp_path, live_debounce_ms=1000) as client, client.websocket_connect("/v1/live") as ws:
+def test_live_partials_debounced_into_one_update(predictor, tmp_path, api_keys):
+    with _client(api_keys, predictor, tmp_path, live_debounce_ms=1000) as client, client.websocket_connect("/v1/live") as ws:
         _start(ws)
         words = CALL_TURNS[2][1].split()
         for n in range(1, len(words) + 1):
@@ -216,8 +218,8 @@ def test_live_partials_debounced_into_one_update(predictor, tmp_path):
     assert final["final"] is True and final["stable"]["reason2"]["label"] == "За что списание?"
 
 
-def test_live_bad_messages_answered_and_session_goes_on(predictor, tmp_path):
-    with _client(predictor, tmp_path) as client, client.websocket_connect("/v1/live") as ws:
+def test_live_bad_messages_answered_and_session_goes_on(predictor, tmp_path, api_keys):
+    with _client(api_keys, predictor, tmp_path) as client, client.websocket_connect("/v1/live") as ws:
         ws.send_json({"type": "turn", "seq": 0, "role": "client", "text": "алло", "final": True})
         assert ws.receive_json()["code"] == "not_started"
         ws.send_text("{not json")
@@ -239,17 +241,17 @@ def test_live_bad_messages_answered_and_session_goes_on(predictor, tmp_path):
         assert ws.receive_json()["type"] == "suggestions"
 
 
-def test_live_reconnect_resumes_same_interaction(predictor, tmp_path):
-    with _client(predictor, tmp_path) as client:
+def test_live_reconnect_resumes_same_interaction(predictor, tmp_path, api_keys):
+    with _client(api_keys, predictor, tmp_path) as client:
         with client.websocket_connect("/v1/live") as ws:
-            _start(ws, "resume-1")
+            token = _start(ws, "resume-1")["resume_token"]
             ws.send_json({"type": "turn", "seq": 0, "role": "operator", "text": CALL_TURNS[0][1], "final": True})
             ws.receive_json()
             ws.send_json({"type": "turn", "seq": 1, "role": "client", "text": CALL_TURNS[2][1], "final": True})
             before = ws.receive_json()
         # the connection dropped; a new one resumes the interaction with its turns and shown labels
         with client.websocket_connect("/v1/live") as ws:
-            started = _start(ws, "resume-1")
+            started = _start(ws, "resume-1", resume_token=token)
             assert started["resumed"] is True and started["final_seqs"] == [0, 1] and started["last_seq"] == 1
             resumed = ws.receive_json()
             assert resumed["type"] == "suggestions" and resumed["seq"] == 1
@@ -264,12 +266,12 @@ def test_live_reconnect_resumes_same_interaction(predictor, tmp_path):
         assert client.app.state.live.sessions.get("resume-1") is None
 
 
-def test_live_second_connection_takes_over(predictor, tmp_path):
-    with _client(predictor, tmp_path) as client:
+def test_live_second_connection_takes_over(predictor, tmp_path, api_keys):
+    with _client(api_keys, predictor, tmp_path) as client:
         with client.websocket_connect("/v1/live") as first:
-            _start(first, "dup-conn")
-            with client.websocket_connect("/v1/live") as second:
-                assert _start(second, "dup-conn")["resumed"] is True
+            token = _start(first, "dup-conn")["resume_token"]
+            with client.websocket_connect("/v1/live") as second:  # the owner's new socket, with the token
+                assert _start(second, "dup-conn", resume_token=token)["resumed"] is True
                 with pytest.raises(WebSocketDisconnect) as closed:
                     first.receive_json()
                 assert closed.value.code == 4001
@@ -277,8 +279,8 @@ def test_live_second_connection_takes_over(predictor, tmp_path):
                 assert second.receive_json() == {"type": "pong"}
 
 
-def test_live_idle_connection_closed_and_session_kept(predictor, tmp_path):
-    with _client(predictor, tmp_path, live_idle_seconds=1.0) as client:
+def test_live_idle_connection_closed_and_session_kept(predictor, tmp_path, api_keys):
+    with _client(api_keys, predictor, tmp_path, live_idle_seconds=1.0) as client:
         with client.websocket_connect("/v1/live") as ws:
             _start(ws, "idle-1")
             with pytest.raises(WebSocketDisconnect) as closed:
@@ -288,8 +290,8 @@ def test_live_idle_connection_closed_and_session_kept(predictor, tmp_path):
         assert session is not None and session.owner is None
 
 
-def test_live_session_bound_evicts_and_closes(predictor, tmp_path):
-    with _client(predictor, tmp_path, live_max_sessions=1) as client:
+def test_live_session_bound_evicts_and_closes(predictor, tmp_path, api_keys):
+    with _client(api_keys, predictor, tmp_path, live_max_sessions=1) as client:
         with client.websocket_connect("/v1/live") as first:
             _start(first, "s1")
             with client.websocket_connect("/v1/live") as second:
@@ -300,9 +302,9 @@ def test_live_session_bound_evicts_and_closes(predictor, tmp_path):
         assert len(client.app.state.live.sessions) == 1
 
 
-def test_live_http_suggest_with_turns_so_far_matches(predictor, tmp_path):
+def test_live_http_suggest_with_turns_so_far_matches(predictor, tmp_path, api_keys):
     turns = [{"role": r, "text": t} for r, t in (CALL_TURNS[0], CALL_TURNS[2])]
-    with _client(predictor, tmp_path) as client:
+    with _client(api_keys, predictor, tmp_path) as client:
         http = client.post("/v1/suggest", json={"channel": "call", "turns": turns, "tasks": ["reason2"]}).json()
         with client.websocket_connect("/v1/live") as ws:
             _start(ws, "same-1", tasks=["reason2"])
@@ -322,7 +324,7 @@ def test_live_before_model_loaded_answers_not_ready(tmp_path):
         assert closed.value.code == 1013
 
 
-def test_live_model_runs_in_thread_pool_not_event_loop(predictor, tmp_path):
+def test_live_model_runs_in_thread_pool_not_event_loop(predictor, tmp_path, api_keys):
     import threading
 
     from model.predictor import Predictor
@@ -334,8 +336,8 @@ def test_live_model_runs_in_thread_pool_not_event_loop(predictor, tmp_path):
             threads.append(threading.current_thread().name)
             return super().predict(*args, **kwargs)
 
-    with _client(Recording(predictor.bundle), tmp_path) as client, client.websocket_connect("/v1/live") as ws:
+    with _client(api_keys, Recording(predictor.bundle), tmp_path) as client, client.websocket_connect("/v1/live") as ws:
         _start(ws)
         ws.send_json({"type": "turn", "seq": 0, "role": "client", "text": CALL_TURNS[2][1], "final": True})
         assert ws.receive_json()["type"] == "suggestions"
-    assert threads and all(name.startswith("podskazka-live") for name in threads)
+    assert threads and all(name.startswith("podskazka-model") for name in threads)

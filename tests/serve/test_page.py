@@ -43,9 +43,10 @@ operator: сейчас проверю списания по номеру"""
 # --- the files, without a browser ----------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def client(trained_bundle_dir, tmp_path_factory):
+def client(trained_bundle_dir, tmp_path_factory, api_keys):
     db = tmp_path_factory.mktemp("page-store") / "fb.sqlite3"
-    with TestClient(create_app(Settings(model_dir=trained_bundle_dir, feedback_db=db))) as c:
+    app = create_app(Settings(model_dir=trained_bundle_dir, feedback_db=db, api_keys_file=api_keys.file))
+    with TestClient(app, headers=api_keys.headers("operator")) as c:
         yield c
 
 
@@ -92,9 +93,9 @@ def test_page_samples_are_valid_requests(client):
 # --- the page in a real browser -----------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def base_url(trained_bundle_dir, tmp_path_factory):
+def base_url(trained_bundle_dir, tmp_path_factory, api_keys):
     db = tmp_path_factory.mktemp("page-live-store") / "fb.sqlite3"
-    live_app = create_app(Settings(model_dir=trained_bundle_dir, feedback_db=db))
+    live_app = create_app(Settings(model_dir=trained_bundle_dir, feedback_db=db, api_keys_file=api_keys.file))
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
@@ -131,8 +132,10 @@ def browser_context(tmp_path_factory):
 
 
 @pytest.fixture
-def page(browser_context, base_url):
+def page(browser_context, base_url, api_keys):
+    """The page with an operator's key in its key field's storage, as after the operator saved it once."""
     page = browser_context.new_page()
+    page.add_init_script(f"localStorage.setItem('podskazka.apiKey', {json.dumps(api_keys.keys['operator'])})")
     page.problems = []
     page.on("pageerror", lambda exc: page.problems.append(f"page error: {exc}"))
     page.on("console", lambda msg: msg.type == "error" and page.problems.append(f"console: {msg.text}"))
@@ -256,9 +259,9 @@ def test_page_replay_streams_a_sample_call_over_websocket(page):
     expect(page.locator("#transport")).to_have_text("WebSocket /v1/live")
     assert page.locator("#replay-button").is_enabled() and page.locator("#stop-button").is_disabled()
 
-    # the protocol as sent: start, partials and finals under one seq per utterance, end
+    # the protocol as sent: the key, start, partials and finals under one seq per utterance, end
     kinds = [f["type"] for f in frames["sent"]]
-    assert kinds[0] == "start" and kinds[-1] == "end" and set(kinds) == {"start", "turn", "end"}
+    assert kinds[:2] == ["auth", "start"] and kinds[-1] == "end" and set(kinds) == {"auth", "start", "turn", "end"}
     turns = [f for f in frames["sent"] if f["type"] == "turn"]
     assert any(not t["final"] for t in turns), "a call streams partial turns"
     finals = [t for t in turns if t["final"]]
@@ -322,8 +325,10 @@ def test_page_replay_resumes_after_a_dropped_socket(page):
     _replay(page, "call-spisanie", speed="10")  # slow enough that the drop lands mid-call
     expect(page.locator("#transport")).to_have_text("WebSocket /v1/live (переподключено)")
     assert len(connections) == 2
-    assert [m["type"] for n, m in from_page if n == 2][0] == "start"
+    second = [m for n, m in from_page if n == 2]
+    assert [m["type"] for m in second[:2]] == ["auth", "start"]
     starts = [m for m in from_server if m["type"] == "started"]
+    assert second[1]["resume_token"] == starts[0]["resume_token"]  # the owner's token resumes it
     assert [s["resumed"] for s in starts] == [False, True]
     assert starts[1]["interaction_id"] == starts[0]["interaction_id"]
     finals = [m for m in from_server if m["type"] == "suggestions" and m["final"]]
@@ -358,7 +363,8 @@ def test_page_task_cards_show_abstention_and_group(page):
     html = page.evaluate("""async ([result]) => {
         const r = await import('/static/render.js');
         const box = document.getElementById('tasks');
-        const taxonomy = await (await fetch('/v1/taxonomy')).json();
+        const headers = { authorization: `Bearer ${localStorage.getItem('podskazka.apiKey')}` };
+        const taxonomy = await (await fetch('/v1/taxonomy', { headers })).json();
         r.renderTasks(box, result, { taxonomy, feedback: new Map(),
             handlers: { suggestedFor: (t) => result.predictions[t][0].label } });
         return [...box.querySelectorAll('article')].map((a) => [a.dataset.task, a.className, a.textContent]);
