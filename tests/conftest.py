@@ -63,8 +63,11 @@ class ApiKeys:
 @pytest.fixture(scope="session")
 def api_keys(tmp_path_factory) -> ApiKeys:
     """API keys for the service tests: pass ``api_keys_file=api_keys.file`` to Settings and
-    ``headers=api_keys.headers()`` (admin: every role) or ``headers("operator")`` to the client."""
+    ``headers=api_keys.headers()`` (admin: every role) or ``headers("operator")`` to the client;
+    ``operator-2`` is a second operator (another person's key)."""
     from serve.auth import add_key
 
     path = tmp_path_factory.mktemp("keys") / "keys.json"
-    return ApiKeys(path, {role: add_key(path, role, [role]) for role in ("operator", "analyst", "admin")})
+    keys = {role: add_key(path, role, [role]) for role in ("operator", "analyst", "admin")}
+    keys["operator-2"] = add_key(path, "operator-2", ["operator"])
+    return ApiKeys(path, keys)

@@ -24,6 +24,7 @@ from model.errors import PodskazkaError
 from model.record import MAX_CHARS, Interaction
 from serve.auth import Principal, principal_for
 from serve.duplicates import duplicate_for_request, problem_tasks
+from serve.limits import named_only
 from serve.live import LiveSession, NotOwner
 from serve.pool import Busy
 from serve.schemas import ModelText, SuggestResponse
@@ -150,6 +151,8 @@ class LiveConnection:
             if kind == "start":
                 return await self.on_start(StartMessage.model_validate(data))
             if kind == "turn":
+                if isinstance(data.get("text"), str):  # before validation: a lone surrogate is no str to pydantic
+                    data["text"] = named_only(data["text"])
                 return await self.on_turn(TurnMessage.model_validate(data))
         except ValidationError as exc:
             details = [{"field": ".".join(str(p) for p in e["loc"]) or "message", "problem": e["msg"]}
