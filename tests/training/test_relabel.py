@@ -128,6 +128,28 @@ def test_relabel_bad_rows_go_to_rejects_and_the_job_goes_on(tmp_path, trained_bu
     assert found[3]["id"] == "e" and "not UTF-8" in found[1]["detail"]
 
 
+def test_relabel_duplicate_ids_first_kept_rest_rejected(tmp_path, trained_bundle_dir):
+    """Issue #11 finding 10: a repeated id was written twice with different labels, unreported. The
+    first row with an id is kept; later ones (in another chunk or file too) go to the rejects."""
+    rows = make_rows(2)[:5]
+    first = write_jsonl(tmp_path / "a.jsonl", rows + [
+        {"id": rows[0]["id"], "channel": "chat", "text": "где мой заказ статус не меняется"},  # row 6, chunk 3
+        {"id": "blank", "channel": "chat", "text": "   "},  # rejected as empty: claims no id
+        {"id": "blank", "channel": "chat", "text": "где мой заказ"},
+    ])
+    second = write_jsonl(tmp_path / "b.jsonl", [{"id": rows[1]["id"], "channel": "call", "text": "сняли деньги"}])
+    report = run(trained_bundle_dir, [first, second], tmp_path / "out", batch_size=2)
+    ids = [r["id"] for r in output_rows(tmp_path / "out")]
+    assert ids == [r["id"] for r in rows] + ["blank"] and len(set(ids)) == len(ids)
+    assert report["rejected_by_reason"] == {"duplicate_id": 2, "empty_text": 1}
+    found = [r for r in rejects(tmp_path / "out") if r["reason"] == "duplicate_id"]
+    assert [(Path(r["source_file"]).name, r["source_row"], r["id"]) for r in found] == [
+        ("a.jsonl", 6, rows[0]["id"]), ("b.jsonl", 1, rows[1]["id"])]
+    assert "a.jsonl row 1" in found[0]["detail"] and "the first is kept" in found[0]["detail"]
+    again = run(trained_bundle_dir, [first, second], tmp_path / "out", batch_size=2)  # a resume changes nothing
+    assert again["rejected_by_reason"] == report["rejected_by_reason"]
+
+
 @pytest.mark.parametrize("make, message", [
     (lambda d: (d / "x.parquet").write_bytes(b"not parquet at all"), "cannot be opened as PARQUET"),
     (lambda d: (d / "x.csv").write_text("id,body\n1,hello\n"), "no 'turns' or 'text' column"),

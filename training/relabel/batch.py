@@ -2,12 +2,15 @@
 
 :func:`relabel_batch` takes one chunk (an Arrow table from :mod:`training.relabel.sources`) and
 returns the labelled rows, the rejected rows with their reason, and the chunk's counts. It never
-raises on a bad row: undecodable bytes, a broken JSON line, a row without id or without text go to
-the rejects and the rest of the chunk is labelled.
+raises on a bad row: undecodable bytes, a broken JSON line, a row without id or without text, a row
+whose id an earlier row already has (``duplicate_id``: the first is kept) go to the rejects and the
+rest of the chunk is labelled. :func:`find_duplicate_ids` is the pass over the inputs that says
+which rows repeat an id.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from dataclasses import dataclass
@@ -19,7 +22,7 @@ from model.errors import InputError
 from model.predictor import Predictor
 from model.record import Interaction, interaction_from_dict
 from training.data import _turns_from_text_column
-from training.relabel.sources import ERROR, RAW, SOURCE_ROW
+from training.relabel.sources import ERROR, RAW, SOURCE_ROW, InputFile, iter_chunks
 
 TOP_K = 3
 MAX_RECORD_CHARS = 2000
@@ -69,8 +72,10 @@ def relabel_batch(
     fmt: str,
     tasks: list[str],
     column_map: dict[str, str] | None = None,
+    duplicates: dict[int, str] | None = None,
 ) -> BatchResult:
-    """Label one chunk; ``fmt`` is the file's format ("json", "csv" or "parquet")."""
+    """Label one chunk; ``fmt`` is the file's format ("json", "csv" or "parquet"); ``duplicates``:
+    source rows of this file that repeat an earlier row's id → where that id was first seen."""
     good: list[tuple[int, str, Interaction]] = []
     rejects: dict[str, list] = {name: [] for name in REJECT_SCHEMA.names}
     reasons: Counter = Counter()
@@ -80,7 +85,11 @@ def relabel_batch(
             if error is not None:
                 raise _Reject("invalid_row", error)
             row = _decode(record, fmt, column_map or {})
-            good.append((source_row, row["id"], _interaction(row, tasks)))
+            interaction = _interaction(row, tasks)
+            if duplicates and source_row in duplicates:
+                raise _Reject("duplicate_id", f"id {row['id']!r} was first seen at {duplicates[source_row]}; "
+                              "the first is kept, give each row its own id")
+            good.append((source_row, row["id"], interaction))
         except _Reject as bad:
             reasons[bad.reason] += 1
             row_id = row.get("id") if row is not None else _raw_id(record, (column_map or {}).get("id", "id"))
@@ -96,6 +105,30 @@ def relabel_batch(
         rejects=pa.table(rejects, schema=REJECT_SCHEMA),
         stats=stats,
     )
+
+
+def find_duplicate_ids(files: list[InputFile], batch_size: int, tasks: list[str],
+                       column_map: dict[str, str] | None = None) -> dict[int, dict[int, str]]:
+    """One pass over every input, in order: ``{file_index: {source_row: where the id was first seen}}``
+    for each row that repeats the id of an earlier row that can be labelled (rows rejected for another
+    reason claim no id). Holds a 12-byte digest per distinct id (about 100 bytes each in memory)."""
+    first: dict[bytes, tuple[int, int]] = {}
+    repeats: dict[int, dict[int, str]] = {}
+    for file_index, info in enumerate(files):
+        for _, chunk in iter_chunks(info, batch_size):
+            for source_row, record, error in _records(chunk):
+                if error is not None:
+                    continue
+                try:
+                    row = _decode(record, info.format, column_map or {})
+                    _interaction(row, tasks)
+                except _Reject:
+                    continue
+                digest = hashlib.blake2b(row["id"].encode("utf-8"), digest_size=12).digest()
+                seen = first.setdefault(digest, (file_index, source_row))
+                if seen != (file_index, source_row):
+                    repeats.setdefault(file_index, {})[source_row] = f"{files[seen[0]].path} row {seen[1]}"
+    return repeats
 
 
 def _records(chunk: pa.Table):

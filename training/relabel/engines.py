@@ -45,6 +45,7 @@ class WorkSpec:
     files: tuple[InputFile, ...]
     batch_size: int
     column_map: dict[str, str] = field(default_factory=dict)
+    duplicates: dict[int, dict[int, str]] = field(default_factory=dict)  # file → row → first seen (batch.find_duplicate_ids)
 
 
 def pending_chunks(spec: WorkSpec, done: set[tuple[int, int]]) -> Iterator[tuple[int, int, pa.Table]]:
@@ -59,7 +60,8 @@ def process_chunk(predictor: Predictor, spec: WorkSpec, file_index: int, chunk_i
     """Label one chunk and write its parts; return its manifest entry."""
     info = spec.files[file_index]
     result = relabel_batch(
-        predictor, table, source_file=info.path, fmt=info.format, tasks=list(spec.tasks), column_map=spec.column_map
+        predictor, table, source_file=info.path, fmt=info.format, tasks=list(spec.tasks), column_map=spec.column_map,
+        duplicates=spec.duplicates.get(file_index),
     )
     return write_chunk(Path(spec.out_dir), file_index, chunk_index, result.rows, result.rejects, result.stats)
 

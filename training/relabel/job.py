@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from model.errors import ConfigError
 from model.predictor import Predictor
-from training.relabel.batch import merge_stats
+from training.relabel.batch import find_duplicate_ids, merge_stats
 from training.relabel.engines import WorkSpec, run_local, run_ray, run_spark
 from training.relabel.report import diff_markdown, diff_report
 from training.relabel.sources import count_rows, discover_inputs
@@ -71,9 +71,13 @@ def relabel(config: RelabelConfig) -> dict[str, Any]:
     predictor = Predictor.load(config.model)
     tasks = predictor.check_tasks(config.tasks)
     files = discover_inputs(config.inputs, config.column_map)
+    duplicates = find_duplicate_ids(files, config.batch_size, tasks, config.column_map)
+    if duplicates:
+        log.warning("%d rows repeat the id of an earlier row: the first is kept, the others go to rejects.jsonl "
+                    "(duplicate_id)", sum(len(rows) for rows in duplicates.values()))
     spec = WorkSpec(
         model_dir=str(Path(config.model).resolve()), out_dir=str(Path(config.output).resolve()), tasks=tuple(tasks),
-        files=tuple(files), batch_size=config.batch_size, column_map=dict(config.column_map),
+        files=tuple(files), batch_size=config.batch_size, column_map=dict(config.column_map), duplicates=duplicates,
     )
     store = JobStore(config.output)
     store.open({
