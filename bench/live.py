@@ -43,7 +43,8 @@ def start_server(model_dir: Path, db: Path) -> tuple[subprocess.Popen, str]:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "PODSKAZKA_FEEDBACK_DB": str(db)}
-    proc = subprocess.Popen([sys.executable, "-m", "serve", "--model", str(model_dir), "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "serve", "--model", str(model_dir), "--port", str(port),
+                             "--insecure-local"],  # a loopback server: no keys
                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while True:

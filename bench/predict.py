@@ -92,7 +92,7 @@ def bench_http(model_dir: Path, inputs: list[dict], batch: int) -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "serve", "--model", str(model_dir), "--port", str(port)],
+        [sys.executable, "-m", "serve", "--model", str(model_dir), "--port", str(port), "--insecure-local"],  # loopback
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     base = f"http://127.0.0.1:{port}"
