@@ -300,6 +300,25 @@ class TfidfMultiTask:
         model.dropped_labels_ = info.get("dropped_labels", {})
         return model
 
+    def incremental_scorer(self):
+        """An :class:`model.incremental.IncrementalScorer` over this model's views (live sessions), or
+        ``None`` when the model has features that are not running sums (the hybrid's embeddings)."""
+        from model.incremental import IncrementalScorer, IncrementalView
+
+        self._check_fitted()
+        if self._dense_width():
+            return None
+        full, client, offset = [], [], 0
+        for name, featurizer in self.features_.items():
+            rows = self.linear_.coef[offset:offset + featurizer.n_features]
+            offset += featurizer.n_features
+            try:
+                view = IncrementalView(name, featurizer, rows)
+            except ValueError:
+                return None
+            (client if name == "client" else full).append(view)
+        return IncrementalScorer(full, client, self.linear_.intercept)
+
     def _dense_width(self) -> int:
         """Features beyond the n-gram views (the hybrid kind's embedding block)."""
         return 0

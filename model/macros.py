@@ -184,20 +184,32 @@ class MacroRanker:
     # ------------------------------------------------------------------------- scoring
     def signals(self, interactions: list[Interaction], task_probs, domain_probs, domains) -> dict[str, np.ndarray]:
         """``{"history", "labels", "when"}``, each ``[n_interactions, n_macros]`` in [0, 1]."""
-        self._check_fitted()
-        X = self.vectorizer_.transform([render_interaction(x) for x in interactions])
-        return self.signals_from(np.asarray(X @ self.matrix_) + self.bias_, task_probs, domain_probs, domains)
+        return self.signals_from(self.raw_scores(interactions), task_probs, domain_probs, domains)
 
     def signals_from(self, raw: np.ndarray, task_probs, domain_probs, domains) -> dict[str, np.ndarray]:
         """The three signals from the raw scores ``X @ matrix_ + bias_`` (see :meth:`signals`)."""
         m = len(self.macro_ids_)
         history = 1.0 / (1.0 + np.exp(-raw[:, :m]))
-        when = raw[:, m:]
+        when = np.maximum(raw[:, m:], 0.0)  # similarities are >= 0; running sums may leave -1e-17
         labels = self.label_signal(task_probs, domain_probs, domains, raw.shape[0])
         if m:
             top = when.max(axis=1, keepdims=True)
-            when = np.divide(when, top, out=np.zeros_like(when), where=top > 0)
+            # below 1e-9 a row shares nothing with any `when` text (what is left is rounding noise)
+            when = np.divide(when, top, out=np.zeros_like(when), where=top > 1e-9)
         return {"history": history, "labels": labels, "when": when}
+
+    def raw_scores(self, interactions: list[Interaction]) -> np.ndarray:
+        """``X @ matrix_ + bias_``: the history logits and the ``when`` similarities, ``[n, 2 * n_macros]``."""
+        self._check_fitted()
+        X = self.vectorizer_.transform([render_interaction(x) for x in interactions])
+        return np.asarray(X @ self.matrix_) + self.bias_
+
+    def incremental_scorer(self):
+        """Running-sum scoring of :meth:`raw_scores` for live sessions (see :mod:`model.incremental`)."""
+        from model.incremental import IncrementalScorer, IncrementalView
+
+        self._check_fitted()
+        return IncrementalScorer([IncrementalView("macro", self.vectorizer_, self.matrix_)], [], self.bias_)
 
     def label_signal(self, task_probs, domain_probs, domains, n: int) -> np.ndarray:
         """``P(m | x) = sum_d P(d | x) * mean_{t in d} sum_l P_t(l | x) * P(m | t, l)`` for every row."""
@@ -226,9 +238,11 @@ class MacroRanker:
                 out += w[:, None] * (sum(scores) / len(scores))
         return out
 
-    def rank(self, interactions: list[Interaction], task_probs, domain_probs, domains) -> np.ndarray:
-        """Macro confidences ``[n_interactions, n_macros]`` (columns in ``macro_ids_`` order)."""
-        s = self.signals(interactions, task_probs, domain_probs, domains)
+    def rank(self, interactions: list[Interaction], task_probs, domain_probs, domains, *, raw=None) -> np.ndarray:
+        """Macro confidences ``[n_interactions, n_macros]`` (columns in ``macro_ids_`` order); ``raw``:
+        :meth:`raw_scores` already computed (a live session's running sums)."""
+        raw = self.raw_scores(interactions) if raw is None else raw
+        s = self.signals_from(raw, task_probs, domain_probs, domains)
         cfg = self.config
         total = cfg.w_history + cfg.w_labels + cfg.w_when
         mixed = (cfg.w_history * s["history"] + cfg.w_labels * s["labels"] + cfg.w_when * s["when"]) / total

@@ -26,6 +26,15 @@ class Predictor:
         self.model = bundle.model
         self._domains = bundle.domains
         self.slot_filler = SlotFiller()
+        self._live_scorers = self._make_live_scorers()
+
+    def _make_live_scorers(self):
+        make = getattr(self.model, "incremental_scorer", None)
+        scorer = make() if make is not None else None
+        if scorer is None:
+            return None
+        macros = self.bundle.macros
+        return scorer, (macros.incremental_scorer() if hasattr(macros, "incremental_scorer") else None)
 
     @classmethod
     def load(cls, path: str | Path) -> "Predictor":
@@ -70,8 +79,24 @@ class Predictor:
         selected = self.check_tasks(tasks)
         if not items:
             return []
+        task_probs, domain_probs, macro_raw = self.score(items, top_macros > 0)
+        return self.postprocess(items, task_probs, domain_probs, macro_raw, selected, top_k, top_macros)
+
+    def score(self, items: list[Interaction], with_macros: bool = True):
+        """``(task probabilities, domain probabilities, macro raw scores or None)`` for a batch; the
+        model runs once for every task, the domain head and (when asked) the macro ranker."""
         task_probs, domain_probs = self.model.predict_proba(items, self.tasks)
-        macro_scores = self._macro_scores(items, task_probs, domain_probs) if top_macros > 0 else None
+        macro_raw = None
+        if with_macros and hasattr(self.bundle.macros, "raw_scores"):
+            macro_raw = self.bundle.macros.raw_scores(items)
+        return task_probs, domain_probs, macro_raw
+
+    def postprocess(self, items, task_probs, domain_probs, macro_raw, selected, top_k, top_macros) -> list[dict[str, Any]]:
+        """Ranked labels, decisions, domains, macros and the comment rule from the scores."""
+        macro_scores = None
+        if top_macros > 0 and macro_raw is not None:
+            macro_scores = (self.bundle.macros.macro_ids_,
+                            self.bundle.macros.rank(items, task_probs, domain_probs, self._domains, raw=macro_raw))
         results = []
         for row in range(len(items)):
             predictions = {
@@ -98,6 +123,31 @@ class Predictor:
             )
         return results
 
+    # ------------------------------------------------------------------------------ live
+    def live_state(self, channel: str = "chat"):
+        """A state for :meth:`predict_live` (``None`` when this model kind cannot score incrementally)."""
+        if self._live_scorers is None:
+            return None
+        model_scorer, macro_scorer = self._live_scorers
+        return (model_scorer.new_state(channel), macro_scorer.new_state(channel) if macro_scorer else None)
+
+    def predict_live(self, state, interaction: Interaction, *, tasks: Iterable[str] | None = None,
+                     top_k: int | None = 3, top_macros: int = 3) -> dict[str, Any]:
+        """:meth:`predict` for one live conversation, keeping running sums in ``state`` (from
+        :meth:`live_state`) so that an update costs what its new turns cost, not the whole conversation."""
+        selected = self.check_tasks(tasks)
+        if state is None or self._live_scorers is None:
+            return self.predict([interaction], tasks=selected, top_k=top_k, top_macros=top_macros)[0]
+        model_state, macro_state = state
+        model_scorer, macro_scorer = self._live_scorers
+        model_scorer.update(model_state, interaction.turns)
+        task_probs, domain_probs = self.model.probabilities(model_scorer.scores(model_state), self.tasks)
+        macro_raw = None
+        if macro_scorer is not None and top_macros > 0:
+            macro_scorer.update(macro_state, interaction.turns)
+            macro_raw = macro_scorer.scores(macro_state)
+        return self.postprocess([interaction], task_probs, domain_probs, macro_raw, selected, top_k, top_macros)[0]
+
     def _ranked(self, task: str, classes: list[str], probs: np.ndarray, row: int, top_k: int | None):
         scores = dict(zip(classes, probs[row].tolist()))
         # every taxonomy label is ranked; labels the head never saw have confidence 0
@@ -106,14 +156,6 @@ class Predictor:
         if top_k is not None:
             ranked = ranked[:top_k]
         return [{"label": label, "confidence": round(float(scores.get(label, 0.0)), 6)} for label in ranked]
-
-    def _macro_scores(self, items, task_probs, domain_probs) -> tuple[list[str], np.ndarray] | None:
-        """Macro confidences for every row from the three-signal ranker (``None``: a bundle from before
-        the ranker, scored by label per row)."""
-        macros = self.bundle.macros
-        if not hasattr(macros, "rank"):
-            return None
-        return macros.macro_ids_, macros.rank(items, task_probs, domain_probs, self._domains)
 
     def _comment(self, item: Interaction, task_probs, decisions, domains) -> dict[str, Any]:
         labels = {task: d["label"] for task, d in decisions.items() if d.get("level") == "label"}
