@@ -15,6 +15,7 @@ import json
 import logging
 import time
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, HTTPException, WebSocket
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -321,14 +322,14 @@ def authorize(app_state, key: str | None) -> Principal:
 
 
 def origin_allowed(ws: WebSocket) -> bool:
-    """No Origin (not a browser), the server's own origin, or one of ``allowed_origins``."""
+    """No Origin (not a browser), the server's own host (whatever the scheme: a TLS proxy in front
+    changes it), or one of ``allowed_origins``."""
     origin = ws.headers.get("origin")
     if origin is None:
         return True
-    scheme = "https" if ws.url.scheme == "wss" else "http"
-    own = f"{scheme}://{ws.headers.get('host', '')}"
-    allowed = {own.lower(), *(o.rstrip("/").lower() for o in ws.app.state.settings.allowed_origins)}
-    return origin.rstrip("/").lower() in allowed
+    if urlsplit(origin).netloc.lower() == ws.headers.get("host", "").lower():
+        return True
+    return origin.rstrip("/").lower() in {o.rstrip("/").lower() for o in ws.app.state.settings.allowed_origins}
 
 
 def _bearer(ws: WebSocket) -> str | None:

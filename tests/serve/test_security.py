@@ -228,13 +228,14 @@ def test_security_live_origin_checked(predictor, tmp_path, api_keys):
     """Finding 4: a page on any origin could open the socket (same-origin by default, or the list)."""
     settings = _settings(tmp_path, api_keys, allowed_origins=["https://crm.example"])
     with TestClient(create_app(settings, predictor=predictor), headers=api_keys.headers("operator")) as client:
-        with pytest.raises(WebSocketDisconnect) as refused:
-            with client.websocket_connect("/v1/live", headers={"origin": "https://evil.example"}):
-                pass
-        assert refused.value.code == 1008
-        for origin in ("http://testserver", "https://crm.example"):
+        for origin in ("https://evil.example", "http://testserver.evil.example", "null"):
+            with pytest.raises(WebSocketDisconnect) as refused:
+                with client.websocket_connect("/v1/live", headers={"origin": origin}):
+                    pass
+            assert refused.value.code == 1008, origin
+        for n, origin in enumerate(("http://testserver", "https://testserver", "https://crm.example")):  # https: TLS proxy
             with client.websocket_connect("/v1/live", headers={"origin": origin}) as ws:
-                assert _start(ws, f"o-{origin[-7:]}")["type"] == "started"
+                assert _start(ws, f"origin-{n}")["type"] == "started", origin
 
 
 # -- (7) limits that hold ----------------------------------------------------------------------
