@@ -14,6 +14,33 @@ from model.errors import PodskazkaError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Podskazka: suggestions for contact-centre conversations.")
 log = logging.getLogger("podskazka")
+# Keep this module light: heavy libraries (scikit-learn, pandas, datasets, pyarrow, torch) are imported
+# inside the commands, so that --help and usage errors answer at once (tests/training/test_cli.py).
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        from model import __version__
+
+        typer.echo(f"podskazka {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True,
+                                 help="print the version and exit"),
+) -> None:
+    """Podskazka: suggestions for contact-centre conversations."""
+
+
+def _refuse_overwrite(path: Path | None, force: bool, what: str = "file") -> None:
+    """Writers refuse to replace an existing file or non-empty folder unless --force is given."""
+    if path is None or force or not path.exists():
+        return
+    if path.is_dir() and not any(path.iterdir()):
+        return
+    raise PodskazkaError(f"{path} already exists; pass --force to overwrite this {what}, or choose another path")
 
 
 def _parse_columns(columns: list[str] | None) -> dict[str, str]:
@@ -273,8 +300,26 @@ def pretrained_build_cmd(
 # -- more commands above this line (one block per feature) --
 
 
+def _usage_error(exc) -> int:
+    """One line for a usage error (unknown command or option, missing or bad value) with the fix."""
+    ctx = getattr(exc, "ctx", None)
+    path = ctx.command_path if ctx is not None else "podskazka"
+    message = " ".join(exc.format_message().split())
+    param = getattr(exc, "param", None)
+    if type(exc).__name__ == "MissingParameter" and getattr(param, "help", None):
+        message += f" Give {param.opts[0] if getattr(param, 'opts', None) else param.name}: {param.help}."
+    typer.secho(f"error: {message} (usage: {path} --help)", err=True, fg="red")
+    return exc.exit_code
+
+
 def main() -> None:
+    import os
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        from typer._click import exceptions as click_exceptions  # typer >= 0.16 vendors click
+    except ImportError:  # pragma: no cover
+        from click import exceptions as click_exceptions
     try:
         app(standalone_mode=False)
     except PodskazkaError as exc:
@@ -284,13 +329,21 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except typer.Abort:
         sys.exit(1)
-    except Exception as exc:  # click usage errors in non-standalone mode
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+    except KeyboardInterrupt:
+        typer.secho("interrupted", err=True, fg="red")
+        sys.exit(130)
+    except click_exceptions.NoArgsIsHelpError as exc:  # `podskazka` or `podskazka corpus` alone: the help
+        typer.echo(exc.format_message())
+        sys.exit(0)
+    except click_exceptions.ClickException as exc:
+        sys.exit(_usage_error(exc))
+    except Exception as exc:
+        if os.environ.get("PODSKAZKA_DEBUG"):
+            raise
+        text = " ".join(str(exc).split())[:500]
+        typer.secho(f"error: unexpected {type(exc).__name__}: {text} (set PODSKAZKA_DEBUG=1 for the traceback; "
+                    "please report it)", err=True, fg="red")
+        sys.exit(1)
 
 
 if __name__ == "__main__":
