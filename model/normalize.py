@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Iterable
 
 from model.record import Interaction, Turn
@@ -17,19 +18,27 @@ from model.record import Interaction, Turn
 ROLE_TOKENS = {"client": "__client__", "operator": "__operator__", "bot": "__bot__"}
 CHANNEL_TOKENS = {"call": "__call__", "chat": "__chat__", "email": "__email__"}
 
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
-_URL = re.compile(r"(?:https?://|www\.)\S+|\b[\w-]+\.(?:ru|com|рф|net|org|io|me)(?:/\S*)?\b")
+# Every pattern here runs on every request, on text a client controls: each repetition is bounded (or is
+# a greedy run of one character class that nothing after it can fail), so a match attempt costs a bounded
+# number of steps at each position and a text is read in linear time (tests/model/test_linear_time.py).
+_EMAIL = re.compile(r"[\w.+-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63}){1,8}")
+_URL = re.compile(r"(?:https?://|www\.)\S+|\b[\w-]{1,63}\.(?:ru|com|рф|net|org|io|me)(?:/\S{0,200})?\b")
 _CARD = re.compile(r"(?<!\d)(?:\d{4}[ -]?){3}\d{1,7}(?!\d)")
 _ORDER = re.compile(r"(?<!\d)\d{6,10}-\d{3,5}(?:-\d{1,3})?(?!\d)")
-_PHONE = re.compile(r"(?<![\w])(?:\+7|8|7)[\s(-]*\d{3}[\s)-]*\d{3}[\s-]*\d{2}[\s-]*\d{2}(?!\d)")
+_PHONE = re.compile(r"(?<![\w])(?:\+7|8|7)[\s(-]{0,6}\d{3}[\s)-]{0,6}\d{3}[\s-]{0,6}\d{2}[\s-]{0,6}\d{2}(?!\d)")
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
 _SPACE = re.compile(r"\s+")
+# the placeholders of model.pii.mask_pii (stored and exported texts) read as the model's own mask tokens
+_PII_PLACEHOLDER = re.compile(r"\[(ТЕЛЕФОН|EMAIL|КАРТА)\]")
+_PII_TOKENS = {"ТЕЛЕФОН": " __phone__ ", "EMAIL": " __email__ ", "КАРТА": " __card__ "}
 
 MASKS = ("__email__", "__url__", "__card__", "__order__", "__phone__", "__num__")
 
 
 def mask_personal_data(text: str) -> str:
     """Replace e-mails, URLs, card, order and phone numbers by mask tokens (keeps the case of the rest)."""
+    if "[" in text:
+        text = _PII_PLACEHOLDER.sub(lambda m: _PII_TOKENS[m.group(1)], text)
     text = _EMAIL.sub(" __email__ ", text)
     text = _URL.sub(" __url__ ", text)
     text = _ORDER.sub(" __order__ ", text)
@@ -38,6 +47,7 @@ def mask_personal_data(text: str) -> str:
     return _SPACE.sub(" ", text).strip()
 
 
+@lru_cache(maxsize=32_768)  # a live session sends the same turns again and again
 def normalize_text(text: str) -> str:
     """Normalise one utterance for the models."""
     text = text.replace("ё", "е").replace("Ё", "Е")

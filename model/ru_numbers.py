@@ -15,6 +15,7 @@ case form through pymorphy3 lemmas.
 from __future__ import annotations
 
 import re
+import unicodedata
 from functools import lru_cache
 
 import pymorphy3
@@ -41,6 +42,17 @@ FILLERS = frozenset({"э", "ээ", "эээ", "мм", "ммм", "м", "эм", "х
 DASHES = frozenset({"тире", "дефис", "черточка"})
 _RANK = {"unit": 1, "teen": 1, "ten": 2, "hundred": 3}
 _WORD = re.compile(r"[а-яё]+", re.IGNORECASE)
+
+
+_CYRILLIC = re.compile(r"[а-яёА-ЯЁ\w.,-]*", re.ASCII)
+
+
+def morph_safe(word: str) -> bool:
+    """Whether pymorphy3 can be given ``word``: it calls ``unicodedata.name`` on every letter and raises
+    ``ValueError`` on letters that have none (Tangut U+17000–U+18AFF, Khitan, Nushu...)."""
+    if word.isascii() or _CYRILLIC.fullmatch(word):
+        return True
+    return all(unicodedata.name(ch, None) is not None for ch in word if ch.isalpha())
 
 
 class NumberWords:

@@ -13,25 +13,56 @@ from model.slot_lexicon import (
     LOYALTY, REQUESTS, REQUEST_VERBS, ACTIONS, RECOMMEND, GREETING,
 )
 
+# Every pattern reads text a client controls: each repetition is bounded (``\w{0,20}``, not ``\w*``), so a match
+# attempt costs a bounded number of steps at each position and a turn is read in linear time, whatever it holds
+# (tests/model/test_linear_time.py audits every pattern of this module).
 _ORDER = re.compile(r"(?<![\d-])(\d{6,10})-(\d{3,5})(?:-(\d{1,3}))?(?![\d-])")
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
-_PHONE = re.compile(r"(?<![\w-])(?:\+7|8|7)?[\s(-]*9\d{2}[\s)-]*\d{3}[\s-]*\d{2}[\s-]*\d{2}(?![\d-])"
-                    r"|(?<![\w-])(?:\+7|8|7)[\s(-]*\d{3}[\s)-]*\d{3}[\s-]*\d{2}[\s-]*\d{2}(?![\d-])")
+_EMAIL = re.compile(r"[\w.+-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63}){1,8}")
+_PHONE = re.compile(r"(?<![\w-])(?:\+7|8|7)?[\s(-]{0,6}9\d{2}[\s)-]{0,6}\d{3}[\s-]{0,6}\d{2}[\s-]{0,6}\d{2}(?![\d-])"
+                    r"|(?<![\w-])(?:\+7|8|7)[\s(-]{0,6}\d{3}[\s)-]{0,6}\d{3}[\s-]{0,6}\d{2}[\s-]{0,6}\d{2}(?![\d-])")
 _ADDRESS = re.compile(
-    r"((?:г\.?|город)\s*[а-я-]+,?\s*)?(?:ул\.?|улица|пр-т|проспект|пер\.?|переулок)\s*[а-я-]+(?:\s[а-я-]+)?,?\s*"
-    r"(?:д\.?|дом)\s*\d+\s?[а-я]?\b(?:,?\s*(?:корп\.?|корпус|к\.)\s*\d+)?(?:,?\s*(?:кв\.?|квартира)\s*\d+)?")
-_AMOUNT = re.compile(r"(?<![\d-])(\d[\d ]{0,9}(?:[.,]\d{1,2})?)\s*(?:руб\w*|р\.|₽)")
-_TERM = re.compile(r"\b((?:в течение|до|через|не позднее)\s+(?:\d+\s+)?(?:рабоч\w+\s+|календарн\w+\s+)?"
-                   r"(?:час\w*|дн\w+|день|сут\w*|недел\w+|минут\w*|месяц\w*))")
-_PERIOD = re.compile(r"\bза\s+((?:(?:этот|прошлый|последн\w+|текущ\w+|весь|всю|предыдущ\w+)\s+)?"
-                     r"(?:\d+\s+)?(?:месяц\w*|год\w*|квартал\w*|недел\w+|полгода|период)|"
-                     r"(?:(?:" + "|".join(MONTHS) + r")\w*(?:\s*(?:-|–|и|по)?\s*)?){1,2}(?:\s\d{4})?)")
-_TASK = re.compile(r"\b(?:создал\w*|оформил\w*|завел\w*|отправил\w*|создано|создан\w*)\s+(?:\w+\s+)?"
-                   r"(?:задание|заявк\w|запрос)\s+((?:в|на)\s+[\w-]+(?:\s+(?!и\b|с\b|ответ)[\w-]+){0,3})")
-_TICKET = re.compile(r"заявк\w*(?:\s+в\s+(?:it|ит))?\s*(?:№|номер)\s*([\w-]*\d[\w-]*)")
-_APPEAL = re.compile(r"обращени\w*\s*(?:№|номер)\s*([\w-]*\d[\w-]*)")
-_PASSWORD = re.compile(r"пароль\b(?:\s+\S+){0,5}?\s+(\d{4,8})\b")
-
+    r"((?:г\.?|город)\s{0,3}[а-я-]{1,40},?\s{0,3})?(?:ул\.?|улица|пр-т|проспект|пер\.?|переулок)\s{0,3}[а-я-]{1,40}"
+    r"(?:\s[а-я-]{1,40})?,?\s{0,3}(?:д\.?|дом)\s{0,3}\d{1,5}\s?[а-я]?\b(?:,?\s{0,3}(?:корп\.?|корпус|к\.)\s{0,3}\d{1,4})?"
+    r"(?:,?\s{0,3}(?:кв\.?|квартира)\s{0,3}\d{1,5})?")
+_AMOUNT = re.compile(r"(?<![\d-])(\d[\d ]{0,9}(?:[.,]\d{1,2})?)\s{0,3}(?:руб\w{0,10}|р\.|₽)")
+_TERM = re.compile(r"\b((?:в течение|до|через|не позднее)\s{1,3}(?:\d{1,6}\s{1,3})?(?:рабоч\w{1,20}\s{1,3}|"
+                   r"календарн\w{1,20}\s{1,3})?(?:час\w{0,20}|дн\w{1,20}|день|сут\w{0,20}|недел\w{1,20}|минут\w{0,20}|"
+                   r"месяц\w{0,20}))")
+_PERIOD = re.compile(r"\bза\s{1,3}((?:(?:этот|прошлый|последн\w{1,20}|текущ\w{1,20}|весь|всю|предыдущ\w{1,20})\s{1,3})?"
+                     r"(?:\d{1,6}\s{1,3})?(?:месяц\w{0,20}|год\w{0,20}|квартал\w{0,20}|недел\w{1,20}|полгода|период)|"
+                     r"(?:(?:" + "|".join(MONTHS) + r")\w{0,20}(?:\s{0,3}(?:-|–|и|по)?\s{0,3})?){1,2}(?:\s\d{4})?)")
+_TASK = re.compile(r"\b(?:создал\w{0,20}|оформил\w{0,20}|завел\w{0,20}|отправил\w{0,20}|создано|создан\w{0,20})\s{1,3}"
+                   r"(?:\w{1,40}\s{1,3})?(?:задание|заявк\w|запрос)\s{1,3}((?:в|на)\s{1,3}[\w-]{1,40}"
+                   r"(?:\s{1,3}(?!и\b|с\b|ответ)[\w-]{1,40}){0,3})")
+_TICKET = re.compile(r"заявк\w{0,20}(?:\s{1,3}в\s{1,3}(?:it|ит))?\s{0,3}(?:№|номер)\s{0,3}([\w-]{0,30}\d[\w-]{0,30})")
+_APPEAL = re.compile(r"обращени\w{0,20}\s{0,3}(?:№|номер)\s{0,3}([\w-]{0,30}\d[\w-]{0,30})")
+_PASSWORD = re.compile(r"пароль\b(?:\s{1,3}\S{1,40}){0,5}?\s{1,3}(\d{4,8})\b")
+_CONTACT = re.compile(r"контакт|для связи")
+_CONTACT_ASKED = re.compile(r"контактн\w{1,20} (?:телефон|номер)|телефон для связи")
+_NOT_DIGIT = re.compile(r"\D")
+_MODEL_TOKEN = re.compile(r"[a-z]{1,2}\d{1,3}[a-z]?")
+_JOIN = {letter: re.compile(rf"\b{letter} (\d)") for letter in JOIN_LETTERS}
+_INTERNET = re.compile(r"\b(интернет\w{0,20}|гиг\w{0,20}|гигабайт\w{0,20}|мегабайт\w{0,20}|4g|3g|lte|gprs|wap|"
+                       r"раздач\w{1,20}|модем\w{0,20}|роутер\w{0,20}|сайт\w{0,20}|браузер\w{0,20}|трафик\w{0,20}|apn|"
+                       r"точк\w{1,20} доступа|\d джи)\b")
+_MMS = re.compile(r"\b(mms|ммс)\b")
+_CODES = [(re.compile(r"\b(пин|pin)\b|пин-код"), "PIN-код"), (re.compile(r"\b(пук|пак|puk)\b|пук-код|пак-код"), "PUK-код"),
+          (re.compile(r"секретн\w{1,20} код"), "секретный код")]
+_BLOCK_REASONS = [(re.compile(r"\b(потерял\w{0,20}|утер\w{1,20}|потеря\w{0,20})\b"), "утере"),
+                  (re.compile(r"\b(украл\w{0,20}|краж\w{1,20}|украден\w{0,20})\b"), "краже"),
+                  (re.compile(r"по желанию|блокировк\w{1,20} по заявлени"), "желанию")]
+_CLAUSE_END = re.compile(r"[.!?;]| а | но ")
+_SERVICES = [(re.compile(rf"\b{name}\b"), name) for name in SERVICES]
+_QUOTED_SERVICE = re.compile(r"(?:услуг|опци|подписк)\w{0,20}\s{1,3}«([^»]{2,40})»")
+_QUOTED_TARIFF = re.compile(r"тариф\w{0,20}\s{1,3}(«[^»]{2,40}»|\"[^\"]{2,40}\")")
+_TARIFF = re.compile(r"тариф\w{0,20}\s{1,3}(«[^»]{1,80}»|\"[^\"]{1,80}\"|за \d{1,7}(?: руб\w{0,10})?|"
+                     + "|".join(TARIFF_NAMES) + ")")
+_TARIFF_PRICE = re.compile(r"^за (\d{1,7})(?: руб\w{0,10})?$")
+_REQUESTS = [(re.compile(rf"\b{stem}"), name) for stem, name in REQUESTS]
+_PURPOSE = re.compile(r"\bдля\s{1,3}((?:[а-я]{1,40}\s{1,3}){0,2}[а-я]{1,40}ции|[а-я]{1,40}ки|[а-я]{1,40}ния|"
+                      r"[а-я]{1,40}та)\b")
+_TARGET_WORD = re.compile(r"[\w-]+")
+_CLAUSE_WINDOW = 400  # a recommendation is read from at most this many characters after its verb
 
 def _ops(turns):
     return [t for t in turns if t.role == "operator"]
@@ -64,16 +95,16 @@ def ids(turns, matches, filler) -> dict[str, str]:
 def phone(turns) -> dict[str, str]:
     found = []
     for k, turn in enumerate(turns):
-        contact = any(re.search(r"контакт|для связи", t.text) for t in turns[max(0, k - 1):k + 1])
+        contact = any(_CONTACT.search(t.text) for t in turns[max(0, k - 1):k + 1])
         for source in (turn.raw, turn.text):
             for m in _PHONE.finditer(source):
-                digits = re.sub(r"\D", "", m.group(0))
+                digits = _NOT_DIGIT.sub("", m.group(0))
                 if len(digits) == 10:
                     digits = "7" + digits
                 if len(digits) == 11:
                     found.append((contact, "+7 " + digits[1:4]
                                   + " " + digits[4:7] + "-" + digits[7:9] + "-" + digits[9:]))
-    if any(re.search(r"контактн\w+ (?:телефон|номер)|телефон для связи", t.text) for t in _ops(turns)):
+    if any(_CONTACT_ASKED.search(t.text) for t in _ops(turns)):
         found = [f for f in found if f[0]]  # a contact phone was asked for: only its answer will do
     return {"телефон": found[0][1]} if found else {}
 
@@ -83,18 +114,39 @@ _SPOKEN_DOMAINS = {"гмайл": "gmail", "джимейл": "gmail", "мейл":
                    "нет": "net", "рф": "рф"}
 
 
+_EMAIL_JOINERS = {"точка": ".", "тире": "-", "подчеркивание": "_"}
+_SPOKEN_TLDS = {"ру", "ком", "нет", "рф", "ru", "com", "net"}
+_EMAIL_WORD = re.compile(r"[a-zа-я0-9]{1,64}")
+_EMAIL_LOCAL_WORD = re.compile(r"[a-zа-я0-9][a-zа-я0-9._-]{0,63}")
+_MAX_LOCAL_WORDS = 5  # a local part is read from at most this many words before «собака»
+
+
 def spoken_email(text: str) -> str | None:
-    """'смирнов точка р собака бк ру' → 'смирнов.р@bk.ru' (the local part as heard)."""
-    m = re.search(r"((?:[a-zа-я0-9]+\s+(?:точка|тире|подчеркивание)\s+)*[a-zа-я0-9]+)\s+собака\s+"
-                  r"([a-zа-я]+)(?:\s+точка)?\s+(ру|ком|нет|рф|ru|com|net)\b", text)
-    if not m:
-        return None
-    local = m.group(1).split()[-1] if "точка" not in m.group(1) else m.group(1)
-    local = re.sub(r"\s*точка\s*", ".", local)
-    local = re.sub(r"\s*тире\s*", "-", local)
-    local = re.sub(r"\s*подчеркивание\s*", "_", local)
-    domain = _SPOKEN_DOMAINS.get(m.group(2), m.group(2))
-    return f"{local}@{domain}.{_SPOKEN_DOMAINS.get(m.group(3), m.group(3))}"
+    """'смирнов точка р собака бк ру' → 'смирнов.р@bk.ru' (the local part as heard).
+
+    Read word by word (one pass, a bounded look back from each «собака»), never by a regular expression
+    that could backtrack over a long text."""
+    words = text.split()
+    for i, word in enumerate(words):
+        if word != "собака" or i == 0 or i + 2 >= len(words):
+            continue
+        domain, tld = words[i + 1], words[i + 2]
+        if tld == "точка" and i + 3 < len(words):
+            tld = words[i + 3]
+        if tld not in _SPOKEN_TLDS or not _EMAIL_WORD.fullmatch(domain) \
+                or not _EMAIL_LOCAL_WORD.fullmatch(words[i - 1]):
+            continue
+        start = i - 1
+        while (start >= 2 and i - start < 2 * _MAX_LOCAL_WORDS and words[start - 1] in _EMAIL_JOINERS
+               and _EMAIL_LOCAL_WORD.fullmatch(words[start - 2])):
+            start -= 2
+        parts = words[start:i]
+        if not any(p == "точка" for p in parts):  # without a dot only the last word is the local part
+            parts = parts[-1:]
+        local = "".join(_EMAIL_JOINERS.get(p, p) for p in parts)
+        domain = _SPOKEN_DOMAINS.get(domain, domain)
+        return f"{local}@{domain}.{_SPOKEN_DOMAINS.get(tld, tld)}"
+    return None
 
 
 def device(turns, matches, filler) -> dict[str, str]:
@@ -111,7 +163,7 @@ def device(turns, matches, filler) -> dict[str, str]:
             wl = w.lower()
             if wl.isdigit() and len(wl) <= 3:
                 parts.append(wl)
-            elif re.fullmatch(r"[a-z]{1,2}\d{1,3}[a-z]?", wl):
+            elif _MODEL_TOKEN.fullmatch(wl):
                 parts.append(wl.upper())
             elif wl in MODEL_WORDS and not (wl == "а" and not _next_is_digit(words, words.index(w, end))):
                 parts.append(MODEL_WORDS[wl])
@@ -120,8 +172,8 @@ def device(turns, matches, filler) -> dict[str, str]:
         if brand in AMBIGUOUS_BRANDS and not any(p.isdigit() for p in parts):
             continue
         text = " ".join(parts)
-        for letter in JOIN_LETTERS:
-            text = re.sub(rf"\b{letter} (\d)", rf"{letter}\1", text)
+        for letter, pattern in _JOIN.items():
+            text = pattern.sub(rf"{letter}\1", text)
         return {"модель": f"{BRANDS[brand]} {text}".strip()}
     for k, turn in enumerate(turns[:-1]):  # "модель телефона?" — "ну редми девять": the answer as said
         answer = turns[k + 1]
@@ -140,20 +192,17 @@ def topics(turns, matches, filler) -> dict[str, str]:
     text = " ".join(t.text for t in turns)
     out: dict[str, str] = {}
     kinds = []
-    if re.search(r"\b(интернет\w*|гиг\w*|гигабайт\w*|мегабайт\w*|4g|3g|lte|gprs|wap|раздач\w+|модем\w*|роутер\w*|"
-                 r"сайт\w*|браузер\w*|трафик\w*|apn|точк\w+ доступа|\d джи)\b", text):
+    if _INTERNET.search(text):
         kinds.append("мобильному интернету")
-    if re.search(r"\b(mms|ммс|ммс)\b", text):
+    if _MMS.search(text):
         kinds.append("MMS")
     if kinds:
         out["интернет_MMS"] = " и ".join(kinds)
-    codes = [name for pattern, name in ((r"\b(пин|pin)\b|пин-код", "PIN-код"), (r"\b(пук|пак|puk)\b|пук-код|пак-код",
-             "PUK-код"), (r"секретн\w+ код", "секретный код")) if re.search(pattern, text)]
+    codes = [name for pattern, name in _CODES if pattern.search(text)]
     if codes:
         out["коды"] = ", ".join(codes)
-    for pattern, reason in ((r"\b(потерял\w*|утер\w+|потеря\w*)\b", "утере"), (r"\b(украл\w*|краж\w+|украден\w*)\b",
-                            "краже"), (r"по желанию|блокировк\w+ по заявлени", "желанию")):
-        if re.search(pattern, text):
+    for pattern, reason in _BLOCK_REASONS:
+        if pattern.search(text):
             out["причина_блокировки"] = reason
             break
     for stem, name in BILL_DOCS:
@@ -161,7 +210,7 @@ def topics(turns, matches, filler) -> dict[str, str]:
             out["счет_детализация"] = name
             break
     if m := _PERIOD.search(text):
-        out["период"] = re.sub(r"\s+", " ", m.group(1)).strip()
+        out["период"] = " ".join(m.group(1).split())
     return out
 
 
@@ -208,7 +257,7 @@ def actions(turns, matches, filler) -> dict[str, str]:
     tips = []
     for turn in _ops(turns):
         for m in RECOMMEND.finditer(turn.text):
-            clause = re.split(r"[.!?;]| а | но ", turn.text[m.start():])[0].split()[:10]
+            clause = _CLAUSE_END.split(turn.text[m.start():m.start() + _CLAUSE_WINDOW], maxsplit=1)[0].split()[:10]
             tips.append(" ".join(clause))
     if tips:
         out["рекомендации"] = out["рекомендация"] = "; ".join(dict.fromkeys(tips[:2]))
@@ -241,7 +290,7 @@ def transfer(turns, matches, filler) -> dict[str, str]:
             k += 1
         target: list[str] = []
         for j in range(k, min(k + 6, len(words))):
-            if not re.fullmatch(r"[\w-]+", words[j]):
+            if not _TARGET_WORD.fullmatch(words[j]):
                 break
             if lemmas[j] in TARGET_STOP and not (lemmas[j] in TARGET_KEEP_PREP and target):
                 break
@@ -259,20 +308,20 @@ def offers(turns, matches, filler) -> dict[str, str]:
     """{услуга}, {тариф}, {льгота_скидка_ФК}, {размер}."""
     out: dict[str, str] = {}
     text = " ".join(t.text for t in turns)
-    for name in SERVICES:
-        if re.search(rf"\b{name}\b", text):
+    for pattern, name in _SERVICES:
+        if pattern.search(text):
             out["услуга"] = f"«{name}»"
             break
-    if m := re.search(r"(?:услуг|опци|подписк)\w*\s+«([^»]{2,40})»", " ".join(t.raw for t in turns).lower()):
+    if m := _QUOTED_SERVICE.search(" ".join(t.raw for t in turns).lower()):
         out["услуга"] = f"«{m.group(1)}»"
     for turn in reversed(turns):
-        if quoted := re.search(r"тариф\w*\s+(«[^»]{2,40}»|\"[^\"]{2,40}\")", turn.raw.lower()):
+        if quoted := _QUOTED_TARIFF.search(turn.raw.lower()):
             out["тариф"] = quoted.group(1)
             break
-        m = re.search(r"тариф\w*\s+(«[^»]+»|\"[^\"]+\"|за \d+(?: руб\w*)?|" + "|".join(TARIFF_NAMES) + ")", turn.text)
+        m = _TARIFF.search(turn.text)
         if m:
             value = m.group(1)
-            value = re.sub(r"^за (\d+)(?: руб\w*)?$", r"за \1 руб.", value)
+            value = _TARIFF_PRICE.sub(r"за \1 руб.", value)
             out["тариф"] = value if value.startswith(("«", '"')) else f"«{value}»" if value in TARIFF_NAMES[:3] \
                 else f"тариф {value}"
             break
@@ -296,10 +345,10 @@ def task(turns, matches, filler) -> dict[str, str]:
         if (m := _TERM.search(turn.text)) and "срок" not in out:
             out["срок"] = m.group(1)
         if turn.role == "operator" and REQUEST_VERBS.search(turn.text) and "что_запрошено" not in out:
-            asked = [name for stem, name in REQUESTS if re.search(rf"\b{stem}", turn.text)]
+            asked = [name for pattern, name in _REQUESTS if pattern.search(turn.text)]
             if asked:
                 out["что_запрошено"] = ", ".join(dict.fromkeys(asked))
-                if m := re.search(r"\bдля\s+((?:[а-я]+\s+){0,2}[а-я]+ции|[а-я]+ки|[а-я]+ния|[а-я]+та)\b", turn.text):
+                if m := _PURPOSE.search(turn.text):
                     out["цель"] = m.group(1)
     return out
 

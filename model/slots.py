@@ -15,15 +15,19 @@ from __future__ import annotations
 
 import re
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from model.record import Interaction
-from model.ru_numbers import NumberWords
+from model.ru_numbers import NumberWords, morph_safe
 from model import slot_rules as R
 from model.slot_lexicon import MATCHER_PATTERNS
 
-_SLOT_RE = re.compile(r"\{([^{}]+)\}")
-_TOKEN = re.compile(r"[\w@.+-]*\w|[^\w\s]", re.UNICODE)
+TURN_CACHE = 4096  # turns kept read and matched (a live session re-sends its turns on every update)
+_SLOT_RE = re.compile(r"\{([^{}]{1,64})\}")
+# a word (with the e-mail and dotted-number characters inside it) or one other sign; a word longer than
+# 64 characters is read in pieces, so no token is long enough to make a pattern or pymorphy3 slow
+_TOKEN = re.compile(r"[\w@.+-]{0,63}\w|[^\w\s]", re.UNICODE)
 
 
 @dataclass
@@ -47,6 +51,7 @@ class SlotFiller:
         self._matcher = None
         self._numbers: NumberWords | None = None
         self._lemmas: dict[str, str] = {}
+        self._turn_cache: OrderedDict[tuple[str, str], tuple[Turn, list]] = OrderedDict()
 
     def _ready(self):
         with self._lock:
@@ -73,7 +78,8 @@ class SlotFiller:
         for token in doc:
             lemma = cache.get(token.text)
             if lemma is None:
-                lemma = lemmatizer.pymorphy3_lemmatize(token)[0]
+                # pymorphy3 raises on letters that have no Unicode name (Tangut...): such a word is its own lemma
+                lemma = lemmatizer.pymorphy3_lemmatize(token)[0] if morph_safe(token.text) else token.lower_
                 if len(cache) < 200_000:
                     cache[token.text] = lemma
             token.lemma_ = lemma
@@ -83,24 +89,37 @@ class SlotFiller:
     def morph(self):
         return self._ready()[2].morph
 
+    def _turn(self, role: str, text: str) -> tuple[Turn, list[tuple[str, int, int]]]:
+        """One turn read and matched, cached by (role, text): a live update reads only its new turn."""
+        key = (role, text)
+        with self._lock:
+            hit = self._turn_cache.get(key)
+            if hit is not None:
+                self._turn_cache.move_to_end(key)
+                return hit
+        nlp, matcher, numbers = self._ready()
+        raw = text.replace("ё", "е").replace("Ё", "Е")
+        words = numbers.digitise(_TOKEN.findall(raw.lower()))
+        joined = " ".join(words)
+        doc = self._lemmatized(nlp, joined)
+        turn = Turn(role, raw, joined, [t.text for t in doc], [t.lemma_ for t in doc], doc)
+        found = [(nlp.vocab.strings[m], s, e) for m, s, e in matcher(doc)]
+        with self._lock:
+            self._turn_cache[key] = (turn, found)
+            if len(self._turn_cache) > TURN_CACHE:
+                self._turn_cache.popitem(last=False)
+        return turn, found
+
     def turns(self, interaction: Interaction) -> list[Turn]:
-        nlp, _, numbers = self._ready()
-        out = []
-        for turn in interaction.turns:
-            raw = turn.text.replace("ё", "е").replace("Ё", "Е")
-            words = numbers.digitise(_TOKEN.findall(raw.lower()))
-            text = " ".join(words)
-            doc = self._lemmatized(nlp, text)
-            out.append(Turn(turn.role, raw, text, [t.text for t in doc], [t.lemma_ for t in doc], doc))
-        return out
+        return [self._turn(t.role, t.text)[0] for t in interaction.turns]
 
     def extract(self, interaction: Interaction) -> dict[str, str]:
         """Every slot value the conversation supports: ``{slot: value}``."""
-        nlp, matcher, _ = self._ready()
-        turns = self.turns(interaction)
+        read = [self._turn(t.role, t.text) for t in interaction.turns]
+        turns = [turn for turn, _ in read]
         matches: list[tuple[int, str, int, int]] = []  # (turn index, rule, start, end)
-        for i, turn in enumerate(turns):
-            matches += [(i, nlp.vocab.strings[m], s, e) for m, s, e in matcher(turn.doc)]
+        for i, (_, found) in enumerate(read):
+            matches += [(i, rule, s, e) for rule, s, e in found]
         values: dict[str, str] = {}
         for extractor in R.EXTRACTORS:
             for slot, value in extractor(turns, matches, self).items():
