@@ -107,6 +107,7 @@ class TfidfMultiTask:
 
     @staticmethod
     def _views(interactions: list[Interaction]) -> dict[str, list[str]]:
+        """The text each view reads: the rendered conversation, and the client's words alone."""
         full = [render_interaction(x) for x in interactions]
         return {"word": full, "char": full, "client": [client_text(x) or "__empty__" for x in interactions]}
 
@@ -117,32 +118,10 @@ class TfidfMultiTask:
         return self._ngram_matrix(interactions)
 
     def _ngram_matrix(self, interactions: list[Interaction]) -> sp.csr_matrix:
-        indptr = [0]
-        indices: list[np.ndarray] = []
-        data: list[np.ndarray] = []
-        for x in interactions:
-            idx, values = self.features_one(x)
-            indices.append(idx)
-            data.append(values)
-            indptr.append(indptr[-1] + idx.size)
-        width = sum(f.n_features for f in self.features_.values())
-        return sp.csr_matrix(
-            (np.concatenate(data) if data else np.zeros(0, np.float32),
-             np.concatenate(indices) if indices else np.zeros(0, np.int32), np.asarray(indptr, dtype=np.int64)),
-            shape=(len(interactions), width),
-        )
-
-    def features_one(self, x: Interaction) -> tuple[np.ndarray, np.ndarray]:
-        """One conversation's n-gram features as (column indices, values) over every view."""
-        full = render_interaction(x)
-        texts = {"word": full, "char": full, "client": client_text(x) or "__empty__"}
-        parts_idx, parts_val, offset = [], [], 0
-        for name, featurizer in self.features_.items():
-            idx, values = featurizer.transform_one(texts[name])
-            parts_idx.append(idx + offset)
-            parts_val.append(values)
-            offset += featurizer.n_features
-        return np.concatenate(parts_idx), np.concatenate(parts_val)
+        """Every view of a batch, each computed in one pass (the compiled featurizer when built)."""
+        views = self._views(interactions)
+        blocks = [featurizer.transform(views[name]) for name, featurizer in self.features_.items()]
+        return sp.hstack(blocks, format="csr") if len(blocks) > 1 else blocks[0]
 
     # ---------------------------------------------------------------- training
     def fit(self, interactions: list[Interaction], tasks: list[str], domains: dict[str, str] | None = None):

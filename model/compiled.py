@@ -32,6 +32,12 @@ from model.errors import BundleError
 ANALYZERS = ("word", "char_wb")
 CALIBRATIONS = ("temperature", "sigmoid", "isotonic", "none")
 _WHITE_SPACES = re.compile(r"\s\s+")
+_DEFAULT_TOKEN = r"(?u)\b\w+\b"
+
+try:  # the compiled featurizer (model/_ngrams.c, built by pip install); the Python path gives the same terms
+    from model import _ngrams
+except ImportError:  # pragma: no cover - a source tree without a C compiler
+    _ngrams = None
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -122,6 +128,57 @@ class NgramFeaturizer:
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_size = cache_size
         self._empty = np.zeros(0, dtype=np.int32)
+        self._table = self._hash_table()
+
+    def _hash_table(self):
+        """``(hash-table keys, term ids)`` for the compiled featurizer, or ``None`` (Python path) when it
+        is not built, the view is not one it reads, or two terms' hashes collide."""
+        spec = self.spec
+        if _ngrams is None or (spec.analyzer == "word" and spec.token_pattern != _DEFAULT_TOKEN):
+            return None
+        try:
+            keys, vals = _ngrams.build_table(_ngrams.hash_terms(self.vocabulary))
+        except ValueError:  # two terms share a hash: read this view in Python
+            return None
+        return np.frombuffer(keys, dtype=np.uint64), np.frombuffer(vals, dtype=np.int32)
+
+    @property
+    def compiled(self) -> bool:
+        return self._table is not None
+
+    def counts(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(indptr, term ids, counts)`` of a batch, sorted by id within each text (C when built)."""
+        lowered = [t.lower() for t in texts] if self.spec.lowercase else list(texts)
+        if self._table is not None:
+            lo, hi = self.spec.ngram_range
+            ptr, idx, cnt = _ngrams.count_terms(lowered, 0 if self.spec.analyzer == "word" else 1, lo, hi, *self._table)
+            return (np.frombuffer(ptr, dtype=np.int64), np.frombuffer(idx, dtype=np.int32),
+                    np.frombuffer(cnt, dtype=np.int32))
+        indptr, ids, cnts = [0], [], []
+        for text in lowered:
+            idx, cnt = np.unique(self._terms_lowered(text), return_counts=True)
+            ids.append(idx.astype(np.int32))
+            cnts.append(cnt.astype(np.int32))
+            indptr.append(indptr[-1] + idx.size)
+        return (np.asarray(indptr, dtype=np.int64), np.concatenate(ids) if ids else self._empty,
+                np.concatenate(cnts) if cnts else self._empty)
+
+    def weights(self, indptr: np.ndarray, idx: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        """TF-IDF values (sublinear TF, IDF, L2 per row) for :meth:`counts`, in float32 like scikit-learn."""
+        values = counts.astype(np.float32)
+        if self.spec.sublinear_tf:
+            np.log(values, out=values)
+            values += np.float32(1.0)
+        values *= self.idf[idx]
+        if self.spec.norm == "l2" and values.size:
+            sq = values * values
+            lengths = np.diff(indptr)
+            row_sums = np.add.reduceat(sq, indptr[:-1][lengths > 0]) if np.any(lengths > 0) else sq[:0]
+            norms = np.zeros(lengths.size, dtype=np.float32)
+            norms[lengths > 0] = np.sqrt(row_sums)
+            per_value = np.repeat(norms, lengths)
+            np.divide(values, per_value, out=values, where=per_value > 0)
+        return values
 
     @property
     def n_features(self) -> int:
@@ -205,8 +262,9 @@ class NgramFeaturizer:
 
     def terms(self, text: str) -> np.ndarray:
         """Vocabulary indices of every term occurrence in ``text`` (unsorted, with repeats)."""
-        if self.spec.lowercase:
-            text = text.lower()
+        return self._terms_lowered(text.lower() if self.spec.lowercase else text)
+
+    def _terms_lowered(self, text: str) -> np.ndarray:
         if self.spec.analyzer == "word":
             return np.asarray(self._word_terms(text), dtype=np.int32)
         words = _WHITE_SPACES.sub(" ", text).split()
@@ -232,23 +290,19 @@ class NgramFeaturizer:
         return idx.astype(np.int32), values
 
     def transform_one(self, text: str) -> tuple[np.ndarray, np.ndarray]:
-        return self.weigh(self.terms(text))
+        """One text's ``(sorted term ids, TF-IDF values)``."""
+        indptr, idx, counts = self.counts([text])
+        return idx, self.weights(indptr, idx, counts)
+
+    def transform_parts(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A batch as CSR parts ``(indptr, indices, values)``."""
+        indptr, idx, counts = self.counts(texts)
+        return indptr, idx, self.weights(indptr, idx, counts)
 
     def transform(self, texts: Iterable[str]) -> sp.csr_matrix:
-        indptr = [0]
-        indices: list[np.ndarray] = []
-        data: list[np.ndarray] = []
-        for text in texts:
-            idx, values = self.transform_one(text)
-            indices.append(idx)
-            data.append(values)
-            indptr.append(indptr[-1] + idx.size)
-        n = len(indptr) - 1
-        return sp.csr_matrix(
-            (np.concatenate(data) if data else np.zeros(0, np.float32),
-             np.concatenate(indices) if indices else np.zeros(0, np.int32), np.asarray(indptr, dtype=np.int64)),
-            shape=(n, self.n_features),
-        )
+        texts = list(texts)
+        indptr, idx, values = self.transform_parts(texts)
+        return sp.csr_matrix((values, idx, indptr), shape=(len(texts), self.n_features))
 
 
 # ------------------------------------------------------------------------------- heads
