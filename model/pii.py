@@ -54,12 +54,13 @@ class Span:
 
 # ----------------------------------------------------------------------------- tokens
 _EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63}){1,8}")
+_MASKED_CARD = re.compile(r"(?<!\d)\d{4}[ -]?(?:[*xXхХ•]{2,6}[ -]?){1,3}\d{4}(?!\d)|(?<!\d)\d{6}[*xXхХ•]{6}\d{4}(?!\d)")
 _TOKEN = re.compile(r"\[[A-ZА-ЯЁ_]{2,20}\]|\d{1,40}|[^\W\d_]{1,64}|\S")
 _CYRILLIC = re.compile(r"[а-яё]{2,64}")
 _NAME_WORD = re.compile(r"[а-яё]{2,40}")
 _LOCAL_WORD = re.compile(r"[a-zа-яё0-9][a-zа-яё0-9_-]{0,63}")
 _DOMAIN_WORD = re.compile(r"[a-zа-яё0-9-]{2,63}")
-_BIRTH_CUE = re.compile(r"рожд|родил|\bд\s?\.\s?р\b|\bдр\b|\bд/р\b")
+_BIRTH_CUE = re.compile(r"рожд|родил|\b[дг]\s?\.\s?р\b|\bдр\b|\b[дг]/р\b|\bгр\b")
 
 
 @dataclass
@@ -147,6 +148,7 @@ _SPOKEN_JOIN = {"точка", "тире", "дефис", "подчеркиван�
 _TLDS = {"ру", "ru", "ком", "com", "нет", "net", "рф", "орг", "org", "рус", "су", "su", "бай", "by", "кз", "kz",
          "юа", "ua", "инфо", "info", "ио", "io"}
 _MAX_EMAIL_WORDS = 8
+_EMAIL_CUES = {"почта", "почту", "ящик", "email", "имейл", "емейл", "мейл", "адрес", "на", "мой", "моя", "это"}
 
 
 def _spoken_emails(items: list[_Item]) -> list[Span]:
@@ -171,8 +173,11 @@ def _spoken_emails(items: list[_Item]) -> list[Span]:
             continue
         # the local part: a word, then (joiner word)* backwards
         k = i - 1
-        if items[k].kind not in ("word", "num") or not _LOCAL_WORD.fullmatch(items[k].text):
+        if items[k].kind not in ("word", "num") or not _LOCAL_WORD.fullmatch(items[k].digits or items[k].text):
             continue
+        if items[k].is_num and k >= 2 and items[k - 1].kind == "word" and items[k - 1].text not in _SPOKEN_JOIN \
+                and _LOCAL_WORD.fullmatch(items[k - 1].text) and items[k - 1].text not in _EMAIL_CUES:
+            k -= 1  # «морозов восемьдесят пять собака…»: a name then its number
         start = items[k].start
         steps = 0
         while k >= 2 and steps < _MAX_EMAIL_WORDS and items[k - 1].text in _SPOKEN_JOIN \
@@ -196,28 +201,34 @@ _CUES = [  # (word prefix, what a number after it is); None: an identifier that 
     *((cue, "phone") for cue in _PHONE_CUES),
     ("заказ", None), ("отправлени", None), ("трек", None), ("посылк", None), ("договор", None), ("счет", None),
     ("лицев", None), ("заявк", None), ("обращени", None), ("артикул", None), ("штрихкод", None), ("штрих", None),
-    ("накладн", None), ("чек", None), ("код", None), ("пароль", None), ("тариф", None), ("руб", None),
-    ("стоимост", None), ("сумм", None), ("модел", None),
+    ("накладн", None), ("чек", None), ("код", None), ("пароль", None), ("огрн", None), ("imei", None),
+    ("имей", None), ("бик", None), ("кпп", None), ("окпо", None), ("окато", None), ("октмо", None), ("р/с", None),
 ]
-_NOT_CUES = {"картин", "картинк", "картош", "картон", "картридж", "кодов", "звонок"}  # prefixes that are not cues
+_NOT_CUES = ("картин", "картинк", "картош", "картон", "картридж", "кодов", "звонок")  # prefixes that are not cues
 _CUE_WINDOW = 6
 
 
 def _cue(items: list[_Item], i: int) -> str | None:
-    """What the nearest cue word before ``items[i]`` says the number is (``"none"``: not personal)."""
+    """What the nearest cue word before ``items[i]`` says the number is (``"none"``: an identifier that is
+    not personal data, when its word is at most two words before the number)."""
+    words = 0
     for k in range(i - 1, max(-1, i - 1 - _CUE_WINDOW), -1):
         word = items[k].text
         if items[k].kind == "num" and k < i - 2:
             break  # another number stands between
-        if items[k].kind != "word" or any(word.startswith(p) for p in _NOT_CUES):
+        if items[k].kind != "word":
+            continue
+        words += 1
+        if word.startswith(_NOT_CUES):
             continue
         for prefix, kind in _CUES:
             if word.startswith(prefix):
                 if prefix == "карт" and len(word) > 7:
                     continue  # картридж, картинками...
-                if prefix in ("тел", "чек", "код", "руб") and word not in (prefix, prefix + "а", prefix + "у"):
-                    if not (prefix == "руб" and word.startswith("рубл")):
-                        continue
+                if prefix in ("тел", "чек", "код") and word not in (prefix, prefix + "а", prefix + "у"):
+                    continue
+                if kind is None and words > 2:
+                    break  # «в заказе не мой 8999…»: a far identifier word says nothing of this number
                 return kind or "none"
     return None
 
@@ -234,7 +245,7 @@ def _classify(digits: str, sizes: list[int], cue: str | None, plus: bool) -> str
     n = len(digits)
     if cue == "none":
         return None
-    if plus and n == 11 and digits[0] == "7":
+    if plus and (n == 11 and digits[0] == "7" or 11 <= n <= 15 and digits[0] != "7"):
         return "phone"
     if cue in ("inn", "passport", "snils", "card", "phone"):
         if cue == "inn" and n in (10, 12):
@@ -247,7 +258,7 @@ def _classify(digits: str, sizes: list[int], cue: str | None, plus: bool) -> str
             return "card"
         if cue == "phone" and n in (7, 10, 11) and _phone_shape(sizes):
             return "phone"
-    if 15 <= n <= 19 and (len(sizes) == 1 or all(s == 4 for s in sizes[:-1])):
+    if n in (16, 18, 19) and (len(sizes) == 1 or all(s == 4 for s in sizes[:-1])):
         return "card"
     if n == 12 and len(sizes) == 1:
         return "inn"
@@ -374,7 +385,7 @@ def _dates(items: list[_Item]) -> list[tuple[int, int]]:
             found.append((i, i + 1))
             i += 2
             continue
-        if it.is_num and len(it.digits) in (2, 4) and i + 1 < len(items) and items[i + 1].text in ("года", "год", "г"):
+        if it.is_num and len(it.digits) in (2, 4) and i + 1 < len(items) and items[i + 1].text in ("года", "год", "г", "году"):
             if len(it.digits) == 2 or it.digits[:2] in ("19", "20"):
                 found.append((i, i))
         elif it.is_num and len(it.digits) == 4 and it.digits[:2] in ("19", "20"):
@@ -402,6 +413,8 @@ _CITY = {"г", "город", "городе", "гор", "пос", "поселок
 _HOUSE = {"дом", "д", "доме", "дома"}
 _PARTS = {"корпус", "корп", "к", "строение", "стр", "квартира", "кв", "квартире", "офис", "оф", "подъезд",
           "литера", "лит"}
+_REGIONS = {"обл", "область", "области", "край", "края", "республика", "респ", "район", "р-н", "округ", "ао"}
+_ADJECTIVE_ENDINGS = ("ий", "ый", "ой", "ая", "яя", "ое", "ее", "ом", "ем")
 _ADDRESS_CUES = ("адрес", "прожива", "прописан", "прописк", "зарегистрирован", "живу")
 
 
@@ -413,7 +426,9 @@ def _is_street(items: list[_Item], i: int) -> int:
     if it.text in _STREET_ABBR:
         if i + 1 < len(items) and items[i + 1].text == ".":
             return 2
-        return 1 if it.text in ("ул", "пр-т", "мкр", "просп") else 0
+        if it.text == "пр" and i + 2 < len(items) and items[i + 1].text == "-" and items[i + 2].text == "т":
+            return 4 if i + 3 < len(items) and items[i + 3].text == "." else 3  # пр-т
+        return 1 if it.text in ("ул", "мкр", "просп") else 0
     return 1 if any(it.text.startswith(s) for s in _STREETS) else 0
 
 
@@ -461,7 +476,7 @@ def _addresses(items: list[_Item]) -> list[Span]:
         if width:
             k = i + width
             name_end = None
-            for step in range(4):  # the street's name: up to three words (or «8 марта», «1-я»)
+            for step in range(2):  # the street's name: one or two words (or «8 марта», «1-я»)
                 if k < len(items) and (items[k].kind == "word" or (items[k].is_num and step == 0)) \
                         and items[k].text not in _HOUSE:
                     name_end = k
@@ -472,15 +487,24 @@ def _addresses(items: list[_Item]) -> list[Span]:
                 else:
                     break
             last = _house(items, k) if name_end is not None else None
+            start = i
+            if last is None and i >= 1 and items[i - 1].kind == "word" and len(items[i - 1].text) >= 4 \
+                    and items[i - 1].text.endswith(_ADJECTIVE_ENDINGS):  # «Невский пр-т, д. 28»: the name before
+                last, start = _house(items, i + width), i - 1
             if last is not None:
-                start = i
                 # «г. Москва, ул. …» / «город Казань улица …»: the city before belongs to it
-                s = i - 1
+                s = start - 1
                 while s >= 0 and items[s].text in (",", "."):
                     s -= 1
                 if s >= 1 and items[s].kind == "word" and (items[s - 1].text in _CITY or
                                                            (items[s - 1].text == "." and s >= 2 and items[s - 2].text in _CITY)):
                     start = s - 1 if items[s - 1].text in _CITY else s - 2
+                    # «Московская обл., г. Химки»: the region before the city
+                    r = start - 1
+                    while r >= 0 and items[r].text in (",", "."):
+                        r -= 1
+                    if r >= 1 and items[r].text in _REGIONS and items[r - 1].kind == "word":
+                        start = r - 1
                 found.append(Span(items[start].start, items[last].end, "address"))
                 i = last + 1
                 continue
@@ -539,6 +563,26 @@ def _agree(a: str, ka: str, b: str, kb: str) -> bool:
     return False
 
 
+def _initial(items: list[_Item], k: int) -> bool:
+    """Whether ``items[k]`` is an initial: one capital letter and a dot."""
+    return k + 1 < len(items) and items[k].kind == "word" and len(items[k].text) == 1 \
+        and items[k + 1].text == "." and items[k].start + 1 == items[k + 1].start
+
+
+def _initials(items: list[_Item], i: int, word: list[bool]) -> tuple[int, int] | None:
+    if not (word[i] and _score(items[i].text, "Surn") >= _SURN_MIN):
+        return None
+    k = i + 1
+    while _initial(items, k) and k - i < 4:
+        k += 2
+    if k > i + 1:
+        return (i, k - 1)
+    k = i
+    while k >= 2 and _initial(items, k - 2) and i - k < 4:
+        k -= 2
+    return (k, i) if k < i else None
+
+
 def _names(items: list[_Item]) -> list[Span]:
     found = []
     n = len(items)
@@ -570,7 +614,13 @@ def _names(items: list[_Item]) -> list[Span]:
                 span = (i, i + 1)
                 if i + 2 < n and word[i + 2] and _score(items[i + 2].text, "Patr") >= _PATR_MIN:
                     span = (i, i + 2)
+        # a surname with initials: «Волкова Т.», «Иванов И. И.», «И.И. Иванов»
+        if span is None:
+            span = _initials(items, i, word)
         # the words after a cue: «меня зовут анна», «фамилия белкина», «ФИО: …», «на имя …»
+        # «меня галина зовут»: a first name right before «зовут»
+        if span is None and i + 1 < n and items[i + 1].text == "зовут" and _score(t, "Name") >= _NAME_MIN:
+            span = (i, i)
         if span is None and t in _NAME_CUES:
             k = i + 1
             while k < n and items[k].text in _NAME_SKIP and k - i <= 3:
@@ -607,6 +657,7 @@ def find_pii(text: str) -> list[Span]:
     if not text:
         return []
     emails = [Span(m.start(), m.end(), "email") for m in _EMAIL.finditer(text)]
+    emails += [Span(m.start(), m.end(), "card") for m in _MASKED_CARD.finditer(text)]
     items = _items(text, emails)
     spans = emails + _spoken_emails(items)
     spans += _numbers(items) + _birth_dates(text, items) + _addresses(items)
