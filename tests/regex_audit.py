@@ -1,10 +1,15 @@
 """A structural audit of regular expressions: which patterns can take more than linear time.
 
 Python's ``re`` backtracks. A pattern is linear in the length of the text when every start position
-costs a bounded number of steps, i.e. when every repetition is bounded (``{0,64}``, not ``*``/``+``);
-the one safe unbounded form is a greedy repetition of a single character class whose continuation,
-up to the end of the pattern, can never fail (``\\s+``, ``\\d+(?:[.,]\\d+)?``, ``https?://\\S+``): the
-first attempt then matches and the scan moves past it, so nothing is tried twice.
+costs a bounded number of steps, i.e. when every repetition is bounded (``{0,64}``, not ``*``/``+``).
+Two unbounded forms are safe too, both greedy repetitions of a single character class C:
+
+- its continuation, up to the end of the pattern, can never fail (``\\s+``, ``https?://\\S+``): the first
+  attempt matches and the scan moves past it, so nothing is tried twice;
+- it is anchored at the start of a run of C: right after an item that cannot match a character of C
+  (``@[\\w-]+``, ``[.,]\\d+``) or a negative lookbehind that rejects every character of C
+  (``(?<![a-z\\d])\\d+``). It is then entered at most once per run and gives back at most the run's
+  length, so all runs together cost linear time.
 
 :func:`audit_module` finds every pattern a module uses (compiled patterns held at module level, in
 lists, tuples and dicts, and the literal first argument of every ``re.*`` call in its source) and
@@ -32,6 +37,60 @@ _SINGLE = {sre_c.LITERAL, sre_c.NOT_LITERAL, sre_c.IN, sre_c.ANY, sre_c.CATEGORY
 _REPEATS = {sre_c.MAX_REPEAT, sre_c.MIN_REPEAT}
 _POSSESSIVE = getattr(sre_c, "POSSESSIVE_REPEAT", None)
 _FAIL = (sre_c.IN, [])  # a stand-in for "something that can fail"
+
+
+_ALPHABET = [chr(c) for c in range(0x20, 0x530)] + list("\t\n\r\u00a0\u2009«»№₽–—…\U00017000\u0660\u4e00")
+
+
+def _char_matches(item, ch: str) -> bool:
+    """Whether the single-character item ``(op, av)`` matches ``ch`` (for IN, LITERAL, CATEGORY, ANY)."""
+    op, av = item
+    if op == sre_c.LITERAL:
+        return ord(ch) == av
+    if op == sre_c.NOT_LITERAL:
+        return ord(ch) != av
+    if op == sre_c.ANY:
+        return ch != "\n"
+    if op == sre_c.CATEGORY:
+        return _category(av, ch)
+    if op == sre_c.IN:
+        negate = bool(av) and av[0][0] == sre_c.NEGATE
+        hit = False
+        for sub_op, sub_av in av[1:] if negate else av:
+            if sub_op == sre_c.RANGE:
+                hit = sub_av[0] <= ord(ch) <= sub_av[1]
+            elif sub_op in (sre_c.LITERAL, sre_c.CATEGORY):
+                hit = _char_matches((sub_op, sub_av), ch)
+            if hit:
+                break
+        return hit != negate
+    raise ValueError(op)
+
+
+def _category(cat, ch: str) -> bool:
+    name = str(cat).upper()
+    test = ch.isdigit() if "DIGIT" in name else (ch.isalnum() or ch == "_") if "WORD" in name \
+        else ch.isspace() if "SPACE" in name else ch == "\n" if "LINEBREAK" in name else None
+    if test is None:
+        raise ValueError(cat)
+    return (not test) if "NOT" in name else test
+
+
+def _anchored(items: list, k: int) -> bool:
+    """Whether the single-class repetition ``items[k]`` can only start where a run of its class starts."""
+    if k == 0:
+        return False
+    body = list(items[k][1][2])[0]
+    op, av = items[k - 1]
+    try:
+        if op in _SINGLE:
+            return not any(_char_matches(body, ch) and _char_matches((op, av), ch) for ch in _ALPHABET)
+        if op == sre_c.ASSERT_NOT and av[0] == -1 and len(av[1]) == 1 and av[1][0][0] in _SINGLE:
+            guard = av[1][0]
+            return all(_char_matches(guard, ch) for ch in _ALPHABET if _char_matches(body, ch))
+    except ValueError:
+        return False
+    return False
 
 
 def _cannot_fail(items) -> bool:
@@ -62,7 +121,8 @@ def _offences(items, suffix: list, out: list[str]) -> None:
             unbounded = hi == sre_c.MAXREPEAT or hi > MAX_BOUND
             if unbounded:
                 single = len(body) == 1 and body[0][0] in _SINGLE
-                if not (op == sre_c.MAX_REPEAT and single and _cannot_fail(rest)) and op != _POSSESSIVE:
+                safe = op == sre_c.MAX_REPEAT and single and (_cannot_fail(rest) or _anchored(items, k))
+                if not safe and op != _POSSESSIVE:
                     out.append(f"unbounded repetition {'{'}{lo},{'' if hi == sre_c.MAXREPEAT else hi}{'}'} "
                                f"followed by something that can fail")
             # what follows the body: the rest when it runs at most once, else (conservatively) something that can fail

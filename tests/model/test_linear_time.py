@@ -44,6 +44,7 @@ def test_every_pattern_of_the_text_modules_is_linear(name):
     r"\b[\w-]+\.(?:ru|com)(?:/\S*)?\b",  # the old URL tail
     r"((?:[a-zа-я0-9]+\s+(?:точка|тире)\s+)*[a-zа-я0-9]+)\s+собака",  # the old spoken e-mail
     r"[\w@.+-]*\w", r"заявк\w*\s*номер", r"(a+)+b", r"\s+x", r".*?x", r"(?:\d+,?){2,}",
+    r"x[ax]+y", r"\d+(?![a-z\d])", r"\b[\w-]+x",  # not anchored at the start of a run of their class
 ])
 def test_audit_flags_backtracking_patterns(pattern):
     assert pattern_offences(pattern)
@@ -52,6 +53,7 @@ def test_audit_flags_backtracking_patterns(pattern):
 @pytest.mark.parametrize("pattern", [
     r"\s+", r"\d+(?:[.,]\d+)?", r"(?:https?://|www\.)\S+", r"[\w.+-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63}){1,8}",
     r"заявк\w{0,20}\s{0,3}номер", r"[^\w\s]",
+    r"(?<![a-z\d])\d+(?:[.,]\d+)?(?![a-z\d])", r"@[\w-]+x", r"a[^a]+b",  # anchored at the start of a run
 ])
 def test_audit_passes_linear_patterns(pattern):
     assert pattern_offences(pattern) == []
