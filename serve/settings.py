@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -49,6 +49,7 @@ class Settings(BaseSettings):
     database_url: str | None = Field(None, description="postgresql://… : store feedback in PostgreSQL instead")
     database_pool_size: int = Field(4, ge=1, le=64)
     duplicate_window_hours: float = Field(168.0, gt=0, description="how far back an open interaction counts")
+    pii_secret: SecretStr | None = Field(None, description="HMAC key of stored client/operator ids (unset: var/pii-secret)")
 
 
 @lru_cache
