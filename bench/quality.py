@@ -17,6 +17,14 @@ Columns:
   the train labels (written to a temporary folder, never committed), tested on test.csv: macro-F1
   and accuracy. Test labels absent from train cannot be predicted and count as errors;
 - train s: fitting the corpus model (embedding included, encoder memo empty);
+- tweets adapted: ``podskazka adapt``'s cross-fitted before/after (training/adapt.py): 5 folds of the
+  tweets, each scored by a model trained on the corpus plus the other four fifths (weighted) with their
+  label mix as priors; tweets never enter a shipped bundle (``--columns adapted``);
+- routing: the domain head on single client messages, trained on 80 % of the scenarios and scored on
+  the other 20 %: the held-out written-layer messages and the first client turn of every held-out
+  corpus conversation (marketplace and telecom separately);
+- greetings: decisions (any task, any level) on a small authored list of greeting-only
+  conversations (target: none);
 - p50 / p99 ms: single-request latency of Predictor.predict on one corpus conversation (decisions,
   macros and slots included), one request at a time, the encoder memo emptied first; in brackets
   the model alone (predict_proba of every head).
@@ -42,6 +50,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from model.adjust import adjust_task  # noqa: E402
 from model.base import model_class  # noqa: E402
 from model.errors import PodskazkaError  # noqa: E402
 from model.predictor import Predictor  # noqa: E402
@@ -65,7 +74,26 @@ CONFIGS = {
     "transformer-cpu": ROOT / "training" / "configs" / "transformer_e5_cpu.yaml",
 }
 CORPUS_TASKS = ("reason2", "topic", "resolution")
-COLUMNS = ("tweets", "latency", "rutube", "cv")
+COLUMNS = ("tweets", "latency", "rutube", "cv", "adapted", "routing", "greetings")
+# greeting-only conversations, authored for this benchmark (no content: no decision at any level)
+GREETINGS = [
+    {"channel": "chat", "text": "здравствуйте"},
+    {"channel": "chat", "text": "Добрый день!"},
+    {"channel": "chat", "text": "привет"},
+    {"channel": "chat", "text": "здравствуйте, у меня вопрос"},
+    {"channel": "email", "text": "Добрый вечер. Подскажите, пожалуйста"},
+    {"channel": "chat", "turns": [{"role": "bot", "text": "Здравствуйте! Я виртуальный помощник. Опишите вопрос"},
+                                  {"role": "client", "text": "здрасьте"}]},
+    {"channel": "chat", "turns": [{"role": "client", "text": "алло"}, {"role": "client", "text": "есть кто?"}]},
+    {"channel": "call", "turns": [{"role": "operator", "text": "билайн здравствуйте меня зовут анна чем могу помочь"},
+                                  {"role": "client", "text": "алло алло да здравствуйте"}]},
+    {"channel": "call", "turns": [{"role": "operator", "text": "компания билайн ольга здравствуйте"},
+                                  {"role": "client", "text": "ааа да слушаю"}]},
+    {"channel": "call", "turns": [{"role": "operator", "text": "добрый день слушаю вас"}]},
+    {"channel": "chat", "turns": [{"role": "client", "text": "ок спасибо"}]},
+    {"channel": "chat", "turns": [{"role": "client", "text": "Девушка, добрый день"},
+                                  {"role": "operator", "text": "Здравствуйте! Чем могу помочь?"}]},
+]
 OVERRIDES: dict[str, list[str]] = {}  # model -> dotted config overrides (--set)
 LATENCY_BUDGET_P99_MS = 30.0
 
@@ -155,9 +183,28 @@ def run_model(name: str, folds: int, columns: set[str], requests: int, on_column
     if "tweets" in columns and (SHARED / "telecom_tweets" / "test.csv").is_file():
         xs, y = tweets()
         classes, p = bundle.model.predict_proba(xs, ["reason2"])[0]["reason2"]
-        m = task_metrics(y, classes, p, list(taxonomy.tasks["reason2"].labels))
+        labels = list(taxonomy.tasks["reason2"].labels)
+        raw = task_metrics(y, classes, p, labels)
+        p = adjust_task(taxonomy, "reason2", classes, p, xs, bundle.decision)  # evidence (and priors), as served
+        m = task_metrics(y, classes, p, labels)
         row["tweets"] = {k: m[k] for k in ("accuracy", "macro_f1", "top3_accuracy", "ece", "n")}
+        row["tweets"]["without_evidence"] = {k: raw[k] for k in ("accuracy", "macro_f1", "top3_accuracy")}
         log.info("%s: tweets %s", name, row["tweets"])
+        on_column(row)
+
+    if "greetings" in columns:
+        row["greetings"] = greetings(bundle)
+        log.info("%s: greetings %s", name, row["greetings"])
+        on_column(row)
+
+    if "adapted" in columns and (SHARED / "telecom_tweets" / "test.csv").is_file():
+        row["adapted"] = adapted_tweets(bundle, config, data)
+        log.info("%s: adapted %s", name, row["adapted"])
+        on_column(row)
+
+    if "routing" in columns:
+        row["routing"] = routing(config, taxonomy, data)
+        log.info("%s: routing %s", name, row["routing"])
         on_column(row)
 
     if "rutube" in columns and (SHARED / "rutube_support" / "train.csv").is_file():
@@ -177,6 +224,69 @@ def run_model(name: str, folds: int, columns: set[str], requests: int, on_column
         row["latency_ms"] = latency(bundle, requests)
         log.info("%s: latency %s", name, row["latency_ms"])
     return row
+
+
+def greetings(bundle) -> dict:
+    """Decisions on greeting-only conversations (any task, any level): the target is none."""
+    results = Predictor(bundle).predict(GREETINGS, top_macros=0)
+    decided = [(GREETINGS[i], t, d["label"]) for i, r in enumerate(results) for t, d in r["decisions"].items()
+               if d["level"] is not None]
+    return {"n": len(GREETINGS), "decisions": len(decided), "examples": [str(x) for x in decided[:5]]}
+
+
+def tweets_data(taxonomy):
+    from training.data import LoadedData, Row
+
+    rows = _csv_rows(SHARED / "telecom_tweets" / "test.csv")
+    out = [Row(interaction=interaction_from_dict({"channel": "chat", "text": r["text"], "reason2": r["reason2"]},
+                                                 label_tasks=("reason2",)),
+               source=f"tweets:{i}", group=f"tweet-{i}") for i, r in enumerate(rows)]
+    return LoadedData(rows=out, files=[{"path": "telecom_tweets/test.csv"}])
+
+
+def adapted_tweets(bundle, config, corpus) -> dict:
+    """``podskazka adapt``'s cross-fitted before/after on the tweets (5 folds; nothing is kept)."""
+    from training.adapt import cross_fitted
+
+    bundle.decision = bundle.decision or {}
+    result = cross_fitted(bundle, config, corpus, tweets_data(bundle.taxonomy), folds=5, weight=3)
+    r = result["report"]["tasks"]["reason2"]
+    keys = ("accuracy", "macro_f1", "top3_accuracy")
+    return {"before": {k: r["before"][k] for k in keys}, "after": {k: r["after"][k] for k in keys},
+            "after_coverage": {k: r["after_coverage"][k] for k in ("label_coverage", "label_precision")},
+            "folds": 5, "weight": 3}
+
+
+def routing(config, taxonomy, data) -> dict:
+    """Domain routing of single client messages held out by scenario (80/20)."""
+    from training.train import grouped_split
+
+    train_rows, test_rows = grouped_split(data, 0.2, config.split.seed)
+    bundle = fit_bundle(data, config, taxonomy, train_rows)
+    domain_of = {name: t.domain or name for name, t in taxonomy.tasks.items()}
+    sets: dict[str, list] = {"written": [], "first_turn_marketplace": [], "first_turn_telecom": []}
+    for i in test_rows:
+        x = data.rows[i].interaction
+        domains = {domain_of[t] for t in x.labels}
+        if len(domains) != 1:
+            continue
+        domain = domains.pop()
+        if (x.id or "").startswith("w-"):
+            sets["written"].append((x, domain))
+            continue
+        first = next((t for t in x.turns if t.role == "client" and t.text.strip()), None)
+        if first is not None:
+            one = interaction_from_dict({"channel": x.channel, "text": first.text})
+            sets[f"first_turn_{domain}"].append((one, domain))
+    out = {}
+    for name, pairs in sets.items():
+        if not pairs:
+            continue
+        _, dom = bundle.model.predict_proba([x for x, _ in pairs], bundle.model.tasks[:1])
+        classes, p = dom
+        hits = sum(classes[int(np.argmax(p[k]))] == d for k, (_, d) in enumerate(pairs))
+        out[name] = {"n": len(pairs), "accuracy": hits / len(pairs)}
+    return out
 
 
 def latency(bundle, requests: int) -> dict:
@@ -260,6 +370,22 @@ def table(rows: dict[str, dict], order: list[str]) -> str:
                      f"{_f(row.get('train_s'), 0)} | {lat_cell} |")
         if row.get("measured"):
             notes.append(f"{name}: measured {row['measured']}")
+    lines += ["", "| model | tweets cold acc / top-3 (without evidence) | tweets adapted acc / top-3 (before) "
+              "| routing written / first turn marketplace / telecom | greeting-only decisions |", "|---|---|---|---|---|"]
+    for name in order:
+        row = rows.get(name)
+        if not row or "skipped" in row:
+            continue
+        tw, ad, ro, gr = row.get("tweets"), row.get("adapted"), row.get("routing") or {}, row.get("greetings")
+        cold = (f"{_f(tw['accuracy'])} / {_f(tw['top3_accuracy'])}" +
+                (f" ({_f(tw['without_evidence']['accuracy'])} / {_f(tw['without_evidence']['top3_accuracy'])})"
+                 if "without_evidence" in tw else "")) if tw else "—"
+        adapted = (f"{_f(ad['after']['accuracy'])} / {_f(ad['after']['top3_accuracy'])} "
+                   f"({_f(ad['before']['accuracy'])} / {_f(ad['before']['top3_accuracy'])})") if ad else "—"
+        route = " / ".join(_f((ro.get(k) or {}).get("accuracy")) for k in
+                           ("written", "first_turn_marketplace", "first_turn_telecom")) if ro else "—"
+        greet = f"{gr['decisions']} of {gr['n']}" if gr else "—"
+        lines.append(f"| {name} | {cold} | {adapted} | {route} | {greet} |")
     winner = choose_live_default(rows)
     text = "\n".join(lines)
     if notes:
@@ -335,7 +461,7 @@ def main() -> None:
         def keep(row: dict, previous=previous, name=name) -> None:
             row["measured"] = (f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC, load average "
                                f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-            for column in ("cv", "tweets", "rutube", "latency_ms", "train_s"):
+            for column in ("cv", "tweets", "rutube", "latency_ms", "train_s", "adapted", "routing", "greetings"):
                 if column in previous and column not in row:
                     row[column] = previous[column]  # a partial or --skip-cv run keeps earlier columns
             rows[name] = row

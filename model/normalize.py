@@ -26,7 +26,9 @@ _URL = re.compile(r"(?:https?://|www\.)\S+|\b[\w-]{1,63}\.(?:ru|com|рф|net|org
 _CARD = re.compile(r"(?<!\d)(?:\d{4}[ -]?){3}\d{1,7}(?!\d)")
 _ORDER = re.compile(r"(?<!\d)\d{6,10}-\d{3,5}(?:-\d{1,3})?(?!\d)")
 _PHONE = re.compile(r"(?<![\w])(?:\+7|8|7)[\s(-]{0,6}\d{3}[\s)-]{0,6}\d{3}[\s-]{0,6}\d{2}[\s-]{0,6}\d{2}(?!\d)")
-_NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
+# a digit run touching a Latin letter is part of a technical token and stays (3g, 4g, 5g, a51, mp3: 3g != 4g);
+# Cyrillic units still split off (100мб -> __num__ мб)
+_NUMBER = re.compile(r"(?<![a-z\d])\d+(?:[.,]\d+)?(?![a-z\d])")
 _SPACE = re.compile(r"\s+")
 # the placeholders of model.pii.mask_pii (stored and exported texts) read as the model's own mask tokens
 _PII_PLACEHOLDER = re.compile(r"\[(ТЕЛЕФОН|EMAIL|КАРТА)\]")

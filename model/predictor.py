@@ -13,7 +13,7 @@ import numpy as np
 
 from model.bundle import Bundle, load_bundle
 from model.comments import comment_required
-from model.decision import decide
+from model.adjust import adjust_probabilities, decisions_for
 from model.errors import InputError
 from model.record import Interaction, interaction_from_dict
 from model.slots import SlotFiller, fill_template
@@ -93,6 +93,7 @@ class Predictor:
 
     def postprocess(self, items, task_probs, domain_probs, macro_raw, selected, top_k, top_macros) -> list[dict[str, Any]]:
         """Ranked labels, decisions, domains, macros and the comment rule from the scores."""
+        task_probs = adjust_probabilities(self.taxonomy, self.bundle.decision, items, task_probs)  # priors, evidence
         macro_scores = None
         if top_macros > 0 and macro_raw is not None:
             macro_scores = (self.bundle.macros.macro_ids_,
@@ -108,10 +109,9 @@ class Predictor:
                 domains = [
                     {"label": domain_probs[0][j], "confidence": float(domain_probs[1][row][j])} for j in order
                 ]
-            decisions = {
-                task: decide(self.taxonomy.tasks[task], task_probs[task][0], task_probs[task][1][row], self.bundle.decision)
-                for task in selected
-            }
+            # content check, domain routing, then the thresholds (model/adjust.py)
+            decisions = decisions_for(self.taxonomy, self.bundle.decision, items[row], task_probs, row, selected,
+                                      domain_probs)
             results.append(
                 {
                     "predictions": predictions,

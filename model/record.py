@@ -33,6 +33,7 @@ class Interaction:
     created_at: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
     macros: tuple[str, ...] | None = None  # None: the row says nothing about macros
+    domain: str | None = None  # the domain the caller says this is (e.g. "telecom"); None: routed by content
 
     @property
     def text(self) -> str:
@@ -88,7 +89,16 @@ def interaction_from_dict(
         created_at=None if row.get("created_at") is None else str(row.get("created_at")),
         labels=labels,
         macros=None if macros is None else tuple(str(m) for m in macros),
+        domain=_domain(row.get("domain"), where),
     )
+
+
+def _domain(value: Any, where: str) -> str | None:
+    if value is None or (isinstance(value, float) and value != value) or value == "":
+        return None
+    if not isinstance(value, str):
+        raise InputError(f"{where}: domain must be a string (e.g. 'telecom' or 'marketplace')")
+    return value
 
 
 def check_limits(turns: tuple[Turn, ...], *, where: str = "interaction") -> None:

@@ -29,6 +29,8 @@ class Task:
     groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
     domain: str = ""
     question: str = ""
+    # label -> evidence it needs ({"roles": [...], "channel": [...]}); see model/adjust.py
+    needs: dict[str, dict[str, tuple[str, ...]]] = field(default_factory=dict)
 
     def group_of(self, label: str) -> str | None:
         for group, members in self.groups.items():
@@ -57,6 +59,8 @@ class Taxonomy:
     tasks: dict[str, Task]
     macros: dict[str, Macro]
     sha256: str = ""
+    # the content check's lexicon: a conversation whose client words are all in it gets no decision
+    filler_words: frozenset[str] = frozenset()
 
     @property
     def task_names(self) -> tuple[str, ...]:
@@ -75,6 +79,7 @@ class Taxonomy:
                         for label in task.labels
                     ],
                     "groups": {g: list(m) for g, m in task.groups.items()},
+                    "needs": {label: {k: list(v) for k, v in need.items()} for label, need in task.needs.items()},
                 }
                 for name, task in self.tasks.items()
             },
@@ -82,6 +87,7 @@ class Taxonomy:
                 {"id": m.id, "title": m.title, "text": m.text, "when": m.when, "slots": list(m.slots)}
                 for m in self.macros.values()
             ],
+            "content_check": {"filler_words": sorted(self.filler_words)},
         }
 
 
@@ -105,6 +111,7 @@ def load_taxonomy(path: str | Path) -> Taxonomy:
         tasks=taxonomy.tasks,
         macros=taxonomy.macros,
         sha256=hashlib.sha256(raw_bytes).hexdigest(),
+        filler_words=taxonomy.filler_words,
     )
 
 
@@ -119,7 +126,42 @@ def parse_taxonomy(raw: Any, *, source: str = "taxonomy") -> Taxonomy:
         raise TaxonomyError(f"{source}: 'tasks' must be a non-empty mapping of task name -> labels")
     tasks = {str(name): _parse_task(str(name), spec, source) for name, spec in tasks_raw.items()}
     macros = _parse_macros(raw.get("macros") or {}, source)
-    return Taxonomy(version=str(raw["version"]), tasks=tasks, macros=macros)
+    return Taxonomy(version=str(raw["version"]), tasks=tasks, macros=macros,
+                    filler_words=_parse_content_check(raw.get("content_check"), source))
+
+
+NEED_KEYS = {"roles": ("client", "operator", "bot"), "channel": ("call", "chat", "email")}
+
+
+def _parse_needs(raw: Any, labels: list[str], where: str) -> dict[str, dict[str, tuple[str, ...]]]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise TaxonomyError(f"{where}: 'needs' must be a mapping label -> {{roles: [...], channel: [...]}}")
+    needs = {}
+    for label, spec in raw.items():
+        if label not in labels:
+            raise TaxonomyError(f"{where}: 'needs' names unknown label {label!r}; labels are matched byte for byte")
+        if not isinstance(spec, dict) or not spec:
+            raise TaxonomyError(f"{where}: needs[{label!r}] must be a mapping like {{roles: [operator]}}")
+        need = {}
+        for key, values in spec.items():
+            if key not in NEED_KEYS:
+                raise TaxonomyError(f"{where}: needs[{label!r}] has unknown key {key!r}; use {sorted(NEED_KEYS)}")
+            if not isinstance(values, list) or not values or any(v not in NEED_KEYS[key] for v in values):
+                raise TaxonomyError(f"{where}: needs[{label!r}].{key} must list some of {list(NEED_KEYS[key])}")
+            need[key] = tuple(values)
+        needs[str(label)] = need
+    return needs
+
+
+def _parse_content_check(raw: Any, source: str) -> frozenset[str]:
+    if raw is None:
+        return frozenset()
+    words = raw.get("filler_words") if isinstance(raw, dict) else None
+    if not isinstance(words, list) or any(not isinstance(w, str) or not w.strip() for w in words):
+        raise TaxonomyError(f"{source}: content_check.filler_words must be a list of words")
+    return frozenset(w.strip().lower().replace("ё", "е") for w in words)
 
 
 def _parse_task(name: str, spec: Any, source: str) -> Task:
@@ -171,6 +213,7 @@ def _parse_task(name: str, spec: Any, source: str) -> Task:
         groups=groups,
         domain=str(spec.get("domain", "")),
         question=str(spec.get("question", "")),
+        needs=_parse_needs(spec.get("needs"), labels, where),
     )
 
 

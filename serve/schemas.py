@@ -28,6 +28,9 @@ class SuggestRequest(BaseModel):
     tasks: list[str] | None = None
     top_k: int | None = Field(None, ge=1, le=100)
     client_id: str | None = Field(None, max_length=200)
+    domain: str | None = Field(None, max_length=100, description="the domain the conversation belongs to (e.g. "
+                               "'telecom', 'marketplace'); tasks of another domain get no decision. Default: routed "
+                               "by the model from the content")
 
     @model_validator(mode="after")
     def _has_text(self) -> "SuggestRequest":
@@ -73,6 +76,9 @@ class Decision(BaseModel):
     label: str | None = Field(description="the decided label, its group (level 'group'), or null: abstain")
     confidence: float
     level: Literal["label", "group"] | None
+    reason: Literal["no_content", "other_domain"] | None = Field(
+        None, description="why a task gets no decision whatever the confidence: only greetings or fillers from the "
+                          "client (no_content), or the task belongs to another domain than the conversation (other_domain)")
 
 
 class DuplicateMacro(BaseModel):

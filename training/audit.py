@@ -27,6 +27,14 @@ def find_suspects(data_paths: list[str], config: TrainConfig, folds: int = 5, li
     taxonomy = load_taxonomy(config.taxonomy)
     data = load_data(data_paths, taxonomy, column_map=config.column_map, group_by=config.split.group_by)
     oof = out_of_fold(data, config, taxonomy, folds)
+    suspects = suspects_from_oof(data, oof)
+    return suspects[:limit] if limit else suspects
+
+
+def suspects_from_oof(data, oof) -> list[dict[str, Any]]:
+    """Ranked suspects from out-of-fold probabilities (``training.crossval.out_of_fold``)."""
+    from cleanlab.filter import find_label_issues
+
     suspects = []
     for task, rows in oof.rows.items():
         classes = oof.classes[task]
@@ -51,4 +59,4 @@ def find_suspects(data_paths: list[str], config: TrainConfig, folds: int = 5, li
                 "text": render_interaction(row.interaction)[:300],
             })
     suspects.sort(key=lambda s: s["self_confidence"])
-    return suspects[:limit] if limit else suspects
+    return suspects

@@ -297,6 +297,71 @@ def pretrained_build_cmd(
     typer.echo(json.dumps(report, ensure_ascii=False, indent=2))
 
 
+# priors and adapt: learning from the centre's own traffic (training/priors.py, training/adapt.py)
+@app.command()
+def priors(
+    model: Path = typer.Option(..., "--model", help="source bundle folder (never changed)"),
+    data: List[Path] = typer.Option(..., "--data", help="labelled history or feedback export (or unlabelled with --unlabelled)"),
+    out: Path = typer.Option(..., "--out", help="new bundle folder with the priors"),
+    unlabelled: bool = typer.Option(False, "--unlabelled", help="estimate the label mix by EM from unlabelled rows"),
+    column: Optional[List[str]] = typer.Option(None, "--column", help="column mapping OURS=THEIRS"),
+    task: Optional[List[str]] = typer.Option(None, "--task", help="only these tasks (default: every task with rows)"),
+) -> None:
+    """Label priors of your traffic, applied at predict time (thresholds re-fitted when rows are labelled)."""
+    from training.priors import priors_command
+
+    result = priors_command(model, [str(p) for p in data], out, unlabelled=unlabelled,
+                            column_map=_parse_columns(column), tasks=task or None)
+    typer.echo(json.dumps(result, ensure_ascii=False, indent=2))
+
+
+@app.command()
+def adapt(
+    model: Path = typer.Option(..., "--model", help="source bundle folder (never changed)"),
+    data: List[Path] = typer.Option(..., "--data", help="your labelled traffic (JSONL/CSV/Parquet, feedback export)"),
+    out: Optional[Path] = typer.Option(None, "--out", help="adapted bundle folder (leave out for the report only)"),
+    corpus: List[Path] = typer.Option([Path("datasets/corpus")], "--corpus", help="the training corpus"),
+    column: Optional[List[str]] = typer.Option(None, "--column", help="column mapping OURS=THEIRS"),
+    weight: int = typer.Option(3, "--weight", min=1, help="each real row counts this many times"),
+    folds: int = typer.Option(5, "--folds", min=2, help="folds of the cross-fitted before/after"),
+    audit_out: Optional[Path] = typer.Option(None, "--audit-out", help="write the label-noise suspects as JSONL"),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="write the report as JSON"),
+) -> None:
+    """Adapt a bundle to your labelled traffic: audit, cross-fitted before/after, priors, thresholds."""
+    from training.adapt import adapt as run_adapt
+
+    report = run_adapt(model, [str(p) for p in data], out, corpus_paths=[str(p) for p in corpus],
+                       column_map=_parse_columns(column), weight=weight, folds=folds, audit_out=audit_out)
+    suspects = report.get("audit", [])
+    typer.echo(f"audit: {len(suspects)} likely label issues among {report['real_rows']} rows" +
+               (f" (written to {audit_out})" if audit_out else ""))
+    for task, r in report["cross_fitted"]["tasks"].items():
+        b, a = r["before"], r["after"]
+        typer.echo(f"{task}: accuracy {b['accuracy']:.3f} -> {a['accuracy']:.3f}, macro-F1 {b['macro_f1']:.3f} -> "
+                   f"{a['macro_f1']:.3f}, top-3 {b['top3_accuracy']:.3f} -> {a['top3_accuracy']:.3f} "
+                   f"(held-out real rows, {report['cross_fitted']['folds']} folds)")
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps({k: v for k, v in report.items()}, ensure_ascii=False, indent=2) + "\n",
+                            encoding="utf-8")
+    if out:
+        typer.echo(f"model {report['model_id']} written to {out}")
+
+
+# info: a model card from the bundle's manifest (training/info.py)
+@app.command()
+def info(
+    bundle: Path = typer.Argument(..., help="bundle folder"),
+    as_json: bool = typer.Option(False, "--json", help="print the card as JSON"),
+) -> None:
+    """A model card of a bundle: data, metrics, taxonomy, thresholds, intended use, limits (reads
+    manifest.json only; no model is loaded)."""
+    from training.info import format_card, model_card, read_card_manifest
+
+    card = model_card(read_card_manifest(bundle))
+    typer.echo(json.dumps(card, ensure_ascii=False, indent=2) if as_json else format_card(card))
+
+
 # -- more commands above this line (one block per feature) --
 
 

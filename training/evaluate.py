@@ -10,6 +10,7 @@ import numpy as np
 from model.bundle import Bundle
 from model.normalize import render_interaction
 from model.record import Interaction
+from model.adjust import adjust_task
 from training.decision import coverage_curve, coverage_report
 from training.metrics import expected_calibration_error, task_metrics
 
@@ -27,6 +28,7 @@ def evaluate_model(bundle: Bundle, interactions: list[Interaction], tasks: list[
             continue
         probs, _ = model.predict_proba(rows, [task])
         classes, p = probs[task]
+        p = adjust_task(bundle.taxonomy, task, classes, p, rows, policy)  # priors and evidence, as served
         labels = list(bundle.taxonomy.tasks[task].labels)
         y = [x.labels[task] for x in rows]
         metrics = task_metrics(y, classes, p, labels)

@@ -22,6 +22,7 @@ from training.config import TrainConfig
 from training.data import LoadedData, load_data
 from training.decision import cross_fitted_coverage, fit_policy
 from training.evaluate import evaluate_model
+from model.adjust import adjust_task
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,7 @@ def train(data_paths: list[str], out_dir: str | Path, config: TrainConfig) -> Bu
     final_rows = None if (config.refit_full or not test_rows) else train_rows
     log.info("fitting the final model on %d rows", len(data.rows) if final_rows is None else len(final_rows))
     bundle = fit_bundle(data, config, taxonomy, final_rows)
+    decision["train_priors"] = training_priors(bundle, data, config, final_rows)
     bundle.decision = decision
     created = datetime.now(timezone.utc)
     bundle.manifest = {
@@ -104,11 +106,27 @@ def choose_policy(bundle: Bundle, interactions, config: TrainConfig) -> dict[str
         if not rows:
             continue
         classes, probs = bundle.model.predict_proba(rows, [task])[0][task]
+        probs = adjust_task(bundle.taxonomy, task, classes, probs, rows, {})  # the evidence rule, as served
         policies[task] = fit_policy(
             bundle.taxonomy.tasks[task], classes, probs, [x.labels[task] for x in rows],
             target_precision=config.decision.target_precision, margin=config.decision.margin,
         )
     return policies
+
+
+def training_priors(bundle: Bundle, data: LoadedData, config: TrainConfig, rows: list[int] | None) -> dict[str, dict[str, float]]:
+    """The label prior each head was fitted under: uniform for class-balanced heads, else the training
+    label mix (``model/adjust.py`` divides by it when a centre's own priors are applied)."""
+    out = {}
+    chosen = data.rows if rows is None else [data.rows[i] for i in rows]
+    balanced = (config.model.params.get("class_weight", "balanced") == "balanced")
+    for task, classes in bundle.model.task_classes.items():
+        if balanced:
+            out[task] = {c: round(1.0 / len(classes), 6) for c in classes}
+            continue
+        labels = [r.interaction.labels[task] for r in chosen if task in r.interaction.labels]
+        out[task] = {c: round(labels.count(c) / max(len(labels), 1), 6) for c in classes}
+    return out
 
 
 def _tasks(config: TrainConfig, taxonomy) -> list[str]:

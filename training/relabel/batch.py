@@ -224,16 +224,20 @@ def _output_rows(good, results, tasks: list[str], model_version: str, source_fil
         for i, ((_, _, x), result) in enumerate(zip(good, results)):
             ranked = result["predictions"][task]
             decided = result["decisions"][task]
-            new = ranked[0]["label"]
+            other_domain = decided.get("reason") == "other_domain"  # a task of another domain: null, not a guess
+            new = None if other_domain else ranked[0]["label"]
             label.append(new)
-            confidence.append(ranked[0]["confidence"])
+            confidence.append(None if other_domain else ranked[0]["confidence"])
             decision.append(decided["label"])
             level.append(decided["level"])
             top.append(ranked)
             before = x.labels.get(task)
             old.append(before)
-            stats["new"][new] += 1
             stats["abstained"] += decided["label"] is None
+            if other_domain:
+                changed.append(None)
+                continue
+            stats["new"][new] += 1
             if before is None:
                 changed.append(None)
                 continue
