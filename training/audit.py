@@ -12,11 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from model.normalize import render_interaction
 from model.taxonomy import load_taxonomy
 from training.config import TrainConfig
 from training.crossval import out_of_fold
 from training.data import load_data
+from training.evaluate import readable_text
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,8 @@ def find_suspects(data_paths: list[str], config: TrainConfig, folds: int = 5, li
     from cleanlab.filter import find_label_issues
 
     taxonomy = load_taxonomy(config.taxonomy)
-    data = load_data(data_paths, taxonomy, column_map=config.column_map, group_by=config.split.group_by)
+    data = load_data(data_paths, taxonomy, column_map=config.column_map, group_by=config.split.group_by,
+                     taxonomy_source=config.taxonomy)
     oof = out_of_fold(data, config, taxonomy, folds)
     suspects = suspects_from_oof(data, oof)
     return suspects[:limit] if limit else suspects
@@ -56,7 +57,7 @@ def suspects_from_oof(data, oof) -> list[dict[str, Any]]:
                 "suggested": present[suggested],
                 "self_confidence": round(float(probs[pos, labels[pos]]), 4),
                 "suggested_confidence": round(float(probs[pos, suggested]), 4),
-                "text": render_interaction(row.interaction)[:300],
+                "text": readable_text(row.interaction, 300),
             })
     suspects.sort(key=lambda s: s["self_confidence"])
     return suspects

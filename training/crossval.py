@@ -1,9 +1,10 @@
-"""Cross-validation grouped by scenario: every row is predicted by a model that never saw its group."""
+"""Cross-validation grouped by scenario (or client_id; the report says which): every row is predicted by a
+model that never saw its group. The report has the pooled out-of-fold figures and per-fold mean ± std."""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -13,7 +14,7 @@ from model.taxonomy import Taxonomy, load_taxonomy
 from training.config import TrainConfig
 from training.data import LoadedData, load_data
 from training.decision import cross_fitted_coverage
-from training.metrics import expected_calibration_error, task_metrics
+from training.metrics import expected_calibration_error, flag_calibration, fold_summary, task_metrics
 from training.train import fit_bundle
 
 log = logging.getLogger(__name__)
@@ -27,13 +28,19 @@ class OutOfFold:
     classes: dict[str, list[str]]
     probs: dict[str, np.ndarray]
     uncalibrated: dict[str, np.ndarray] | None = None
+    per_fold: list[dict[str, dict[str, Any]]] = field(default_factory=list)  # fold -> task -> metrics
+    folds: int = 0
 
 
 def out_of_fold(data: LoadedData, config: TrainConfig, taxonomy: Taxonomy, folds: int = 5) -> OutOfFold:
     groups = np.array([r.group for r in data.rows])
     n_groups = len(set(groups.tolist()))
     if n_groups < folds:
+        log.warning("%d groups for %d folds: using %d folds", n_groups, folds, max(2, n_groups))
         folds = max(2, n_groups)
+    log.info("%d-fold cross-validation %s", folds, f"grouped by {data.group_key!r} ({n_groups} groups)"
+             if getattr(data, "group_key", None) else "ROW BY ROW (no group column)")
+    per_fold: list[dict[str, dict[str, Any]]] = []
     tasks = config.tasks or list(taxonomy.task_names)
     classes_of = {t: list(taxonomy.tasks[t].labels) for t in tasks}
     oof: dict[str, dict[int, np.ndarray]] = {t: {} for t in tasks}
@@ -46,6 +53,14 @@ def out_of_fold(data: LoadedData, config: TrainConfig, taxonomy: Taxonomy, folds
         probs, _ = bundle.model.predict_proba(test_interactions, bundle.model.tasks)
         uncal = (bundle.model.predict_proba_uncalibrated(test_interactions, bundle.model.tasks)
                  if hasattr(bundle.model, "predict_proba_uncalibrated") else {})
+        fold_metrics = {}
+        for task, (classes, p) in probs.items():
+            keep = [pos for pos, i in enumerate(test_rows) if task in data.rows[i].interaction.labels]
+            if task in classes_of and keep:
+                y = [data.rows[test_rows[pos]].interaction.labels[task] for pos in keep]
+                m = task_metrics(y, list(classes), p[keep], classes_of[task])
+                fold_metrics[task] = {k: m[k] for k in ("n", "accuracy", "macro_f1", "top3_accuracy", "ece")}
+        per_fold.append(fold_metrics)
         for target, source in ((oof, probs), (raw, uncal)):
             for task, (classes, p) in source.items():
                 if task not in target:
@@ -62,14 +77,19 @@ def out_of_fold(data: LoadedData, config: TrainConfig, taxonomy: Taxonomy, folds
         classes={t: classes_of[t] for t in rows},
         probs={t: np.stack([oof[t][i] for i in rows[t]]) for t in rows},
         uncalibrated={t: np.stack([raw[t][i] for i in rows[t]]) for t in rows if len(raw[t]) == len(rows[t])},
+        per_fold=per_fold,
+        folds=folds,
     )
 
 
 def cross_validate(data_paths: list[str], config: TrainConfig, folds: int = 5) -> dict[str, Any]:
     taxonomy = load_taxonomy(config.taxonomy)
-    data = load_data(data_paths, taxonomy, column_map=config.column_map, group_by=config.split.group_by)
+    data = load_data(data_paths, taxonomy, column_map=config.column_map, group_by=config.split.group_by,
+                     taxonomy_source=config.taxonomy)
     oof = out_of_fold(data, config, taxonomy, folds)
-    report: dict[str, Any] = {"folds": folds, "group_by": config.split.group_by, "rows": len(data.rows), "tasks": {}}
+    split = data.split_info()
+    report: dict[str, Any] = {"folds": oof.folds, "group_by": split["group_by"], "split": split,
+                              "rows": len(data.rows), "tasks": {}}
     for task, rows in oof.rows.items():
         y = [data.rows[i].interaction.labels[task] for i in rows]
         report["tasks"][task] = task_metrics(y, oof.classes[task], oof.probs[task], oof.classes[task])
@@ -81,4 +101,7 @@ def cross_validate(data_paths: list[str], config: TrainConfig, folds: int = 5) -
             taxonomy.tasks[task], oof.classes[task], oof.probs[task], y, [data.rows[i].group for i in rows],
             target_precision=config.decision.target_precision, margin=config.decision.margin,
         )
+    report["per_fold"] = oof.per_fold
+    report["per_fold_summary"] = fold_summary(oof.per_fold)
+    report["warnings"] = list(data.warnings) + flag_calibration(report)
     return report

@@ -54,15 +54,68 @@ def task_metrics(y_true: list[str], classes: list[str], probs: np.ndarray, label
     }
 
 
+CALIBRATION_TOLERANCE = 0.01  # ECE may move this much by noise before calibration is called worse
+FOLD_METRICS = ("accuracy", "macro_f1", "top3_accuracy", "ece")
+
+
+def flag_calibration(report: dict[str, Any]) -> list[str]:
+    """Mark tasks whose calibration made the expected calibration error worse (``calibration_worse``)
+    and return a warning for each: calibration is meant to lower it."""
+    warnings = []
+    for task, m in report.get("tasks", {}).items():
+        before, after = m.get("ece_uncalibrated"), m.get("ece")
+        if before is None or after is None or before != before or after != after:
+            continue
+        m["calibration_worse"] = bool(after > before + CALIBRATION_TOLERANCE)
+        if m["calibration_worse"]:
+            warnings.append(
+                f"{task}: calibration made the confidences worse (ECE {before:.3f} before, {after:.3f} after); "
+                "the confidences and thresholds of this task are not to be trusted: the calibration folds are "
+                "too small or unlike these rows (more rows per label, or model.params.calibration=sigmoid)"
+            )
+    return warnings
+
+
+def fold_summary(per_fold: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
+    """Per task and metric: mean, std (population) and the values, over the folds that had the task."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    tasks = dict.fromkeys(t for fold in per_fold for t in fold)
+    for task in tasks:
+        out[task] = {}
+        for name in FOLD_METRICS:
+            values = [fold[task][name] for fold in per_fold if task in fold and fold[task].get(name) == fold[task].get(name)]
+            if values:
+                out[task][name] = {"mean": float(np.mean(values)), "std": float(np.std(values)),
+                                   "values": [round(float(v), 4) for v in values]}
+    return out
+
+
 def format_table(report: dict[str, Any]) -> str:
     """A readable text table of the per-task summary and per-class figures."""
     lines = []
+    split = report.get("split")
+    if split:
+        by = split.get("group_by", "?")
+        lines.append(
+            f"split: {'ROW BY ROW (no group column)' if by == 'row' else f'grouped by {by!r}'}, "
+            f"{split.get('groups', '?')} groups"
+            + (f", {report['folds']} folds" if "folds" in report else "")
+        )
     for task, m in report["tasks"].items():
         lines.append(
             f"== {task}: n={m['n']}  accuracy={m['accuracy']:.3f}  macro-F1={m['macro_f1']:.3f}  "
             f"top-3={m['top3_accuracy']:.3f}  ECE={m['ece']:.3f}"
             + (f" (before calibration {m['ece_uncalibrated']:.3f})" if "ece_uncalibrated" in m else "")
+            + ("  << CALIBRATION MADE ECE WORSE" if m.get("calibration_worse") else "")
         )
+        folds = (report.get("per_fold_summary") or {}).get(task)
+        if folds:
+            lines.append("   per fold (mean ± std over " + str(len(next(iter(folds.values()))["values"])) + " folds): "
+                         + "  ".join(f"{name}={v['mean']:.3f} ± {v['std']:.3f}" for name, v in folds.items()))
+        unseen = m.get("unseen_labels")
+        if unseen:
+            lines.append(f"   {sum(unseen.values())} rows carry {len(unseen)} label(s) the model was not trained on, "
+                         f"scored as errors: " + ", ".join(f"{label!r} ({n})" for label, n in unseen.items()))
         cov = m.get("coverage")
         if cov:
             lp = "-" if cov["label_precision"] is None else f"{cov['label_precision']:.3f}"
@@ -78,4 +131,6 @@ def format_table(report: dict[str, Any]) -> str:
                 f"  {label.ljust(width)}  {c['precision']:.3f}  {c['recall']:.3f}  {c['f1']:.3f}  {c['support']:>4}"
             )
         lines.append("")
+    for text in report.get("warnings", []):
+        lines.append(f"WARNING: {text}")
     return "\n".join(lines)

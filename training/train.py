@@ -22,6 +22,7 @@ from training.config import TrainConfig
 from training.data import LoadedData, load_data
 from training.decision import cross_fitted_coverage, fit_policy
 from training.evaluate import evaluate_model
+from training.metrics import flag_calibration
 from model.adjust import adjust_task
 
 log = logging.getLogger(__name__)
@@ -52,15 +53,18 @@ def grouped_split(data: LoadedData, test_size: float, seed: int) -> tuple[list[i
 def train(data_paths: list[str], out_dir: str | Path, config: TrainConfig) -> Bundle:
     taxonomy_path = Path(config.taxonomy)
     taxonomy = load_taxonomy(taxonomy_path)
-    data = load_data(data_paths, taxonomy, column_map=config.column_map, group_by=config.split.group_by)
+    data = load_data(data_paths, taxonomy, column_map=config.column_map, group_by=config.split.group_by,
+                     taxonomy_source=taxonomy_path)
     log.info("read %d rows from %d file(s)", len(data.rows), len(data.files))
+    warnings = list(data.warnings)
     train_rows, test_rows = grouped_split(data, config.split.test_size, config.split.seed)
     metrics: dict[str, Any] = {}
     decision: dict[str, Any] = {"target_precision": config.decision.target_precision,
                                 "margin": config.decision.margin, "tasks": {}}
     if test_rows:
-        log.info("fitting on %d rows, evaluating on %d held-out rows (grouped by %s)",
-                 len(train_rows), len(test_rows), config.split.group_by)
+        log.info("fitting on %d rows, evaluating on %d held-out rows (%s)", len(train_rows), len(test_rows),
+                 f"grouped by {data.group_key!r}, {data.n_groups} groups" if data.group_key
+                 else "split ROW BY ROW: no group column")
         held_out = fit_bundle(data, config, taxonomy, train_rows)
         test_interactions = [data.rows[i].interaction for i in test_rows]
         decision["tasks"] = choose_policy(held_out, test_interactions, config)
@@ -77,8 +81,9 @@ def train(data_paths: list[str], out_dir: str | Path, config: TrainConfig) -> Bu
                 [test_groups[k] for k in idx], target_precision=config.decision.target_precision,
                 margin=config.decision.margin,
             )
-        metrics["split"] = {"train_rows": len(train_rows), "test_rows": len(test_rows),
-                            "group_by": config.split.group_by}
+        metrics["split"] = {"train_rows": len(train_rows), "test_rows": len(test_rows), **data.split_info()}
+        warnings += flag_calibration(metrics)
+        metrics["warnings"] = warnings
     final_rows = None if (config.refit_full or not test_rows) else train_rows
     log.info("fitting the final model on %d rows", len(data.rows) if final_rows is None else len(final_rows))
     bundle = fit_bundle(data, config, taxonomy, final_rows)
@@ -92,6 +97,7 @@ def train(data_paths: list[str], out_dir: str | Path, config: TrainConfig) -> Bu
         "config": config.to_dict(),
         "training_data": {"files": data.files, "rows": len(data.rows), "sha256": data.fingerprint()},
         "metrics": {"holdout": metrics} if metrics else {},
+        "warnings": warnings,
     }
     save_bundle(bundle, out_dir, taxonomy_path)
     log.info("wrote %s (%s)", out_dir, bundle.model_id)
