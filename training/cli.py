@@ -60,12 +60,14 @@ def train(
     config: Optional[Path] = typer.Option(None, "--config", help="training config YAML"),
     column: Optional[List[str]] = typer.Option(None, "--column", help="column mapping OURS=THEIRS"),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="config override, e.g. model.params.C=3"),
+    force: bool = typer.Option(False, "--force", help="replace an existing bundle at --out"),
 ) -> None:
     """Train a model bundle from labelled interactions."""
     from training.config import TrainConfig
     from training.metrics import format_table
     from training.train import train as run_train
 
+    _refuse_overwrite(out, force, "bundle")
     cfg = TrainConfig.load(config, set_)
     if column:
         cfg.column_map.update(_parse_columns(column))
@@ -83,16 +85,24 @@ def evaluate(
     json_out: Optional[Path] = typer.Option(None, "--json", help="write the full report as JSON here"),
     column: Optional[List[str]] = typer.Option(None, "--column", help="column mapping OURS=THEIRS"),
     report_dir: Optional[Path] = typer.Option(None, "--report", help="write a report folder: JSON, Markdown, PNG plots, worst errors"),
+    force: bool = typer.Option(False, "--force", help="replace an existing --json file or --report folder"),
 ) -> None:
-    """Evaluate a bundle: accuracy, macro-F1, top-3, ECE, coverage, per-class figures, confusion matrix."""
+    """Evaluate a bundle: accuracy, macro-F1, top-3, ECE, coverage, per-class figures, confusion matrix.
+    Labels the model was not trained on are scored as errors and listed."""
     from model.bundle import load_bundle
     from training.data import load_data
     from training.evaluate import evaluate_model
-    from training.metrics import format_table
+    from training.metrics import flag_calibration, format_table
 
+    _refuse_overwrite(json_out, force)
+    _refuse_overwrite(report_dir, force, "report folder")
     bundle = load_bundle(model)
-    loaded = load_data([str(p) for p in data], bundle.taxonomy, column_map=_parse_columns(column))
-    report = evaluate_model(bundle, loaded.interactions)
+    loaded = load_data([str(p) for p in data], bundle.taxonomy, column_map=_parse_columns(column), unknown_labels="keep")
+    report = evaluate_model(bundle, loaded.interactions, sources=[r.source for r in loaded.rows])
+    report["warnings"] = [
+        f"{task}: {sum(u.values())} rows carry labels the model was not trained on ({', '.join(map(repr, u))}): "
+        "scored as errors" for task, u in ((t, m.get("unseen_labels")) for t, m in report["tasks"].items()) if u
+    ] + flag_calibration(report)
     typer.echo(format_table(report))
     text = json.dumps(report, ensure_ascii=False, indent=2)
     if json_out:
@@ -113,13 +123,20 @@ def crossval(
     config: Optional[Path] = typer.Option(None, "--config"),
     set_: Optional[List[str]] = typer.Option(None, "--set"),
     json_out: Optional[Path] = typer.Option(None, "--json"),
+    column: Optional[List[str]] = typer.Option(None, "--column", help="column mapping OURS=THEIRS"),
+    force: bool = typer.Option(False, "--force", help="replace an existing --json file"),
 ) -> None:
-    """Cross-validate a training config, folds grouped by scenario (no story on both sides)."""
+    """Cross-validate a training config, folds grouped by scenario, else client_id (no story on both
+    sides; the report says which key was used): pooled out-of-fold figures and per-fold mean ± std."""
     from training.config import TrainConfig
     from training.crossval import cross_validate
     from training.metrics import format_table
 
-    report = cross_validate([str(p) for p in data], TrainConfig.load(config, set_), folds)
+    _refuse_overwrite(json_out, force)
+    cfg = TrainConfig.load(config, set_)
+    if column:
+        cfg.column_map.update(_parse_columns(column))
+    report = cross_validate([str(p) for p in data], cfg, folds)
     typer.echo(format_table(report))
     if json_out:
         json_out.parent.mkdir(parents=True, exist_ok=True)
@@ -156,12 +173,14 @@ def corpus_sample_cmd(
     data: List[Path] = typer.Option([Path("datasets/corpus")], "--data"),
     taxonomy: Path = typer.Option(Path("datasets/taxonomy.yaml"), "--taxonomy"),
     seed: int = typer.Option(13, "--seed"),
+    force: bool = typer.Option(False, "--force", help="replace an existing --out file"),
 ) -> None:
     """Write a sample with at least PER_LABEL rows for every label of every task (distinct scenarios first)."""
     from model.taxonomy import load_taxonomy
     from training.corpus import sample_per_label, write_rows
     from training.data import load_data
 
+    _refuse_overwrite(out, force)
     loaded = load_data([str(p) for p in data], load_taxonomy(taxonomy))
     indices = sample_per_label(loaded, per_label, seed)
     write_rows(loaded, indices, out)
@@ -206,12 +225,14 @@ def compare(
     n_boot: int = typer.Option(1000, "--n-boot", min=100),
     json_out: Optional[Path] = typer.Option(None, "--json"),
     column: Optional[List[str]] = typer.Option(None, "--column"),
+    force: bool = typer.Option(False, "--force", help="replace an existing --json file"),
 ) -> None:
     """Two bundles side by side on the same data, with bootstrap confidence intervals on B − A."""
     from model.bundle import load_bundle
     from training.compare import compare_models, format_comparison
     from training.data import load_data
 
+    _refuse_overwrite(json_out, force)
     a, b = load_bundle(model_a), load_bundle(model_b)
     loaded = load_data([str(p) for p in data], a.taxonomy, column_map=_parse_columns(column))
     report = compare_models(a, b, loaded.interactions, n_boot=n_boot)
@@ -228,12 +249,18 @@ def audit(
     folds: int = typer.Option(5, "--folds", min=2),
     out: Optional[Path] = typer.Option(None, "--out", help="write the ranked suspects as JSONL"),
     limit: int = typer.Option(50, "--limit", help="rows to print"),
+    column: Optional[List[str]] = typer.Option(None, "--column", help="column mapping OURS=THEIRS"),
+    force: bool = typer.Option(False, "--force", help="replace an existing --out file"),
 ) -> None:
-    """Likely mislabelled rows (confident learning on out-of-fold probabilities), ranked; changes nothing."""
+    """Likely mislabelled rows (confident learning on out-of-fold probabilities), ranked; changes nothing.
+    Rows are named file:line (the line the row starts on; a CSV header is line 1)."""
     from training.audit import find_suspects
     from training.config import TrainConfig
 
+    _refuse_overwrite(out, force)
     cfg = TrainConfig.load(config, set_)
+    if column:
+        cfg.column_map.update(_parse_columns(column))
     suspects = find_suspects([str(p) for p in data], cfg, folds)
     typer.echo(f"{len(suspects)} likely label issues (most suspicious first):")
     for s in suspects[:limit]:
@@ -247,30 +274,24 @@ def audit(
 
 @app.command("taxonomy-from-data")
 def taxonomy_from_data(
-    data: List[Path] = typer.Option(..., "--data"),
-    task: List[str] = typer.Option(..., "--task", help="a label column to turn into a task"),
-    out: Path = typer.Option(..., "--out"),
-    column: Optional[List[str]] = typer.Option(None, "--column"),
+    data: List[Path] = typer.Option(..., "--data", help="files or folders; every file is read (e.g. train and test)"),
+    out: Path = typer.Option(..., "--out", help="taxonomy YAML to write"),
+    task: Optional[List[str]] = typer.Option(None, "--task", help="a label column to turn into a task (repeat; default: every column named label*)"),
+    column: Optional[List[str]] = typer.Option(None, "--column", help="column mapping OURS=THEIRS"),
+    force: bool = typer.Option(False, "--force", help="replace an existing --out file"),
 ) -> None:
-    """Draft a taxonomy YAML from the label columns of your data (review it, then train with it)."""
-    import yaml
+    """Draft a taxonomy YAML from the label columns of your data: labels (whitespace and NBSP
+    normalised) with row counts, groups when one column nests in another, descriptions to write."""
+    from training.taxonomy_draft import write_draft
 
-    from training.data import expand_paths, read_records
-
-    labels: dict[str, list[str]] = {t: [] for t in task}
-    for path in expand_paths([str(p) for p in data]):
-        for row in read_records(path, _parse_columns(column)):
-            for t in task:
-                value = row.get(t)
-                if value is not None and str(value).strip() and str(value) not in labels[t]:
-                    labels[t].append(str(value))
-    missing = [t for t, v in labels.items() if len(v) < 2]
-    if missing:
-        raise typer.BadParameter(f"columns {missing} have fewer than two distinct labels")
-    doc = {"version": 1, "tasks": {t: {"labels": {label: "" for label in sorted(v)}} for t, v in labels.items()}, "macros": {}}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), encoding="utf-8")
-    typer.echo(f"taxonomy with {', '.join(f'{t}: {len(v)} labels' for t, v in labels.items())} written to {out}")
+    _refuse_overwrite(out, force)
+    draft = write_draft([str(p) for p in data], task or None, out, _parse_columns(column))
+    for name, d in draft["tasks"].items():
+        fixed = sum(len(v) for v in d["normalised"].values())
+        typer.echo(f"{name}: {len(d['counts'])} labels over {sum(d['counts'].values())} rows"
+                   + (f", grouped by {d['group_task']} ({len(d['groups'])} groups)" if d["groups"] else "")
+                   + (f"; {fixed} spelling(s) with stray whitespace merged" if fixed else ""))
+    typer.echo(f"taxonomy draft written to {out}: write the descriptions (TODO), then train with --set taxonomy={out}")
 
 
 # relabel: batch re-labelling of history (training/relabel/)
