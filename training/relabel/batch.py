@@ -94,11 +94,12 @@ def relabel_batch(
             reasons[bad.reason] += 1
             row_id = row.get("id") if row is not None else _raw_id(record, (column_map or {}).get("id", "id"))
             _add_reject(rejects, source_file, source_row, record, bad, row_id)
+    good, unknown_old = _check_old_labels(good, predictor.taxonomy, tasks)
     results = predictor.predict([x for _, _, x in good], tasks=tasks, top_k=TOP_K, top_macros=0) if good else []
     rows, task_stats = _output_rows(good, results, tasks, predictor.model_version, source_file)
     stats = {
         "rows": chunk.num_rows, "labelled": len(good), "rejected": chunk.num_rows - len(good),
-        "reasons": dict(reasons), "tasks": task_stats,
+        "reasons": dict(reasons), "tasks": task_stats, "unknown_old": unknown_old,
     }
     return BatchResult(
         rows=pa.table(rows, schema=output_schema(tasks)),
@@ -263,6 +264,10 @@ def merge_stats(total: dict[str, Any], part: dict[str, Any]) -> dict[str, Any]:
     """Add one chunk's counts into ``total`` (in place) and return it."""
     for key in ("rows", "labelled", "rejected"):
         total[key] = total.get(key, 0) + part[key]
+    for task, labels in part.get("unknown_old", {}).items():
+        into_old = total.setdefault("unknown_old", {}).setdefault(task, {})
+        for label, n in labels.items():
+            into_old[label] = into_old.get(label, 0) + n
     reasons = total.setdefault("reasons", {})
     for reason, n in part["reasons"].items():
         reasons[reason] = reasons.get(reason, 0) + n
@@ -279,3 +284,29 @@ def merge_stats(total: dict[str, Any], part: dict[str, Any]) -> dict[str, Any]:
             for new, n in news.items():
                 pairs[new] = pairs.get(new, 0) + n
     return total
+
+
+def _check_old_labels(good, taxonomy, tasks: list[str]):
+    """Old labels are matched to the model's taxonomy after whitespace (NBSP included) is normalised;
+    the ones it does not have are counted per task (reported in the diff and by the command: training
+    would refuse them) and kept as they are in ``<task>_old``."""
+    from dataclasses import replace
+
+    from training.data import normalize_label
+
+    canonical = {t: {normalize_label(label): label for label in taxonomy.tasks[t].labels} for t in tasks}
+    unknown: dict[str, Counter] = {}
+    out = []
+    for source_row, row_id, x in good:
+        labels = dict(x.labels)
+        for task in tasks:
+            old = labels.get(task)
+            if old is None or old in taxonomy.tasks[task].labels:
+                continue
+            fixed = canonical[task].get(normalize_label(old))
+            if fixed is None:
+                unknown.setdefault(task, Counter())[old] += 1
+            else:
+                labels[task] = fixed
+        out.append((source_row, row_id, x if labels == x.labels else replace(x, labels=labels)))
+    return out, {t: dict(c) for t, c in unknown.items()}

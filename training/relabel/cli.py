@@ -37,4 +37,9 @@ def relabel_command(
     for task, t in report["tasks"].items():
         if t["compared"]:
             typer.echo(f"{task}: {t['changed']:,} of {t['compared']:,} labels changed")
+        if t.get("unknown_old_labels"):
+            shown = ", ".join(f"{label!r} ({n:,})" for label, n in list(t["unknown_old_labels"].items())[:10])
+            typer.secho(f"WARNING: {task}: {sum(t['unknown_old_labels'].values()):,} rows carry old labels not in the "
+                        f"model's taxonomy: {shown}; training would refuse them: add them to the taxonomy or "
+                        "correct the rows", err=True, fg="yellow")
     typer.echo(f"output in {output} (diff report: {output / 'diff.md'})")

@@ -18,6 +18,7 @@ def diff_report(totals: dict[str, Any], *, model_version: str, tasks: list[str],
         "rejected_by_reason": dict(sorted(totals.get("reasons", {}).items())),
         "tasks": {},
     }
+    unknown_old = totals.get("unknown_old", {})
     for task in tasks:
         stats = totals.get("tasks", {}).get(task, {"compared": 0, "changed": 0, "abstained": 0, "new": {}, "transitions": {}})
         pairs = [
@@ -32,6 +33,8 @@ def diff_report(totals: dict[str, Any], *, model_version: str, tasks: list[str],
             "abstained": stats["abstained"],
             "new_labels": dict(sorted(stats["new"].items(), key=lambda kv: (-kv[1], kv[0]))),
             "old_to_new": pairs,
+            # old labels the model's taxonomy lacks (training would refuse them): rows, per label
+            "unknown_old_labels": dict(sorted(unknown_old.get(task, {}).items(), key=lambda kv: (-kv[1], kv[0]))),
         }
     return report
 
@@ -50,6 +53,11 @@ def diff_markdown(report: dict[str, Any]) -> str:
     for task, t in report["tasks"].items():
         share = "—" if t["changed_share"] is None else f"{t['changed_share']:.1%}"
         lines.append(f"| {task} | {t['compared']:,} | {t['changed']:,} | {share} | {t['abstained']:,} |")
+    for task, t in report["tasks"].items():
+        if t.get("unknown_old_labels"):
+            lines += ["", f"**{task}: {sum(t['unknown_old_labels'].values()):,} rows carry old labels that are not in the "
+                      "model's taxonomy** (training would refuse them; they count as changed): "
+                      + ", ".join(f"{_cell(label)} ({n:,})" for label, n in t["unknown_old_labels"].items())]
     for task, t in report["tasks"].items():
         changed = [p for p in t["old_to_new"] if p["old"] != p["new"]]
         lines += ["", f"## {task}: old → new", ""]

@@ -32,7 +32,6 @@ RAW = "_raw"
 SOURCE_ROW = "_source_row"
 ERROR = "_error"
 CSV_BLOCK_BYTES = 1 << 20
-_COUNT_BYTES = 1 << 22
 
 
 @dataclass(frozen=True)
@@ -102,18 +101,35 @@ def _csv_header(path: str) -> list[str]:
 
 
 def count_rows(info: InputFile) -> int:
-    """The number of rows, for the progress bar: exact for Parquet (metadata), lines for JSONL (blank
-    lines included) and CSV (a quoted value may span several), read in blocks (memory stays flat)."""
+    """The number of rows the chunks will hold, for the progress bar: Parquet from its metadata, JSONL
+    its non-blank lines, CSV its records (parsed, so a quoted value over several lines is one row, and a
+    row the parser rejects still counts: it becomes a reject row). Memory stays flat."""
     if info.format == "parquet":
         return pq.ParquetFile(info.path).metadata.num_rows
-    lines = 0
-    with open(info.path, "rb") as fh:
-        while block := fh.read(_COUNT_BYTES):
-            lines += block.count(b"\n")
-            last = block
-        if info.size and not last.endswith(b"\n"):
-            lines += 1
-    return max(lines - (1 if info.format == "csv" else 0), 0)
+    if info.format == "json":
+        with open(info.path, "rb") as fh:
+            return sum(1 for line in fh if line.strip())
+    invalid = 0
+
+    def on_invalid(row) -> str:
+        nonlocal invalid
+        invalid += 1
+        return "skip"
+
+    first = _csv_header(info.path)[:1]
+    reader = pacsv.open_csv(
+        info.path,
+        read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES, use_threads=False),
+        parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=on_invalid),
+        convert_options=pacsv.ConvertOptions(include_columns=first, column_types={c: pa.binary() for c in first},
+                                             check_utf8=False),
+    )
+    try:
+        return sum(batch.num_rows for batch in reader) + invalid
+    except pa.ArrowException:
+        return 0  # the job itself reports the unreadable file
+    finally:
+        reader.close()
 
 
 def iter_chunks(info: InputFile, batch_size: int) -> Iterator[tuple[int, pa.Table]]:
