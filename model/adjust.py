@@ -43,12 +43,15 @@ def has_content(interaction: Interaction, taxonomy: Taxonomy) -> bool:
 
 
 # ----------------------------------------------------------------------------- evidence
-def evidence_ok(need: dict[str, tuple[str, ...]], interaction: Interaction) -> bool:
-    if "channel" in need and interaction.channel not in need["channel"]:
-        return False
-    if "roles" in need and not any(t.role in need["roles"] and t.text.strip() for t in interaction.turns):
-        return False
-    return True
+def evidence_ok(alternatives, interaction: Interaction) -> bool:
+    """Any alternative holds: each is ``{"channel": (...), "roles": (...)}`` whose keys must all hold."""
+    for need in alternatives:
+        if "channel" in need and interaction.channel not in need["channel"]:
+            continue
+        if "roles" in need and not any(t.role in need["roles"] and t.text.strip() for t in interaction.turns):
+            continue
+        return True
+    return False
 
 
 def allowed_mask(task: Task, classes: list[str], interaction: Interaction) -> np.ndarray:

@@ -29,8 +29,9 @@ class Task:
     groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
     domain: str = ""
     question: str = ""
-    # label -> evidence it needs ({"roles": [...], "channel": [...]}); see model/adjust.py
-    needs: dict[str, dict[str, tuple[str, ...]]] = field(default_factory=dict)
+    # label -> the evidence it needs: alternatives, any of which suffices, each {"roles": (...), "channel": (...)}
+    # whose keys must all hold; see model/adjust.py
+    needs: dict[str, tuple[dict[str, tuple[str, ...]], ...]] = field(default_factory=dict)
 
     def group_of(self, label: str) -> str | None:
         for group, members in self.groups.items():
@@ -79,7 +80,8 @@ class Taxonomy:
                         for label in task.labels
                     ],
                     "groups": {g: list(m) for g, m in task.groups.items()},
-                    "needs": {label: {k: list(v) for k, v in need.items()} for label, need in task.needs.items()},
+                    "needs": {label: [{k: list(v) for k, v in alt.items()} for alt in alts]
+                              for label, alts in task.needs.items()},
                 }
                 for name, task in self.tasks.items()
             },
@@ -133,7 +135,7 @@ def parse_taxonomy(raw: Any, *, source: str = "taxonomy") -> Taxonomy:
 NEED_KEYS = {"roles": ("client", "operator", "bot"), "channel": ("call", "chat", "email")}
 
 
-def _parse_needs(raw: Any, labels: list[str], where: str) -> dict[str, dict[str, tuple[str, ...]]]:
+def _parse_needs(raw: Any, labels: list[str], where: str) -> dict[str, tuple[dict[str, tuple[str, ...]], ...]]:
     if raw is None:
         return {}
     if not isinstance(raw, dict):
@@ -142,16 +144,21 @@ def _parse_needs(raw: Any, labels: list[str], where: str) -> dict[str, dict[str,
     for label, spec in raw.items():
         if label not in labels:
             raise TaxonomyError(f"{where}: 'needs' names unknown label {label!r}; labels are matched byte for byte")
-        if not isinstance(spec, dict) or not spec:
-            raise TaxonomyError(f"{where}: needs[{label!r}] must be a mapping like {{roles: [operator]}}")
-        need = {}
-        for key, values in spec.items():
-            if key not in NEED_KEYS:
-                raise TaxonomyError(f"{where}: needs[{label!r}] has unknown key {key!r}; use {sorted(NEED_KEYS)}")
-            if not isinstance(values, list) or not values or any(v not in NEED_KEYS[key] for v in values):
-                raise TaxonomyError(f"{where}: needs[{label!r}].{key} must list some of {list(NEED_KEYS[key])}")
-            need[key] = tuple(values)
-        needs[str(label)] = need
+        alternatives = spec if isinstance(spec, list) else [spec]
+        parsed = []
+        for alt in alternatives:
+            if not isinstance(alt, dict) or not alt:
+                raise TaxonomyError(f"{where}: needs[{label!r}] must be a mapping like {{roles: [operator]}} "
+                                    "or a list of such mappings (any of them suffices)")
+            need = {}
+            for key, values in alt.items():
+                if key not in NEED_KEYS:
+                    raise TaxonomyError(f"{where}: needs[{label!r}] has unknown key {key!r}; use {sorted(NEED_KEYS)}")
+                if not isinstance(values, list) or not values or any(v not in NEED_KEYS[key] for v in values):
+                    raise TaxonomyError(f"{where}: needs[{label!r}].{key} must list some of {list(NEED_KEYS[key])}")
+                need[key] = tuple(values)
+            parsed.append(need)
+        needs[str(label)] = tuple(parsed)
     return needs
 
 

@@ -79,7 +79,7 @@ def test_needs_are_validated(tmp_path):
     from model.errors import TaxonomyError
     from model.taxonomy import parse_taxonomy
 
-    raw = {"version": 1, "tasks": {"t": {"labels": {"a": "", "b": ""}, "needs": {"a": {"roles": ["robot"]}}}}}
+    raw = {"version": 1, "tasks": {"t": {"labels": {"a": "", "b": ""}, "needs": {"a": [{"roles": ["robot"]}]}}}}
     with pytest.raises(TaxonomyError, match="roles"):
         parse_taxonomy(raw)
     raw["tasks"]["t"]["needs"] = {"c": {"roles": ["operator"]}}
@@ -132,3 +132,15 @@ def test_numbers_still_masked():
     assert normalize_text("сняли 150 рублей 12.05") == "сняли __num__ рублей __num__"
     assert normalize_text("100мб") == "__num__ мб"
     assert "lte" in normalize_text("нет LTE") and "wi-fi" in normalize_text("Wi-Fi") and "h+" in normalize_text("H+")
+
+
+def test_evidence_alternatives(taxonomy):
+    task = taxonomy.tasks["reason2"]
+    classes = list(task.labels)
+    k = classes.index("Телефонное хулиганство")
+    call_client_only = x(channel="call", text="девушка а вы замужем")
+    chat_with_operator = x(turns=[{"role": "client", "text": "скучно"}, {"role": "operator", "text": "чем могу помочь?"}])
+    assert allowed_mask(task, classes, call_client_only)[k]  # a call reaches a person
+    assert allowed_mask(task, classes, chat_with_operator)[k]
+    assert not allowed_mask(task, classes, x(text="скучно, поговорите со мной"))[k]
+    assert not allowed_mask(task, classes, chat_with_operator)[classes.index("Сорвался/тишина")]

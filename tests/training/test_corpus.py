@@ -13,6 +13,7 @@ from training.data import load_data
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT.parent / "shared"
+WRITTEN_MINIMUM = 150  # rows per reason2 label and per topic in the written-register layer
 RESOLUTION_MINIMUM = {"Решено": 150, "Не решено": 150, "Не решено - Эскалировать": 150, "НТО": 80, "Спам": 80, "Дубликат": 40}
 
 
@@ -24,6 +25,21 @@ def taxonomy():
 @pytest.fixture(scope="module")
 def corpus(taxonomy):
     return load_data([ROOT / "datasets" / "corpus"], taxonomy)
+
+
+def is_written(row) -> bool:
+    """A row of the written-register layer (datasets/corpus/written_*.jsonl: ids and scenarios «w-…»)."""
+    return Path(row.source.rsplit(":", 1)[0]).name.startswith("written_")
+
+
+@pytest.fixture(scope="module")
+def conversations(corpus):
+    return [r for r in corpus.rows if not is_written(r)]
+
+
+@pytest.fixture(scope="module")
+def written(corpus):
+    return [r for r in corpus.rows if is_written(r)]
 
 
 @pytest.fixture(scope="module")
@@ -46,9 +62,33 @@ def test_corpus_distinct_formulations_per_label(stats, taxonomy):
         assert not thin, f"{task}: labels with under 40 distinct scenarios: {thin}"
 
 
-def test_corpus_marketplace_rows_carry_resolution(corpus):
-    missing = [r.source for r in corpus.rows if "topic" in r.interaction.labels and "resolution" not in r.interaction.labels]
+def test_corpus_marketplace_rows_carry_resolution(conversations):
+    # conversation rows only: the written layer is one client message, with no operator answer to resolve
+    missing = [r.source for r in conversations if "topic" in r.interaction.labels and "resolution" not in r.interaction.labels]
     assert not missing, missing[:5]
+
+
+def test_written_layer_shape(written, taxonomy):
+    assert len(written) >= 9000
+    bad = [r.source for r in written
+           if not (r.interaction.id or "").startswith("w-") or not r.group.startswith("w-")
+           or len(r.interaction.turns) != 1 or r.interaction.turns[0].role != "client"
+           or set(r.interaction.labels) not in ({"reason2"}, {"topic"})]
+    assert not bad, bad[:5]
+    for task in ("reason2", "topic"):
+        counts = Counter(r.interaction.labels[task] for r in written if task in r.interaction.labels)
+        short = {l: counts.get(l, 0) for l in taxonomy.tasks[task].labels if counts.get(l, 0) < WRITTEN_MINIMUM}
+        assert not short, f"written layer, {task}: labels under {WRITTEN_MINIMUM} rows: {short}"
+
+
+def test_written_layer_follows_the_tariff_guideline(written):
+    # a tariff change request is «Информация по ТП»; «Не могу перейти на ТП» is a failed change (taxonomy guideline)
+    import re
+
+    plain_request = re.compile(r"^(здравствуйте[,.!]?\s*)?(хочу|хотел[аи]?|можно|как) (бы )?(сменить|поменять|перейти на другой) тариф\W*$", re.I)
+    wrong = [r.interaction.turns[0].text for r in written if r.interaction.labels.get("reason2") == "Не могу перейти на ТП"
+             and plain_request.match(r.interaction.turns[0].text.strip())]
+    assert not wrong, wrong[:5]
 
 
 def test_corpus_duplicates_are_email_with_history(corpus):
@@ -58,12 +98,13 @@ def test_corpus_duplicates_are_email_with_history(corpus):
     assert all(isinstance(r.raw_history, list) and r.raw_history for r in rows)
 
 
-def test_corpus_channels_and_macros(corpus, stats):
-    telecom = Counter(r.interaction.channel for r in corpus.rows if "reason2" in r.interaction.labels)
-    market = Counter(r.interaction.channel for r in corpus.rows if "topic" in r.interaction.labels)
+def test_corpus_channels_and_macros(conversations):
+    # conversation rows (the written layer is written: chats, posts and e-mails, no macros)
+    telecom = Counter(r.interaction.channel for r in conversations if "reason2" in r.interaction.labels)
+    market = Counter(r.interaction.channel for r in conversations if "topic" in r.interaction.labels)
     assert telecom["call"] > telecom["chat"] > 0
     assert market["chat"] > market["call"] > 0 and market["email"] > 0
-    assert stats["with_macros"] / stats["rows"] >= 0.30
+    assert sum(1 for r in conversations if r.interaction.macros) / len(conversations) >= 0.30
 
 
 def test_corpus_no_duplicates_after_normalisation(corpus):
