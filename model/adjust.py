@@ -136,12 +136,12 @@ def decisions_for(taxonomy: Taxonomy, policy: dict[str, Any], item: Interaction,
     for task in tasks:
         classes, probs = task_probs[task]
         p = probs[row]
-        if domain is not None and task_domain.get(task) != domain:
-            out[task] = {"label": None, "confidence": round(float(np.max(p)), 6) if len(p) else 0.0,
-                         "level": None, "reason": "other_domain"}
-        elif not content:
+        if not content:  # first: a greeting has no domain either
             out[task] = {"label": None, "confidence": round(float(np.max(p)), 6) if len(p) else 0.0,
                          "level": None, "reason": "no_content"}
+        elif domain is not None and task_domain.get(task) != domain:
+            out[task] = {"label": None, "confidence": round(float(np.max(p)), 6) if len(p) else 0.0,
+                         "level": None, "reason": "other_domain"}
         else:
             out[task] = decide(taxonomy.tasks[task], classes, p, policy)
     return out
