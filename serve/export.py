@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any, Iterator
 
+from model.pii import mask_pii
 from serve.store import MACROS_TASK, Store
 
 
@@ -14,7 +15,9 @@ def export_training_records(store: Store, *, model_version: str | None = None, p
 
     One record per interaction with masked turns: for each task the latest accepted or corrected
     label, and ``macros`` = the macros the operator accepted. Interactions whose turns are unknown
-    or that have no accepted or corrected label are left out."""
+    or that have no accepted or corrected label are left out. Turns are masked again on the way out
+    (:func:`model.pii.mask_pii`, which leaves its own placeholders as they are), so rows stored before
+    the full masking leave no personal data in an export either; ``client_id`` is the stored pseudonym."""
     after = ""
     while True:
         ids = store.interaction_ids_after(after, page)
@@ -59,7 +62,9 @@ def _record_from_feedback(rows: list[tuple]) -> dict | None:
             labels[task] = chosen
     if not turns or not labels:  # a training row needs a label of some task
         return None
-    record: dict[str, Any] = {"id": interaction_id, "channel": channel or "chat", "turns": json.loads(turns)}
+    stored = json.loads(turns)
+    masked = [{**t, "text": mask_pii(t.get("text") or "")} for t in stored if isinstance(t, dict)]
+    record: dict[str, Any] = {"id": interaction_id, "channel": channel or "chat", "turns": masked}
     if client:
         record["client_id"] = client
     record["created_at"] = created

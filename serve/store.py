@@ -1,26 +1,36 @@
 """Durable store of operator feedback and of recent interactions (for the duplicate check).
 
 SQLite in WAL mode by default; PostgreSQL (psycopg 3, the ``postgres`` extra) when a database URL
-is configured. Both run the same SQL (``?`` placeholders, rewritten to ``%s`` for psycopg). Every
-text that reaches the store is masked first (phones, cards, e-mails, order numbers) and client ids
-are kept only as a hash, so the store holds no personal data in the clear.
+is configured. Both run the same SQL (``?`` placeholders, rewritten to ``%s`` for psycopg).
+
+No personal data is stored in the clear (152-ФЗ): every text (turns, comments) is masked first by
+:func:`model.pii.mask_pii` (phones and e-mails typed or dictated, passport, SNILS, INN, card numbers,
+birth dates, addresses, full names → ``[ТЕЛЕФОН]``, ``[ФИО]``...), and client and operator ids are kept
+as keyed HMAC-SHA256 pseudonyms: the key is ``PODSKAZKA_PII_SECRET``, or, for a local run without it,
+a random key generated once into ``pii-secret`` next to the SQLite file (mode 0600, said in the log).
+Without the key a pseudonym cannot be reversed by enumerating phone numbers, as the old unsalted hash
+could. Rows written before keep their old client hash; the duplicate check still matches them.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import logging
+import os
 import queue
+import secrets
 import sqlite3
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from model.errors import PodskazkaError
-from model.normalize import mask_personal_data
+from model.pii import mask_pii
 
 log = logging.getLogger(__name__)
 
@@ -69,19 +79,93 @@ class StoreError(PodskazkaError):
     http_status = 503
 
 
-def client_key(client_id: str | None) -> str | None:
-    """The client id as stored: a hash, enough to match a client's interactions, not to name them."""
+SECRET_FILE = "pii-secret"
+_MIN_SECRET_BYTES = 16
+
+
+def pseudonym(kind: str, value: str | None, secret: bytes) -> str | None:
+    """A keyed HMAC-SHA256 of ``value`` (32 hex digits): stable for one key, so rows of one client or
+    operator still match, and not reversible without the key."""
+    if value is None or value == "":
+        return None
+    return hmac.new(secret, f"podskazka-{kind}:{value}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def client_key(client_id: str | None, secret: bytes) -> str | None:
+    """The client id as stored: a keyed pseudonym, enough to match a client's interactions, not to name them."""
+    return pseudonym("client", client_id, secret)
+
+
+def operator_key(operator_id: str | None, secret: bytes) -> str | None:
+    return pseudonym("operator", operator_id, secret)
+
+
+def legacy_client_key(client_id: str | None) -> str | None:
+    """The unsalted hash rows were keyed by before (issue #11): looked up, never written."""
     if client_id is None or client_id == "":
         return None
     return hashlib.sha256(f"podskazka-client:{client_id}".encode()).hexdigest()[:32]
 
 
+def local_secret(path: str | Path) -> bytes:
+    """The key in ``path``, generated there (random, mode 0600) when there is none yet. Two processes
+    starting at once agree: the file is created with a hard link, which fails if the other won."""
+    path = Path(path)
+    for _ in range(50):
+        try:
+            text = path.read_text(encoding="ascii").strip()
+        except FileNotFoundError:
+            text = None
+        except OSError as exc:
+            raise StoreError(f"cannot read the personal-data key {path}: {exc}; set PODSKAZKA_PII_SECRET") from exc
+        if text:
+            if path.stat().st_mode & 0o077:
+                log.warning("the personal-data key %s is readable by others: chmod 600 it", path)
+            return text.encode()
+        if text is None:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "w", encoding="ascii") as f:
+                    f.write(secrets.token_hex(32) + "\n")
+                try:
+                    os.link(tmp, path)
+                    log.warning("PODSKAZKA_PII_SECRET is not set: generated a personal-data key into %s (mode 0600); "
+                                "set PODSKAZKA_PII_SECRET (the same on every server sharing a database) in production",
+                                path)
+                except FileExistsError:
+                    pass  # another process made it first: read theirs
+                finally:
+                    tmp.unlink(missing_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot create the personal-data key {path}: {exc}; "
+                                 "set PODSKAZKA_PII_SECRET") from exc
+            continue
+        time.sleep(0.02)  # created but not written yet
+    raise StoreError(f"the personal-data key {path} is empty; delete it or set PODSKAZKA_PII_SECRET")
+
+
+def pii_secret(settings) -> bytes:
+    """The HMAC key: ``PODSKAZKA_PII_SECRET``, else a key kept next to the SQLite file (``var/pii-secret``)."""
+    configured = getattr(settings, "pii_secret", None)
+    if configured is not None:
+        value = configured.get_secret_value() if hasattr(configured, "get_secret_value") else str(configured)
+        if len(value.encode()) < _MIN_SECRET_BYTES:
+            raise StoreError(f"PODSKAZKA_PII_SECRET is {len(value.encode())} bytes; use at least {_MIN_SECRET_BYTES} "
+                             "random bytes (python -c 'import secrets; print(secrets.token_hex(32))')")
+        return value.encode()
+    return local_secret(Path(settings.feedback_db).parent / SECRET_FILE)
+
+
+def mask_text(text: str | None) -> str | None:
+    return None if text is None else mask_pii(text)
+
+
 def mask_turns(turns: Sequence[dict] | None) -> str | None:
     if not turns:
         return None
-    return json.dumps(
-        [{"role": t["role"], "text": mask_personal_data(t["text"])} for t in turns], ensure_ascii=False
-    )
+    return json.dumps([{"role": t["role"], "text": mask_pii(t["text"])} for t in turns], ensure_ascii=False)
 
 
 def iso_time(ts: float) -> str:
@@ -121,6 +205,10 @@ class Store:
 
     placeholder = "?"
     primary_key = "INTEGER PRIMARY KEY AUTOINCREMENT"
+    secret: bytes  # the HMAC key of client and operator pseudonyms
+
+    def client_key(self, client_id: str | None) -> str | None:
+        return client_key(client_id, self.secret)
 
     # -- backend hooks --
     def _run(self, work: Callable[[Any], Any]) -> Any:  # pragma: no cover - abstract
@@ -150,8 +238,8 @@ class Store:
         so the export does not depend on how long interactions are remembered."""
         row = (
             iso_time(now), fb.interaction_id, fb.model_version, fb.task, fb.suggested, fb.chosen, int(fb.accepted),
-            fb.operator_id, client_key(fb.client_id), fb.channel, fb.confidence, mask_turns(fb.turns),
-            fb.interaction_id, None if fb.comment is None else mask_personal_data(fb.comment),
+            operator_key(fb.operator_id, self.secret), self.client_key(fb.client_id), fb.channel, fb.confidence,
+            mask_turns(fb.turns), fb.interaction_id, mask_text(fb.comment),
         )
 
         def work(cur):
@@ -234,7 +322,7 @@ class Store:
                 " problem_task = COALESCE(excluded.problem_task, interactions.problem_task),"
                 " problem_label = COALESCE(excluded.problem_label, interactions.problem_label),"
                 " last_seen = excluded.last_seen, turns = COALESCE(excluded.turns, interactions.turns)",
-                (interaction_id, client_key(client_id), channel, problem_task, problem_label, now, now,
+                (interaction_id, self.client_key(client_id), channel, problem_task, problem_label, now, now,
                  mask_turns(turns)),
             )
             return self._exec(
@@ -256,11 +344,11 @@ class Store:
         row = self._run(lambda cur: self._exec(
             cur,
             "SELECT interaction_id, channel, problem_task, problem_label, first_seen, status FROM interactions"
-            " WHERE client_key = ? AND channel = ? AND problem_task = ? AND problem_label = ? AND status = 'open'"
-            " AND interaction_id <> ? AND first_seen < ? AND last_seen >= ?"
+            " WHERE client_key IN (?, ?) AND channel = ? AND problem_task = ? AND problem_label = ?"
+            " AND status = 'open' AND interaction_id <> ? AND first_seen < ? AND last_seen >= ?"
             " ORDER BY first_seen DESC LIMIT 1",
-            (client_key(client_id), this.channel, this.problem_task, this.problem_label, this.interaction_id,
-             this.first_seen, since),
+            (self.client_key(client_id), legacy_client_key(client_id), this.channel, this.problem_task,
+             this.problem_label, this.interaction_id, this.first_seen, since),
         ).fetchone())
         return None if row is None else Remembered(*row)
 
@@ -273,7 +361,7 @@ class Store:
 class SQLiteStore(Store):
     """One connection in WAL mode behind a lock (several processes may share the file)."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, secret: bytes | None = None) -> None:
         self.path = Path(path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -285,6 +373,7 @@ class SQLiteStore(Store):
             raise StoreError(f"cannot open the feedback database {self.path}: {exc}; "
                              "set PODSKAZKA_FEEDBACK_DB to a writable path") from exc
         self.journal_mode = str(mode).lower()
+        self.secret = secret if secret is not None else local_secret(self.path.parent / SECRET_FILE)
         self._lock = threading.Lock()
         self._create_schema()
 
@@ -315,7 +404,8 @@ class PostgresStore(Store):
     placeholder = "%s"
     primary_key = "BIGSERIAL PRIMARY KEY"
 
-    def __init__(self, url: str, *, pool_size: int = 4) -> None:
+    def __init__(self, url: str, *, pool_size: int = 4, secret: bytes | None = None) -> None:
+        self.secret = secret if secret is not None else local_secret(Path("var") / SECRET_FILE)
         try:
             import psycopg
         except ImportError as exc:
@@ -365,9 +455,10 @@ class PostgresStore(Store):
 
 def open_store(settings) -> Store:
     """The store the settings ask for: PostgreSQL when ``database_url`` is set, else SQLite (WAL)."""
+    secret = pii_secret(settings)
     if settings.database_url:
-        return PostgresStore(settings.database_url, pool_size=settings.database_pool_size)
-    return SQLiteStore(settings.feedback_db)
+        return PostgresStore(settings.database_url, pool_size=settings.database_pool_size, secret=secret)
+    return SQLiteStore(settings.feedback_db, secret=secret)
 
 
 class StoreHolder:

@@ -21,7 +21,7 @@ from fastapi.testclient import TestClient
 from serve.main import create_app
 from serve.settings import Settings
 from serve.export import export_training_records
-from serve.store import Feedback, PostgresStore, SQLiteStore, client_key
+from serve.store import Feedback, PostgresStore, SQLiteStore
 
 PHONE_TURNS = [
     {"role": "operator", "text": "билайн здравствуйте"},
@@ -139,8 +139,8 @@ def test_store_masks_personal_data_and_hashes_client(store):
     row = store._run(lambda cur: store._exec(cur, "SELECT turns, comment, client_key FROM feedback").fetchone())
     stored = json.dumps(row, ensure_ascii=False)
     assert "123-45-67" not in stored and "anna.k@mail.ru" not in stored and "89161234567" not in stored
-    assert "__phone__" in row[0] and "__email__" in row[0] and "__phone__" in row[1]
-    assert row[2] == client_key("c-1") and "c-1" not in row[2]
+    assert "[ТЕЛЕФОН]" in row[0] and "[EMAIL]" in row[0] and "[ТЕЛЕФОН]" in row[1]
+    assert row[2] == store.client_key("c-1") and "c-1" not in row[2]
 
 
 def test_store_export_is_valid_training_data(store, tmp_path, taxonomy_path):
@@ -156,7 +156,7 @@ def test_store_export_is_valid_training_data(store, tmp_path, taxonomy_path):
     assert [r["id"] for r in records] == ["int-1", "int-2"]
     assert records[0]["reason2"] == "За что списание?" and "macros" not in records[0]
     assert records[1]["reason2"] == "Настройки" and records[1]["macros"] == ["M01"]
-    assert records[1]["client_id"] == client_key("c-1") and "__phone__" in records[1]["turns"][1]["text"]
+    assert records[1]["client_id"] == store.client_key("c-1") and "[ТЕЛЕФОН]" in records[1]["turns"][1]["text"]
     path = tmp_path / "export.jsonl"
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
     loaded = load_data([path], load_taxonomy(taxonomy_path))
@@ -185,7 +185,7 @@ def test_store_remember_and_duplicate_lookup(store):
     again = store.remember("a", client_id=None, channel="email", problem_task=None, problem_label=None,
                            turns=None, now=300.0)
     assert again.first_seen == 100.0 and again.problem_label == "Статус заказа"
-    assert "__phone__" in store.stored_turns("a")[1]["text"]
+    assert "[ТЕЛЕФОН]" in store.stored_turns("a")[1]["text"]
     store.set_status("a", "closed")
     assert store.find_open_duplicate(second, client_id="c", since=0.0) is None
 
@@ -196,7 +196,7 @@ def test_store_feedback_keeps_remembered_turns_after_pruning(store):
     store.add_feedback(_fb(0, interaction_id="a", turns=None, chosen="Настройки", accepted=False), now=110.0)
     assert store.prune_interactions(before=200.0) == 1 and store.stored_turns("a") is None
     [record] = export_training_records(store)
-    assert record["reason2"] == "Настройки" and "__phone__" in record["turns"][1]["text"]
+    assert record["reason2"] == "Настройки" and "[ТЕЛЕФОН]" in record["turns"][1]["text"]
 
 
 def test_sqlite_store_is_wal_and_shared_by_processes(tmp_path):
@@ -256,7 +256,7 @@ def test_feedback_endpoint_stats_and_export(client, predictor):
     records = [json.loads(line) for line in r.text.splitlines()]
     assert [(x["id"], x["reason2"]) for x in records] == [("call-1", "За что списание?"), ("call-2", "Настройки")]
     assert records[1]["turns"] == [{"role": "client", "text": "не приходят настройки"}]
-    assert records[1]["macros"] == ["M01"] and "__phone__" in records[0]["turns"][1]["text"]
+    assert records[1]["macros"] == ["M01"] and "[ТЕЛЕФОН]" in records[0]["turns"][1]["text"]
     assert client.get("/v1/stats", params={"model_version": "v2"}).json()["total"] == 0
 
 
@@ -268,7 +268,7 @@ def test_feedback_takes_turns_of_live_session(client):
         ws.receive_json()
         assert _post(client, interaction_id="live-fb").status_code == 201
     [record] = [json.loads(line) for line in client.get("/v1/feedback/export").text.splitlines()]
-    assert record["id"] == "live-fb" and record["turns"][0]["text"].startswith("сняли деньги непонятно, мой номер __phone__")
+    assert record["id"] == "live-fb" and record["turns"][0]["text"].startswith("сняли деньги непонятно, мой номер [ТЕЛЕФОН]")
 
 
 @pytest.mark.parametrize(
