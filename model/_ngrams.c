@@ -7,7 +7,7 @@
  *             token_pattern (?u)\b\w+\b; n-grams are tokens joined by one space;
  *   char_wb : words are split on white space (str.isspace()), padded with one space on each side, and
  *             every n-gram of each length is taken; a word shorter than the length is counted once.
- * The caller lower-cases the texts. Output per text: sorted unique term ids and their counts.
+ * The caller lower-cases the texts. Output per text: its unique term ids (in first-seen order) and counts.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -61,12 +61,42 @@ static int buf_push(Buf *b, int32_t v) {
     return 0;
 }
 
-static int is_word_char(Py_UCS4 c) { return c == '_' || Py_UNICODE_ISALNUM(c); }
+/* A per-call cache of char_wb words: the word's hash -> its term ids (a slice of `pool`). Words repeat
+ * (Zipf), so most words cost one probe instead of one per n-gram. */
+typedef struct {
+    uint64_t *keys;  /* 0 = empty */
+    int32_t *start;  /* offset into pool */
+    int32_t *count;  /* term ids of the word */
+    Py_ssize_t size, used;
+    Buf pool;
+} WordCache;
 
-static int cmp_int32(const void *a, const void *b) {
-    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
-    return (x > y) - (x < y);
+static int cache_init(WordCache *c) {
+    c->size = 1 << 14;
+    c->used = 0;
+    c->keys = (uint64_t *)calloc((size_t)c->size, sizeof(uint64_t));
+    c->start = (int32_t *)malloc((size_t)c->size * sizeof(int32_t));
+    c->count = (int32_t *)malloc((size_t)c->size * sizeof(int32_t));
+    c->pool.data = NULL;
+    c->pool.len = c->pool.cap = 0;
+    return (c->keys && c->start && c->count) ? 0 : -1;
 }
+
+static void cache_free(WordCache *c) {
+    free(c->keys);
+    free(c->start);
+    free(c->count);
+    free(c->pool.data);
+}
+
+static inline Py_ssize_t cache_slot(const WordCache *c, uint64_t h) {
+    Py_ssize_t mask = c->size - 1;
+    Py_ssize_t i = (Py_ssize_t)((h ^ (h >> 31)) & (uint64_t)mask);
+    while (c->keys[i] && c->keys[i] != h) i = (i + 1) & mask;
+    return i;
+}
+
+static int is_word_char(Py_UCS4 c) { return c == '_' || Py_UNICODE_ISALNUM(c); }
 
 /* word n-grams of one text into `terms` */
 static int word_terms(const Py_UCS4 *s, Py_ssize_t len, int lo, int hi, const Table *t, Buf *terms,
@@ -98,13 +128,25 @@ static int word_terms(const Py_UCS4 *s, Py_ssize_t len, int lo, int hi, const Ta
 
 /* char_wb n-grams of one text into `terms` */
 static int char_wb_terms(const Py_UCS4 *s, Py_ssize_t len, int lo, int hi, const Table *t, Buf *terms,
-                         Py_UCS4 **padded, Py_ssize_t *padcap) {
+                         Py_UCS4 **padded, Py_ssize_t *padcap, WordCache *cache) {
     Py_ssize_t i = 0;
     while (i < len) {
         while (i < len && Py_UNICODE_ISSPACE(s[i])) i++;
         if (i >= len) break;
         Py_ssize_t j = i;
         while (j < len && !Py_UNICODE_ISSPACE(s[j])) j++;
+        /* the word's own hash (with its length mixed in) keys the cache */
+        uint64_t wh = FNV_OFFSET;
+        for (Py_ssize_t c = i; c < j; c++) wh = fnv_step(wh, s[c]);
+        wh = nonzero(fnv_step(wh, (Py_UCS4)(j - i) + 0x110000u));
+        Py_ssize_t slot = cache_slot(cache, wh);
+        if (cache->keys[slot] == wh) {
+            for (int32_t k = 0; k < cache->count[slot]; k++)
+                if (buf_push(terms, cache->pool.data[cache->start[slot] + k])) return -1;
+            i = j;
+            continue;
+        }
+        Py_ssize_t before = terms->len;
         Py_ssize_t wlen = j - i + 2;
         if (wlen > *padcap) {
             Py_UCS4 *p = (Py_UCS4 *)realloc(*padded, (size_t)wlen * 2 * sizeof(Py_UCS4));
@@ -116,17 +158,33 @@ static int char_wb_terms(const Py_UCS4 *s, Py_ssize_t len, int lo, int hi, const
         w[0] = ' ';
         memcpy(w + 1, s + i, (size_t)(j - i) * sizeof(Py_UCS4));
         w[wlen - 1] = ' ';
-        for (int n = lo; n <= hi; n++) {
-            Py_ssize_t last = wlen - n;
-            if (last < 0) last = 0;
-            for (Py_ssize_t off = 0; off <= last; off++) {
-                uint64_t h = FNV_OFFSET;
-                Py_ssize_t stop = off + n < wlen ? off + n : wlen;
-                for (Py_ssize_t c = off; c < stop; c++) h = fnv_step(h, w[c]);
+        /* every n-gram starting at `off`, lengths lo..hi, hashed by extending one character at a time;
+         * scikit-learn's rule: for a word shorter than a length, only the whole word counts, once */
+        for (Py_ssize_t off = 0; off < wlen; off++) {
+            uint64_t h = FNV_OFFSET;
+            Py_ssize_t c = off;
+            for (int n = 1; n <= hi; n++) {
+                if (c >= wlen) break;
+                h = fnv_step(h, w[c++]);
+                if (n < lo) continue;
+                if (off + n > wlen) break;
                 int32_t id = lookup(t, h);
                 if (id >= 0 && buf_push(terms, id)) return -1;
             }
-            if (last == 0) break; /* a short word is counted once */
+        }
+        if (wlen < lo) { /* shorter than every length: the whole padded word once */
+            uint64_t h = FNV_OFFSET;
+            for (Py_ssize_t c = 0; c < wlen; c++) h = fnv_step(h, w[c]);
+            int32_t id = lookup(t, h);
+            if (id >= 0 && buf_push(terms, id)) return -1;
+        }
+        if (cache->used * 2 < cache->size) { /* remember the word while the cache is at most half full */
+            cache->keys[slot] = wh;
+            cache->start[slot] = (int32_t)cache->pool.len;
+            cache->count[slot] = (int32_t)(terms->len - before);
+            for (Py_ssize_t k = before; k < terms->len; k++)
+                if (buf_push(&cache->pool, terms->data[k])) return -1;
+            cache->used++;
         }
         i = j;
     }
@@ -164,7 +222,11 @@ static PyObject *count_terms(PyObject *self, PyObject *args) {
     Py_UCS4 *padded = NULL;
     Py_ssize_t padcap = 0;
     PyObject *result = NULL;
-    if (!indptr) { PyErr_NoMemory(); goto done; }
+    int32_t *ukeys = NULL, *uslot = NULL;
+    Py_ssize_t ucap = 0;
+    WordCache cache;
+    int cache_ok = cache_init(&cache) == 0;
+    if (!indptr || !cache_ok) { PyErr_NoMemory(); goto done; }
     indptr[0] = 0;
     for (Py_ssize_t r = 0; r < n; r++) {
         PyObject *text = PySequence_Fast_GET_ITEM(seq, r);
@@ -177,18 +239,33 @@ static PyObject *count_terms(PyObject *self, PyObject *args) {
         Py_ssize_t len = PyUnicode_GET_LENGTH(text);
         terms.len = 0;
         int rc = analyzer == 0 ? word_terms(s, len, lo, hi, &table, &terms, &starts, &ends)
-                               : char_wb_terms(s, len, lo, hi, &table, &terms, &padded, &padcap);
+                               : char_wb_terms(s, len, lo, hi, &table, &terms, &padded, &padcap, &cache);
         PyMem_Free(s);
         if (rc < 0) { PyErr_NoMemory(); goto done; }
-        qsort(terms.data, (size_t)terms.len, sizeof(int32_t), cmp_int32);
-        for (Py_ssize_t k = 0; k < terms.len;) {
-            Py_ssize_t m = k;
-            while (m < terms.len && terms.data[m] == terms.data[k]) m++;
-            if (buf_push(&out_idx, terms.data[k]) || buf_push(&out_cnt, (int32_t)(m - k))) {
-                PyErr_NoMemory();
-                goto done;
+        /* unique ids and their counts, in first-seen order, with a small open-addressing table */
+        Py_ssize_t need = 16;
+        while (need < 2 * terms.len + 1) need <<= 1;
+        if (need > ucap) {
+            free(ukeys);
+            free(uslot);
+            ukeys = (int32_t *)malloc((size_t)need * sizeof(int32_t));
+            uslot = (int32_t *)malloc((size_t)need * sizeof(int32_t));
+            if (!ukeys || !uslot) { ucap = 0; PyErr_NoMemory(); goto done; }
+            ucap = need;
+        }
+        memset(ukeys, 0xff, (size_t)need * sizeof(int32_t));
+        Py_ssize_t base = out_idx.len;
+        for (Py_ssize_t k = 0; k < terms.len; k++) {
+            int32_t id = terms.data[k];
+            Py_ssize_t u = (Py_ssize_t)(((uint32_t)id * 2654435761u) & (uint32_t)(need - 1));
+            while (ukeys[u] != -1 && ukeys[u] != id) u = (u + 1) & (need - 1);
+            if (ukeys[u] == id) {
+                out_cnt.data[base + uslot[u]]++;
+            } else {
+                ukeys[u] = id;
+                uslot[u] = (int32_t)(out_idx.len - base);
+                if (buf_push(&out_idx, id) || buf_push(&out_cnt, 1)) { PyErr_NoMemory(); goto done; }
             }
-            k = m;
         }
         indptr[r + 1] = (int64_t)out_idx.len;
     }
@@ -199,6 +276,9 @@ static PyObject *count_terms(PyObject *self, PyObject *args) {
                                out_cnt.data ? (const char *)out_cnt.data : empty, (Py_ssize_t)(out_cnt.len * sizeof(int32_t)));
     }
 done:
+    free(ukeys);
+    free(uslot);
+    cache_free(&cache);
     free(indptr);
     free(terms.data);
     free(out_idx.data);

@@ -147,13 +147,14 @@ class NgramFeaturizer:
         return self._table is not None
 
     def counts(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(indptr, term ids, counts)`` of a batch, sorted by id within each text (C when built)."""
+        """``(indptr, term ids, counts)`` of a batch: each text's unique ids (C: first-seen order)."""
         lowered = [t.lower() for t in texts] if self.spec.lowercase else list(texts)
         if self._table is not None:
             lo, hi = self.spec.ngram_range
             ptr, idx, cnt = _ngrams.count_terms(lowered, 0 if self.spec.analyzer == "word" else 1, lo, hi, *self._table)
-            return (np.frombuffer(ptr, dtype=np.int64), np.frombuffer(idx, dtype=np.int32),
-                    np.frombuffer(cnt, dtype=np.int32))
+            # writable copies: scipy sorts a matrix's indices in place when an operation needs them sorted
+            return (np.frombuffer(ptr, dtype=np.int64).copy(), np.frombuffer(idx, dtype=np.int32).copy(),
+                    np.frombuffer(cnt, dtype=np.int32).copy())
         indptr, ids, cnts = [0], [], []
         for text in lowered:
             idx, cnt = np.unique(self._terms_lowered(text), return_counts=True)
@@ -262,6 +263,9 @@ class NgramFeaturizer:
 
     def terms(self, text: str) -> np.ndarray:
         """Vocabulary indices of every term occurrence in ``text`` (unsorted, with repeats)."""
+        if self._table is not None:
+            _, idx, counts = self.counts([text])
+            return np.repeat(idx, counts)
         return self._terms_lowered(text.lower() if self.spec.lowercase else text)
 
     def _terms_lowered(self, text: str) -> np.ndarray:
@@ -290,7 +294,7 @@ class NgramFeaturizer:
         return idx.astype(np.int32), values
 
     def transform_one(self, text: str) -> tuple[np.ndarray, np.ndarray]:
-        """One text's ``(sorted term ids, TF-IDF values)``."""
+        """One text's ``(unique term ids, TF-IDF values)``."""
         indptr, idx, counts = self.counts([text])
         return idx, self.weights(indptr, idx, counts)
 
@@ -302,7 +306,9 @@ class NgramFeaturizer:
     def transform(self, texts: Iterable[str]) -> sp.csr_matrix:
         texts = list(texts)
         indptr, idx, values = self.transform_parts(texts)
-        return sp.csr_matrix((values, idx, indptr), shape=(len(texts), self.n_features))
+        X = sp.csr_matrix((values, idx, indptr), shape=(len(texts), self.n_features))
+        X.sort_indices()  # scikit-learn's order: the same float32 sums, to the last bit
+        return X
 
 
 # ------------------------------------------------------------------------------- heads

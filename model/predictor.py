@@ -66,10 +66,12 @@ class Predictor:
         tasks: Iterable[str] | None = None,
         top_k: int | None = 3,
         top_macros: int = 3,
+        comments: bool = True,
     ) -> list[dict[str, Any]]:
         """For each interaction: ``predictions`` per task (ranked, ``top_k`` or all labels when
         ``None``), ``decisions`` per task (a label, its group, or ``None`` = abstain), ``domains``
-        ranked, and the ``macros`` ranked by confidence."""
+        ranked, the ``macros`` ranked by confidence and (``comments``) whether the CRM's rules ask
+        for a comment (``comment_required`` is ``None`` when not asked: batch relabelling skips it)."""
         items = [
             x if isinstance(x, Interaction) else interaction_from_dict(x, where=f"interactions[{i}]")
             for i, x in enumerate(interactions)
@@ -80,7 +82,7 @@ class Predictor:
         if not items:
             return []
         task_probs, domain_probs, macro_raw = self.score(items, top_macros > 0)
-        return self.postprocess(items, task_probs, domain_probs, macro_raw, selected, top_k, top_macros)
+        return self.postprocess(items, task_probs, domain_probs, macro_raw, selected, top_k, top_macros, comments)
 
     def score(self, items: list[Interaction], with_macros: bool = True):
         """``(task probabilities, domain probabilities, macro raw scores or None)`` for a batch; the
@@ -91,18 +93,18 @@ class Predictor:
             macro_raw = self.bundle.macros.raw_scores(items)
         return task_probs, domain_probs, macro_raw
 
-    def postprocess(self, items, task_probs, domain_probs, macro_raw, selected, top_k, top_macros) -> list[dict[str, Any]]:
+    def postprocess(self, items, task_probs, domain_probs, macro_raw, selected, top_k, top_macros,
+                    comments: bool = True) -> list[dict[str, Any]]:
         """Ranked labels, decisions, domains, macros and the comment rule from the scores."""
         task_probs = adjust_probabilities(self.taxonomy, self.bundle.decision, items, task_probs)  # priors, evidence
         macro_scores = None
         if top_macros > 0 and macro_raw is not None:
             macro_scores = (self.bundle.macros.macro_ids_,
                             self.bundle.macros.rank(items, task_probs, domain_probs, self._domains, raw=macro_raw))
+        ranked = {task: self._ranked_batch(task, *task_probs[task], top_k) for task in selected}
         results = []
         for row in range(len(items)):
-            predictions = {
-                task: self._ranked(task, *task_probs[task], row, top_k) for task in selected
-            }
+            predictions = {task: ranked[task][row] for task in selected}
             domains = []
             if domain_probs is not None:
                 order = np.argsort(-domain_probs[1][row], kind="stable")
@@ -118,7 +120,7 @@ class Predictor:
                     "decisions": decisions,
                     "domains": domains,
                     "macros": self._macros(items[row], macro_scores, task_probs, domain_probs, row, top_macros),
-                    "comment_required": self._comment(items[row], task_probs, decisions, domains),
+                    "comment_required": self._comment(items[row], task_probs, decisions, domains) if comments else None,
                 }
             )
         return results
@@ -147,6 +149,20 @@ class Predictor:
             macro_scorer.update(macro_state, interaction.turns)
             macro_raw = macro_scorer.scores(macro_state)
         return self.postprocess([interaction], task_probs, domain_probs, macro_raw, selected, top_k, top_macros)[0]
+
+    def _ranked_batch(self, task: str, classes: list[str], probs: np.ndarray, top_k: int | None) -> list[list[dict]]:
+        """Every row's labels ranked (taxonomy order on ties; labels the head never saw: 0), vectorised."""
+        labels = self.taxonomy.tasks[task].labels
+        position = {label: k for k, label in enumerate(labels)}
+        full = np.zeros((probs.shape[0], len(labels)))
+        cols = [position[c] for c in classes]
+        full[:, cols] = probs
+        order = np.argsort(-full, axis=1, kind="stable")
+        if top_k is not None:
+            order = order[:, :top_k]
+        values = np.round(np.take_along_axis(full, order, axis=1), 6).tolist()
+        return [[{"label": labels[j], "confidence": v} for j, v in zip(row_order, row_values)]
+                for row_order, row_values in zip(order.tolist(), values)]
 
     def _ranked(self, task: str, classes: list[str], probs: np.ndarray, row: int, top_k: int | None):
         scores = dict(zip(classes, probs[row].tolist()))

@@ -36,5 +36,6 @@ def test_python_path_equals_compiled(monkeypatch):
     python = NgramFeaturizer.from_sklearn(vec)
     python._table = None
     a, b = compiled.transform(TEXTS), python.transform(TEXTS)
+    np.testing.assert_array_equal(a.indptr, b.indptr)
     np.testing.assert_array_equal(a.indices, b.indices)
     np.testing.assert_allclose(a.data, b.data, atol=1e-7)

@@ -95,7 +95,7 @@ def relabel_batch(
             row_id = row.get("id") if row is not None else _raw_id(record, (column_map or {}).get("id", "id"))
             _add_reject(rejects, source_file, source_row, record, bad, row_id)
     good, unknown_old = _check_old_labels(good, predictor.taxonomy, tasks)
-    results = predictor.predict([x for _, _, x in good], tasks=tasks, top_k=TOP_K, top_macros=0) if good else []
+    results = predictor.predict([x for _, _, x in good], tasks=tasks, top_k=TOP_K, top_macros=0, comments=False) if good else []
     rows, task_stats = _output_rows(good, results, tasks, predictor.model_version, source_file)
     stats = {
         "rows": chunk.num_rows, "labelled": len(good), "rejected": chunk.num_rows - len(good),
