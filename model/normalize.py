@@ -30,6 +30,7 @@ _PHONE = re.compile(r"(?<![\w])(?:\+7|8|7)[\s(-]{0,6}\d{3}[\s)-]{0,6}\d{3}[\s-]{
 # Cyrillic units still split off (100мб -> __num__ мб)
 _NUMBER = re.compile(r"(?<![a-z\d])\d+(?:[.,]\d+)?(?![a-z\d])")
 _SPACE = re.compile(r"\s+")
+_DIGIT = re.compile(r"\d")
 # the placeholders of model.pii.mask_pii (stored and exported texts) read as the model's own mask tokens
 _PII_PLACEHOLDER = re.compile(r"\[(ТЕЛЕФОН|EMAIL|КАРТА)\]")
 _PII_TOKENS = {"ТЕЛЕФОН": " __phone__ ", "EMAIL": " __email__ ", "КАРТА": " __card__ "}
@@ -39,22 +40,33 @@ MASKS = ("__email__", "__url__", "__card__", "__order__", "__phone__", "__num__"
 
 def mask_personal_data(text: str) -> str:
     """Replace e-mails, URLs, card, order and phone numbers by mask tokens (keeps the case of the rest)."""
+    return _SPACE.sub(" ", _mask(text)).strip()
+
+
+def _mask(text: str) -> str:
+    """:func:`mask_personal_data` before the white space is collapsed."""
     if "[" in text:
         text = _PII_PLACEHOLDER.sub(lambda m: _PII_TOKENS[m.group(1)], text)
-    text = _EMAIL.sub(" __email__ ", text)
-    text = _URL.sub(" __url__ ", text)
-    text = _ORDER.sub(" __order__ ", text)
-    text = _CARD.sub(" __card__ ", text)
-    text = _PHONE.sub(" __phone__ ", text)
-    return _SPACE.sub(" ", text).strip()
+    # each pattern runs only where the text holds what it needs (the same result, a fraction of the scans)
+    if "@" in text:
+        text = _EMAIL.sub(" __email__ ", text)
+    if "." in text:
+        text = _URL.sub(" __url__ ", text)
+    if _DIGIT.search(text):
+        if "-" in text:
+            text = _ORDER.sub(" __order__ ", text)
+        text = _CARD.sub(" __card__ ", text)
+        text = _PHONE.sub(" __phone__ ", text)
+    return text
 
 
 @lru_cache(maxsize=32_768)  # a live session sends the same turns again and again
 def normalize_text(text: str) -> str:
     """Normalise one utterance for the models."""
     text = text.replace("ё", "е").replace("Ё", "Е")
-    text = mask_personal_data(text).lower()
-    text = _NUMBER.sub(" __num__ ", text)
+    text = _mask(text).lower()
+    if _DIGIT.search(text):
+        text = _NUMBER.sub(" __num__ ", text)
     return _SPACE.sub(" ", text).strip()
 
 
