@@ -39,7 +39,16 @@ def has_content(interaction: Interaction, taxonomy: Taxonomy) -> bool:
     nothing); True when the taxonomy has no lexicon."""
     if not taxonomy.filler_words:
         return True
-    return any(w not in taxonomy.filler_words for w in client_words(interaction))
+    lexicon = taxonomy.filler_words
+    return any(w not in lexicon and _squeezed(w) not in lexicon for w in client_words(interaction))
+
+
+_REPEAT = re.compile(r"(\w)\1+")
+
+
+def _squeezed(word: str) -> str:
+    """Drawn-out fillers read as the word: «ааа» → «а», «аллло» → «ало», «спасибооо» → «спасибо»."""
+    return _REPEAT.sub(r"\1", word)
 
 
 # ----------------------------------------------------------------------------- evidence

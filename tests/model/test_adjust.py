@@ -28,6 +28,8 @@ GREETINGS = [
     {"channel": "call", "turns": [{"role": "operator", "text": "билайн здравствуйте чем могу помочь"},
                                   {"role": "client", "text": "да здравствуйте"}]},
     {"channel": "call", "turns": [{"role": "operator", "text": "добрый день слушаю вас"}]},
+    {"channel": "call", "turns": [{"role": "operator", "text": "компания билайн здравствуйте"},
+                                  {"role": "client", "text": "ааа да слушаю, аллло"}]},
 ]
 
 
