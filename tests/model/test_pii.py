@@ -90,3 +90,12 @@ def test_slots_survive_masking():
     for slot in ("номер_заказа", "модель", "тариф"):
         assert plain[slot] == masked[slot], slot
     assert plain["телефон"] == "+7 916 123-45-67" and "телефон" not in masked
+
+
+def test_stored_placeholders_read_as_model_mask_tokens():
+    """An exported (masked) turn normalises like the live one: [ТЕЛЕФОН] → __phone__, [EMAIL] → __email__."""
+    from model.normalize import normalize_text
+
+    live = normalize_text("мой номер 89161234567, почта ivan@mail.ru")
+    stored = normalize_text(mask_pii("мой номер 89161234567, почта ivan@mail.ru"))
+    assert live == stored == "мой номер __phone__ , почта __email__"
