@@ -94,7 +94,7 @@ class Predictor:
         return task_probs, domain_probs, macro_raw
 
     def postprocess(self, items, task_probs, domain_probs, macro_raw, selected, top_k, top_macros,
-                    comments: bool = True) -> list[dict[str, Any]]:
+                    comments: bool = True, slot_values: list[dict] | None = None) -> list[dict[str, Any]]:
         """Ranked labels, decisions, domains, macros and the comment rule from the scores."""
         task_probs = adjust_probabilities(self.taxonomy, self.bundle.decision, items, task_probs)  # priors, evidence
         macro_scores = None
@@ -119,7 +119,8 @@ class Predictor:
                     "predictions": predictions,
                     "decisions": decisions,
                     "domains": domains,
-                    "macros": self._macros(items[row], macro_scores, task_probs, domain_probs, row, top_macros),
+                    "macros": self._macros(items[row], macro_scores, task_probs, domain_probs, row, top_macros,
+                                           slot_values[row] if slot_values is not None else None),
                     "comment_required": self._comment(items[row], task_probs, decisions, domains) if comments else None,
                 }
             )
@@ -131,7 +132,8 @@ class Predictor:
         if self._live_scorers is None:
             return None
         model_scorer, macro_scorer = self._live_scorers
-        return (model_scorer.new_state(channel), macro_scorer.new_state(channel) if macro_scorer else None)
+        return (model_scorer.new_state(channel), macro_scorer.new_state(channel) if macro_scorer else None,
+                {"values": {}, "upto": 0})
 
     def predict_live(self, state, interaction: Interaction, *, tasks: Iterable[str] | None = None,
                      top_k: int | None = 3, top_macros: int = 3) -> dict[str, Any]:
@@ -140,7 +142,7 @@ class Predictor:
         selected = self.check_tasks(tasks)
         if state is None or self._live_scorers is None:
             return self.predict([interaction], tasks=selected, top_k=top_k, top_macros=top_macros)[0]
-        model_state, macro_state = state
+        model_state, macro_state, slot_state = state
         model_scorer, macro_scorer = self._live_scorers
         model_scorer.update(model_state, interaction.turns)
         task_probs, domain_probs = self.model.probabilities(model_scorer.scores(model_state), self.tasks)
@@ -148,7 +150,41 @@ class Predictor:
         if macro_scorer is not None and top_macros > 0:
             macro_scorer.update(macro_state, interaction.turns)
             macro_raw = macro_scorer.scores(macro_state)
-        return self.postprocess([interaction], task_probs, domain_probs, macro_raw, selected, top_k, top_macros)[0]
+        slots = self._live_slots(slot_state, interaction) if top_macros > 0 else None
+        return self.postprocess([interaction], task_probs, domain_probs, macro_raw, selected, top_k, top_macros,
+                                slot_values=[slots] if slots is not None else None)[0]
+
+    @staticmethod
+    def live_state_bytes(state) -> int:
+        """About how much memory a live state holds (for a byte budget over many sessions)."""
+        if state is None:
+            return 0
+        total = 0
+        for part in state[:2]:
+            if part is None:
+                continue
+            for view in list(part.full.values()) + list(part.client.values()):
+                total += 100 * len(view.counts) + sum(64 + 4 * p.terms.size for p in view.parts)
+        return total
+
+    LIVE_SLOT_WINDOW = 12
+
+    def _live_slots(self, slot_state: dict, interaction: Interaction) -> dict[str, str]:
+        """Slot values of a live conversation at a cost that does not grow with it: the last
+        ``LIVE_SLOT_WINDOW`` turns are read on every update (a partial turn may still change); a turn
+        that leaves that window is read once more and what it held is kept (first value wins)."""
+        turns = interaction.turns
+        settled = max(0, len(turns) - self.LIVE_SLOT_WINDOW)
+        if settled > slot_state["upto"]:
+            older = Interaction(turns=tuple(turns[slot_state["upto"]:settled]), channel=interaction.channel)
+            for slot, value in self.slot_filler.extract(older).items():
+                slot_state["values"].setdefault(slot, value)
+        slot_state["upto"] = settled
+        recent = Interaction(turns=tuple(turns[settled:]), channel=interaction.channel)
+        values = dict(slot_state["values"])
+        for slot, value in self.slot_filler.extract(recent).items():
+            values.setdefault(slot, value)
+        return values
 
     def _ranked_batch(self, task: str, classes: list[str], probs: np.ndarray, top_k: int | None) -> list[list[dict]]:
         """Every row's labels ranked (taxonomy order on ties; labels the head never saw: 0), vectorised."""
@@ -178,7 +214,7 @@ class Predictor:
         return comment_required(item, labels, domains[0]["label"] if domains else None)
 
     def _macros(self, item: Interaction, macro_scores, task_probs, domain_probs, row: int,
-                top_macros: int) -> list[dict[str, Any]]:
+                top_macros: int, values: dict[str, str] | None = None) -> list[dict[str, Any]]:
         if top_macros <= 0:
             return []
         if macro_scores is not None:
@@ -186,7 +222,8 @@ class Predictor:
         else:
             scores = self.bundle.macros.score(task_probs, domain_probs, self._domains, row)
         ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:top_macros]
-        values = self.slot_filler.extract(item) if ranked else {}
+        if values is None:
+            values = self.slot_filler.extract(item) if ranked else {}
         out = []
         for macro_id, confidence in ranked:
             macro = self.taxonomy.macros.get(macro_id)

@@ -46,9 +46,19 @@ def access_settings(settings: Settings) -> Settings:
     return settings.model_copy(update={"api_keys_file": settings.dev_keys_file})
 
 
-def run(model_dir: Path, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
+def cpu_cores() -> int:
+    """The CPU cores this process may use (its affinity, else the machine's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def run(model_dir: Path, host: str = "127.0.0.1", port: int = 8000, workers: int = 0,
         insecure_local: bool = False) -> None:
-    """Serve ``model_dir`` on ``host:port`` (keys as :func:`access_settings` says)."""
+    """Serve ``model_dir`` on ``host:port`` with ``workers`` processes (0: one per core; keys as
+    :func:`access_settings` says). uvloop and httptools are used where installed."""
+    workers = workers or cpu_cores()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings(model_dir=model_dir, host=host, port=port,
                         **({"insecure_local": True} if insecure_local else {}))
@@ -60,9 +70,9 @@ def run(model_dir: Path, host: str = "127.0.0.1", port: int = 8000, workers: int
             os.environ["PODSKAZKA_INSECURE_LOCAL"] = "true"
         if settings.api_keys_file is not None:
             os.environ["PODSKAZKA_API_KEYS_FILE"] = str(settings.api_keys_file)
-        uvicorn.run("serve.asgi:app", host=host, port=port, workers=workers)
+        uvicorn.run("serve.asgi:app", host=host, port=port, workers=workers, access_log=False)
     else:
-        uvicorn.run(create_app(settings), host=host, port=port)
+        uvicorn.run(create_app(settings), host=host, port=port, access_log=False)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -70,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", type=Path, default=Settings().model_dir)
     parser.add_argument("--host", default=Settings().host)
     parser.add_argument("--port", type=int, default=Settings().port)
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=0, help="server processes (0: one per CPU core)")
     parser.add_argument("--insecure-local", action="store_true", help="no API keys; loopback hosts only")
     args = parser.parse_args(argv)
     run(args.model, args.host, args.port, args.workers, args.insecure_local)

@@ -89,6 +89,9 @@ class LiveSession:
     key_id: str | None = None  # the API key that started it: only that key may resume it
     resume_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     bytes: int = 0  # memory its turns hold (text and overhead)
+    model_state: Any = None  # the predictor's running sums for this conversation (Predictor.live_state)
+    model_state_of: Any = None  # the predictor that state belongs to (a hot reload starts a new one)
+    state_bytes: int = 0  # an estimate of what model_state holds, counted in the live byte budget
 
     def apply_turn(self, seq: int, role: str, text: str, final: bool) -> bool:
         """Record a turn; a partial after the final of the same ``seq`` is ignored (returns False)."""
@@ -168,7 +171,7 @@ class SessionManager:
 
     @property
     def total_bytes(self) -> int:
-        return sum(s.bytes for s in self._sessions.values())
+        return sum(s.bytes + s.state_bytes for s in self._sessions.values())
 
     def open(self, interaction_id: str, owner: Any, *, make: Callable[[], LiveSession], key_id: str | None = None,
              token: str | None = None) -> tuple[LiveSession, bool, list]:

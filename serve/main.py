@@ -6,6 +6,7 @@ import logging
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.responses import ORJSONResponse
 
 from model import __version__
 from model.errors import ConfigError
@@ -58,6 +59,7 @@ def create_app(settings: Settings | None = None, *, predictor: Predictor | None 
         lifespan=lifespan,
         docs_url=None, redoc_url=None,  # /docs is served with local assets (serve/routes/docs.py)
         openapi_url="/openapi.json" if settings.docs else None,
+        default_response_class=ORJSONResponse,  # orjson: several times faster than the json module here
     )
     app.state.settings = settings
     app.state.keys = keys

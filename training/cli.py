@@ -192,7 +192,7 @@ def serve(
     model: Path = typer.Option(Path("models/default"), "--model", help="bundle folder"),
     host: str = typer.Option("127.0.0.1", "--host"),
     port: int = typer.Option(8000, "--port"),
-    workers: int = typer.Option(1, "--workers"),
+    workers: int = typer.Option(0, "--workers", help="server processes; 0 (default): one per CPU core"),
     insecure_local: bool = typer.Option(False, "--insecure-local", help="no API keys; refuses non-loopback hosts"),
 ) -> None:
     """Serve the HTTP API (on loopback with no keys configured, a local dev key is made and its file printed)."""

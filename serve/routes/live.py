@@ -70,7 +70,12 @@ def predict_live(predictor, store_holder, settings, session: dict[str, Any], now
     tasks = list(session["tasks"])
     if session["check_duplicate"]:
         tasks += [t for t in problem_tasks(predictor.tasks) if t not in tasks]
-    result = predictor.predict([interaction], tasks=tasks, top_k=None, top_macros=settings.top_macros)[0]
+    held = session["session"]  # the LiveSession: its running sums make an update cost only its new turns
+    if held.model_state is None or held.model_state_of is not predictor:
+        held.model_state, held.model_state_of = predictor.live_state(interaction.channel), predictor
+    result = predictor.predict_live(held.model_state, interaction, tasks=tasks, top_k=None,
+                                    top_macros=settings.top_macros)
+    held.state_bytes = predictor.live_state_bytes(held.model_state)
     duplicate: Any = False
     if session["check_duplicate"]:
         duplicate = duplicate_for_request(
@@ -259,7 +264,7 @@ class LiveConnection:
             snapshot = {
                 "interaction_id": session.interaction_id, "channel": session.channel, "turns": session.window(),
                 "tasks": session.tasks or self.predictor.tasks, "client_id": session.client_id,
-                "check_duplicate": bool(final and session.client_id),
+                "check_duplicate": bool(final and session.client_id), "session": session,
             }
             try:
                 result, duplicate = await self.hub.run_model(

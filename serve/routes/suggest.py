@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from model.record import interaction_from_dict
 from serve.auth import OperatorDep
 from serve.deps import PredictorDep, SettingsDep
-from serve.duplicates import duplicate_for_request
+from serve.duplicates import duplicate_for_request, problem_tasks
 from serve.schemas import ERRORS as _ERRORS
 from serve.schemas import BatchRequest, BatchResponse, SuggestRequest, SuggestResponse
 
@@ -28,8 +28,11 @@ def _suggest(predictor, settings, requests: list[SuggestRequest], where: str, st
         tasks = predictor.check_tasks(req.tasks)
         keys.setdefault((tuple(tasks), req.top_k or settings.default_top_k), []).append(i)
     for (tasks, top_k), idx in keys.items():
+        # the duplicate check needs the problem task: it comes from the same model call, then is trimmed
+        checked = store is not None and any(requests[i].interaction_id and requests[i].client_id for i in idx)
+        extra = [t for t in problem_tasks(predictor.tasks) if t not in tasks] if checked else []
         results = predictor.predict(
-            [interactions[i] for i in idx], tasks=list(tasks), top_k=top_k, top_macros=settings.top_macros
+            [interactions[i] for i in idx], tasks=list(tasks) + extra, top_k=top_k, top_macros=settings.top_macros
         )
         for i, result in zip(idx, results):
             duplicate = None
@@ -38,6 +41,9 @@ def _suggest(predictor, settings, requests: list[SuggestRequest], where: str, st
                     predictor, store, settings, interaction=interactions[i], interaction_id=requests[i].interaction_id,
                     client_id=requests[i].client_id, result=result, now=time.time(),
                 )
+            for task in extra:
+                result["predictions"].pop(task, None)
+                result["decisions"].pop(task, None)
             out[i] = SuggestResponse(
                 interaction_id=requests[i].interaction_id, model_version=predictor.model_version, **result,
                 duplicate=duplicate,

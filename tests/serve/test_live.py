@@ -336,6 +336,10 @@ def test_live_model_runs_in_thread_pool_not_event_loop(predictor, tmp_path, api_
             threads.append(threading.current_thread().name)
             return super().predict(*args, **kwargs)
 
+        def predict_live(self, *args, **kwargs):
+            threads.append(threading.current_thread().name)
+            return super().predict_live(*args, **kwargs)
+
     with _client(api_keys, Recording(predictor.bundle), tmp_path) as client, client.websocket_connect("/v1/live") as ws:
         _start(ws)
         ws.send_json({"type": "turn", "seq": 0, "role": "client", "text": CALL_TURNS[2][1], "final": True})
