@@ -134,3 +134,25 @@ def test_threads_predicting_together_agree(fitted):
     for got in results:
         for task in expected:
             np.testing.assert_allclose(got[task][1], expected[task][1], atol=1e-6, rtol=0)
+
+
+def test_compiled_heads_reproduce_the_scikit_learn_heads(fitted):
+    """For the linear kinds (TF-IDF, and the hybrid's linear part over n-grams + embeddings): the
+    compiled arrays give what the fitted scikit-learn objects give, to 1e-6."""
+    import scipy.sparse as sp
+
+    kind, bundle, out = fitted
+    model = bundle.model
+    if not hasattr(model, "vectorizers_"):
+        pytest.skip(f"{kind} has no scikit-learn heads")
+    items = _items(seed=21, n=3)
+    views = model._views(items)
+    blocks = [vec.transform(views[name]) for name, vec in model.vectorizers_.items()]
+    if kind == "hybrid":
+        blocks.append(sp.csr_matrix(model.embed(items) * np.float32(model.config.embedding_weight)))
+    X = sp.hstack(blocks, format="csr")
+    loaded = load_bundle(out).model
+    got, domain = loaded.predict_proba(items)
+    for task, head in model.heads_.items():
+        np.testing.assert_allclose(got[task][1], head.predict_proba(X), atol=1e-6, rtol=0)
+    np.testing.assert_allclose(domain[1], model.domain_head_.predict_proba(X), atol=1e-6, rtol=0)
