@@ -191,6 +191,56 @@ static int char_wb_terms(const Py_UCS4 *s, Py_ssize_t len, int lo, int hi, const
     return 0;
 }
 
+/* Sort one text's unique ids ascending (scikit-learn's order, so float32 sums match to the last bit),
+ * moving their counts along: insertion sort when short, else a bitmap over the vocabulary. `ukeys` /
+ * `uslot` (size `need`) map each id to its position before sorting. */
+static int sort_row(int32_t *ids, int32_t *counts, Py_ssize_t n, uint64_t **bits, Py_ssize_t vocab,
+                    const int32_t *ukeys, const int32_t *uslot, Py_ssize_t need) {
+    if (n < 2) return 0;
+    if (n <= 32) {
+        for (Py_ssize_t i = 1; i < n; i++) {
+            int32_t id = ids[i], c = counts[i];
+            Py_ssize_t j = i - 1;
+            while (j >= 0 && ids[j] > id) { ids[j + 1] = ids[j]; counts[j + 1] = counts[j]; j--; }
+            ids[j + 1] = id;
+            counts[j + 1] = c;
+        }
+        return 0;
+    }
+    Py_ssize_t words = (vocab + 63) / 64;
+    if (!*bits) {
+        *bits = (uint64_t *)calloc((size_t)words, sizeof(uint64_t));
+        if (!*bits) return -1;
+    }
+    uint64_t *b = *bits;
+    int32_t lo = ids[0], hi = ids[0];
+    int32_t *old_counts = (int32_t *)malloc((size_t)n * sizeof(int32_t));
+    if (!old_counts) return -1;
+    memcpy(old_counts, counts, (size_t)n * sizeof(int32_t));
+    for (Py_ssize_t k = 0; k < n; k++) {
+        int32_t id = ids[k];
+        if (id < lo) lo = id;
+        if (id > hi) hi = id;
+        b[id >> 6] |= 1ULL << (id & 63);
+    }
+    Py_ssize_t out = 0;
+    for (Py_ssize_t w = lo >> 6; w <= (hi >> 6); w++) {
+        uint64_t word = b[w];
+        b[w] = 0;
+        while (word) {
+            int32_t id = (int32_t)(w * 64 + __builtin_ctzll(word));
+            word &= word - 1;
+            Py_ssize_t u = (Py_ssize_t)(((uint32_t)id * 2654435761u) & (uint32_t)(need - 1));
+            while (ukeys[u] != id) u = (u + 1) & (need - 1);
+            ids[out] = id;
+            counts[out] = old_counts[uslot[u]];
+            out++;
+        }
+    }
+    free(old_counts);
+    return 0;
+}
+
 static int get_buffer(PyObject *obj, Py_buffer *view, Py_ssize_t itemsize, const char *what) {
     if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS) < 0) return -1;
     if (view->itemsize != itemsize && !(view->len == 0)) {
@@ -205,7 +255,8 @@ static int get_buffer(PyObject *obj, Py_buffer *view, Py_ssize_t itemsize, const
 static PyObject *count_terms(PyObject *self, PyObject *args) {
     PyObject *texts, *keys_obj, *vals_obj;
     int analyzer, lo, hi;
-    if (!PyArg_ParseTuple(args, "OiiiOO", &texts, &analyzer, &lo, &hi, &keys_obj, &vals_obj)) return NULL;
+    Py_ssize_t vocab = 0; /* the number of terms: output ids are sorted within each text when given */
+    if (!PyArg_ParseTuple(args, "OiiiOO|n", &texts, &analyzer, &lo, &hi, &keys_obj, &vals_obj, &vocab)) return NULL;
     if (lo < 1 || hi < lo || hi > 16) {
         PyErr_SetString(PyExc_ValueError, "n-gram range must satisfy 1 <= lo <= hi <= 16");
         return NULL;
@@ -223,6 +274,7 @@ static PyObject *count_terms(PyObject *self, PyObject *args) {
     Py_ssize_t padcap = 0;
     PyObject *result = NULL;
     int32_t *ukeys = NULL, *uslot = NULL;
+    uint64_t *bits = NULL;
     Py_ssize_t ucap = 0;
     WordCache cache;
     int cache_ok = cache_init(&cache) == 0;
@@ -267,6 +319,11 @@ static PyObject *count_terms(PyObject *self, PyObject *args) {
                 if (buf_push(&out_idx, id) || buf_push(&out_cnt, 1)) { PyErr_NoMemory(); goto done; }
             }
         }
+        if (vocab > 0 && sort_row(out_idx.data + base, out_cnt.data + base, out_idx.len - base, &bits, vocab,
+                                  ukeys, uslot, need) < 0) {
+            PyErr_NoMemory();
+            goto done;
+        }
         indptr[r + 1] = (int64_t)out_idx.len;
     }
     {
@@ -276,6 +333,7 @@ static PyObject *count_terms(PyObject *self, PyObject *args) {
                                out_cnt.data ? (const char *)out_cnt.data : empty, (Py_ssize_t)(out_cnt.len * sizeof(int32_t)));
     }
 done:
+    free(bits);
     free(ukeys);
     free(uslot);
     cache_free(&cache);

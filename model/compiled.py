@@ -147,11 +147,12 @@ class NgramFeaturizer:
         return self._table is not None
 
     def counts(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(indptr, term ids, counts)`` of a batch: each text's unique ids (C: first-seen order)."""
+        """``(indptr, term ids, counts)`` of a batch: each text's unique ids, ascending."""
         lowered = [t.lower() for t in texts] if self.spec.lowercase else list(texts)
         if self._table is not None:
             lo, hi = self.spec.ngram_range
-            ptr, idx, cnt = _ngrams.count_terms(lowered, 0 if self.spec.analyzer == "word" else 1, lo, hi, *self._table)
+            ptr, idx, cnt = _ngrams.count_terms(lowered, 0 if self.spec.analyzer == "word" else 1, lo, hi,
+                                                *self._table, self.n_features)
             # writable copies: scipy sorts a matrix's indices in place when an operation needs them sorted
             return (np.frombuffer(ptr, dtype=np.int64).copy(), np.frombuffer(idx, dtype=np.int32).copy(),
                     np.frombuffer(cnt, dtype=np.int32).copy())
@@ -306,8 +307,9 @@ class NgramFeaturizer:
     def transform(self, texts: Iterable[str]) -> sp.csr_matrix:
         texts = list(texts)
         indptr, idx, values = self.transform_parts(texts)
+        # ids come sorted within each row (scikit-learn's order: the same float32 sums, to the last bit)
         X = sp.csr_matrix((values, idx, indptr), shape=(len(texts), self.n_features))
-        X.sort_indices()  # scikit-learn's order: the same float32 sums, to the last bit
+        X.has_sorted_indices = True
         return X
 
 
