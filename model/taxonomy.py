@@ -29,6 +29,7 @@ class Task:
     groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
     domain: str = ""
     question: str = ""
+    title: str = ""  # a short heading for people (the operator page); question: what the task asks
     # label -> the evidence it needs: alternatives, any of which suffices, each {"roles": (...), "channel": (...)}
     # whose keys must all hold; see model/adjust.py
     needs: dict[str, tuple[dict[str, tuple[str, ...]], ...]] = field(default_factory=dict)
@@ -73,6 +74,7 @@ class Taxonomy:
             "tasks": {
                 name: {
                     "domain": task.domain,
+                    "title": task.title,
                     "question": task.question,
                     "labels": [
                         {"label": label, "description": task.descriptions.get(label, ""),
@@ -220,6 +222,7 @@ def _parse_task(name: str, spec: Any, source: str) -> Task:
         groups=groups,
         domain=str(spec.get("domain", "")),
         question=str(spec.get("question", "")),
+        title=str(spec.get("title", "")),
         needs=_parse_needs(spec.get("needs"), labels, where),
     )
 
