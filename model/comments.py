@@ -68,6 +68,18 @@ _REFUSAL = re.compile(r"(?:могу|можем) (?:предоставить|со
                       r"доверенности не (?:получится|можем|могу)")
 _DROPPED = re.compile(r"вас не слышно|не слышу вас|связь прервалась|алло\W{0,20}$")
 
+# The taxonomy these rules were written for: its contact-reason task, in the telecom domain. Another
+# contact centre's taxonomy (no such task) gets no comment hint at all, rather than telecom rules
+# firing on its conversations («не могу» → «Претензия»).
+RULES_TASK, RULES_DOMAIN = "reason2", "telecom"
+
+
+def rules_apply(taxonomy) -> bool:
+    """Whether this rule book belongs to ``taxonomy``: it has the task ``reason2`` of domain telecom."""
+    task = taxonomy.tasks.get(RULES_TASK) if taxonomy is not None else None
+    return task is not None and task.domain == RULES_DOMAIN
+
+
 
 def comment_required(
     interaction: Interaction,

@@ -12,7 +12,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from model.bundle import Bundle, load_bundle
-from model.comments import comment_required
+from model.comments import comment_required, rules_apply
 from model.adjust import adjust_probabilities, decisions_for
 from model.errors import InputError
 from model.record import Interaction, interaction_from_dict
@@ -209,7 +209,9 @@ class Predictor:
             ranked = ranked[:top_k]
         return [{"label": label, "confidence": round(float(scores.get(label, 0.0)), 6)} for label in ranked]
 
-    def _comment(self, item: Interaction, task_probs, decisions, domains) -> dict[str, Any]:
+    def _comment(self, item: Interaction, task_probs, decisions, domains) -> dict[str, Any] | None:
+        if not rules_apply(self.taxonomy):  # the telecom rule book only runs on its own taxonomy
+            return None
         labels = {task: d["label"] for task, d in decisions.items() if d.get("level") == "label"}
         return comment_required(item, labels, domains[0]["label"] if domains else None)
 
