@@ -46,6 +46,21 @@ def _check_against_taxonomy(body: FeedbackRequest, taxonomy: Taxonomy) -> None:
                              f"use one of {sorted(taxonomy.macros)}")
 
 
+class SameLabelError(InputError):
+    """A "correction" that names the suggested label itself: it would be exported as training data."""
+
+    code = "same_label"
+
+
+def _check_correction(body: FeedbackRequest) -> None:
+    suggested = body.suggested if body.task is not None else (body.suggested or body.macro_id)
+    if not body.accepted and body.chosen is not None and body.chosen == suggested:
+        raise SameLabelError(
+            f"chosen {body.chosen!r} is the suggested label itself: a correction names another label "
+            "(to agree, send accepted: true) / исправление совпадает с подсказкой: выберите другую метку "
+            "или примите подсказку")
+
+
 def _closes(body: FeedbackRequest) -> bool | None:
     if body.closed is not None:
         return body.closed
@@ -69,6 +84,7 @@ async def feedback(body: FeedbackRequest, predictor: PredictorDep, http: Request
                    caller: OperatorDep) -> FeedbackResponse:
     """Record what the operator did with a suggestion (accepted, corrected or rejected); role operator."""
     _check_against_taxonomy(body, predictor.taxonomy)
+    _check_correction(body)
     if body.turns:
         turns = tuple({"role": t.role, "text": t.text} for t in body.turns)
     elif body.text:
