@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import argparse
 import logging
+import logging.config
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import uvicorn
 
 from model.errors import ConfigError
 from serve.auth import ensure_dev_key, is_loopback
+from serve.logs import logging_config, resolve_format
 from serve.main import create_app
 from serve.settings import Settings
 
@@ -55,11 +59,15 @@ def cpu_cores() -> int:
 
 
 def run(model_dir: Path, host: str = "127.0.0.1", port: int = 8000, workers: int = 0,
-        insecure_local: bool = False) -> None:
-    """Serve ``model_dir`` on ``host:port`` with ``workers`` processes (0: one per core; keys as
-    :func:`access_settings` says). uvloop and httptools are used where installed."""
+        insecure_local: bool = False, log_format: str | None = None) -> None:
+    """Serve ``model_dir`` (a bundle, or a registry: its active bundle) on ``host:port`` with ``workers``
+    processes (0: one per core; keys as :func:`access_settings` says). uvloop and httptools are used
+    where installed. Logs: ``log_format`` json, text or auto (PODSKAZKA_LOG_FORMAT; auto: text on a
+    terminal). Several workers share their Prometheus metrics through a fresh temporary folder."""
     workers = workers or cpu_cores()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log_format = resolve_format(log_format or os.environ.get("PODSKAZKA_LOG_FORMAT") or "auto")
+    log_config = logging_config(log_format)
+    logging.config.dictConfig(log_config)
     settings = Settings(model_dir=model_dir, host=host, port=port,
                         **({"insecure_local": True} if insecure_local else {}))
     settings = access_settings(settings)
@@ -70,9 +78,19 @@ def run(model_dir: Path, host: str = "127.0.0.1", port: int = 8000, workers: int
             os.environ["PODSKAZKA_INSECURE_LOCAL"] = "true"
         if settings.api_keys_file is not None:
             os.environ["PODSKAZKA_API_KEYS_FILE"] = str(settings.api_keys_file)
-        uvicorn.run("serve.asgi:app", host=host, port=port, workers=workers, access_log=False)
+        os.environ["PODSKAZKA_LOG_FORMAT"] = log_format
+        metrics_dir = None
+        if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # every worker writes its metrics there
+            metrics_dir = tempfile.mkdtemp(prefix="podskazka-metrics-")
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        try:
+            uvicorn.run("serve.asgi:app", host=host, port=port, workers=workers, access_log=False,
+                        log_config=log_config)
+        finally:
+            if metrics_dir is not None:
+                shutil.rmtree(metrics_dir, ignore_errors=True)
     else:
-        uvicorn.run(create_app(settings), host=host, port=port, access_log=False)
+        uvicorn.run(create_app(settings), host=host, port=port, access_log=False, log_config=log_config)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -82,5 +100,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=Settings().port)
     parser.add_argument("--workers", type=int, default=0, help="server processes (0: one per CPU core)")
     parser.add_argument("--insecure-local", action="store_true", help="no API keys; loopback hosts only")
+    parser.add_argument("--log-format", choices=["auto", "json", "text"], default=None,
+                        help="log lines as JSON or text (default PODSKAZKA_LOG_FORMAT, else auto: text on a terminal)")
     args = parser.parse_args(argv)
-    run(args.model, args.host, args.port, args.workers, args.insecure_local)
+    run(args.model, args.host, args.port, args.workers, args.insecure_local, args.log_format)

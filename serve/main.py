@@ -18,6 +18,10 @@ from serve.pool import ModelPool
 from serve.routes import meta, suggest
 from serve.routes import page
 from serve.routes import docs, feedback, live
+from serve.routes import ops
+from serve import metrics
+from serve.logs import RequestContext, adopt_library_logs
+from serve.reload import Reloader, load_checked
 from serve.live import LiveHub
 from serve.settings import Settings, get_settings
 from serve.store import StoreHolder
@@ -39,16 +43,28 @@ def create_app(settings: Settings | None = None, *, predictor: Predictor | None 
     async def lifespan(app: FastAPI):
         app.state.settings = settings
         app.state.predictor = predictor
+        app.state.reloader = None
+        adopt_library_logs()  # spaCy's own log handler, warnings: through the service's format
         if app.state.predictor is None:
-            log.info("loading model bundle %s", settings.model_dir)
-            app.state.predictor = Predictor.load(settings.model_dir)
+            # a bundle folder, or a registry (serve its ACTIVE bundle); watched for changes (serve/reload.py)
+            app.state.reloader = Reloader(app, settings.model_dir, settings.reload_seconds)
+            bundle_dir = app.state.reloader.target()
+            log.info("loading model bundle %s", bundle_dir)
+            app.state.predictor = load_checked(bundle_dir)
             log.info("serving model %s", app.state.predictor.model_version)
+            app.state.reloader.start()
+        metrics.model_served(app.state.predictor)
         app.state.store = StoreHolder(settings)  # feedback and recent interactions, opened on first use
         app.state.pool = ModelPool(settings.model_workers, settings.model_queue,
                                    retry_after=settings.retry_after_seconds)  # HTTP and live share it
         app.state.live = LiveHub(settings, app.state.pool)  # live sessions; starts and stops the pool
-        async with app.state.live.running():
-            yield
+        try:
+            async with app.state.live.running():
+                yield
+        finally:
+            if app.state.reloader is not None:
+                await app.state.reloader.stop()
+            metrics.process_exit()
         app.state.store.close()
         app.state.predictor = None
 
@@ -66,6 +82,7 @@ def create_app(settings: Settings | None = None, *, predictor: Predictor | None 
     app.state.predictor = None
     install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestContext, log_requests=settings.log_requests)  # outermost: request id, metrics, log
 
     app.include_router(suggest.router)
     app.include_router(meta.router)
@@ -74,5 +91,6 @@ def create_app(settings: Settings | None = None, *, predictor: Predictor | None 
     app.include_router(feedback.router)
     if settings.docs:
         app.include_router(docs.router)
+    app.include_router(ops.router)
     # -- more routers above this line --
     return app

@@ -5,9 +5,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable
+
+from serve import metrics
 
 
 class Busy(Exception):
@@ -53,10 +56,12 @@ class ModelPool:
             raise RuntimeError("the model pool is not running")
         with self._lock:
             if self._held >= self.capacity:
+                metrics.rejected()
                 raise Busy(self.retry_after)
             self._held += 1
         try:
-            future: Future = self._executor.submit(fn, *args)
+            # the caller's context (request id for log lines) goes with the call
+            future: Future = self._executor.submit(contextvars.copy_context().run, fn, *args)
         except BaseException:
             self._release(None)
             raise

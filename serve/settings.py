@@ -44,6 +44,14 @@ class Settings(BaseSettings):
     allowed_origins: list[str] = Field([], description="browser origins allowed on /v1/live besides the server's own")
     docs: bool = Field(True, description="serve /docs and /openapi.json (Swagger UI assets served locally)")
 
+    # -- operating it (README «Operating it»): model reload, metrics, logs --
+    reload_seconds: float = Field(5.0, ge=0, le=3600, description="how often each server process checks the "
+                                  "registry pointer / bundle for a new model (0: only POST /v1/models/reload)")
+    metrics_public: bool = Field(False, description="serve /metrics without a key (else role analyst)")
+    log_format: str = Field("auto", pattern="^(auto|json|text)$", description="json, text, or auto (text on a "
+                            "terminal, else JSON)")
+    log_requests: bool = Field(True, description="one log line per HTTP request (route, status, duration, id)")
+
     # -- feedback and duplicates store --
     feedback_db: Path = Field(Path("var/podskazka.sqlite3"), description="SQLite file (WAL) for feedback")
     database_url: str | None = Field(None, description="postgresql://… : store feedback in PostgreSQL instead")

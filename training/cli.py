@@ -189,16 +189,22 @@ def corpus_sample_cmd(
 
 @app.command()
 def serve(
-    model: Path = typer.Option(Path("models/default"), "--model", help="bundle folder"),
+    model: Path = typer.Option(Path("models/default"), "--model",
+                               help="bundle folder, or a registry folder (serves its ACTIVE bundle, reloads on change)"),
     host: str = typer.Option("127.0.0.1", "--host"),
     port: int = typer.Option(8000, "--port"),
     workers: int = typer.Option(0, "--workers", help="server processes; 0 (default): one per CPU core"),
     insecure_local: bool = typer.Option(False, "--insecure-local", help="no API keys; refuses non-loopback hosts"),
+    log_format: Optional[str] = typer.Option(None, "--log-format",
+                                             help="json, text or auto (default: PODSKAZKA_LOG_FORMAT, else auto: "
+                                                  "text on a terminal, JSON otherwise)"),
 ) -> None:
     """Serve the HTTP API (on loopback with no keys configured, a local dev key is made and its file printed)."""
     from serve.cli import run
 
-    run(model_dir=model, host=host, port=port, workers=workers, insecure_local=insecure_local)
+    if log_format is not None and log_format not in ("json", "text", "auto"):
+        raise typer.BadParameter(f"{log_format!r}: use json, text or auto", param_hint="--log-format")
+    run(model_dir=model, host=host, port=port, workers=workers, insecure_local=insecure_local, log_format=log_format)
 
 
 keys_app = typer.Typer(help="API keys of the service (hashed at rest).", no_args_is_help=True)
@@ -381,6 +387,51 @@ def info(
 
     card = model_card(read_card_manifest(bundle))
     typer.echo(json.dumps(card, ensure_ascii=False, indent=2) if as_json else format_card(card))
+
+
+# models: the registry on disk (serve/registry.py): models/<id>/ bundles and the ACTIVE pointer
+models_app = typer.Typer(help="The model registry: bundles in REGISTRY/<id>/, the served one named in REGISTRY/ACTIVE.",
+                         no_args_is_help=True)
+app.add_typer(models_app, name="models")
+_REGISTRY_HELP = "the registry folder (what 'podskazka serve --model' is given)"
+
+
+@models_app.command("list")
+def models_list(
+    registry: Path = typer.Option(Path("models"), "--registry", help=_REGISTRY_HELP),
+    as_json: bool = typer.Option(False, "--json", help="print the list as JSON"),
+) -> None:
+    """Bundles in the registry: id, kind, created, model id, macro-F1 per task; * marks the active one."""
+    from serve.registry import format_list, list_models
+
+    rows = list_models(registry)
+    typer.echo(json.dumps(rows, ensure_ascii=False, indent=2) if as_json else format_list(rows))
+
+
+@models_app.command("activate")
+def models_activate(
+    model_id: str = typer.Argument(..., help="the bundle's folder name in the registry"),
+    registry: Path = typer.Option(Path("models"), "--registry", help=_REGISTRY_HELP),
+    no_check: bool = typer.Option(False, "--no-check", help="skip checking the bundle's files against its manifest"),
+) -> None:
+    """Serve bundle ID: the pointer is switched atomically; running servers reload within their interval
+    (PODSKAZKA_RELOAD_SECONDS) after verifying and smoke-testing it (a failure keeps the old one)."""
+    from serve.registry import activate
+
+    entry = activate(registry, model_id, check=not no_check)
+    typer.echo(f"active: {entry['to']} (was {entry['from']})")
+
+
+@models_app.command("rollback")
+def models_rollback(
+    registry: Path = typer.Option(Path("models"), "--registry", help=_REGISTRY_HELP),
+    no_check: bool = typer.Option(False, "--no-check", help="skip checking the bundle's files against its manifest"),
+) -> None:
+    """Serve the bundle that was active before the current one (again: one further back)."""
+    from serve.registry import rollback
+
+    entry = rollback(registry, check=not no_check)
+    typer.echo(f"rolled back: {entry['to']} (was {entry['from']})")
 
 
 # -- more commands above this line (one block per feature) --

@@ -23,6 +23,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from model.errors import PodskazkaError
 from model.record import MAX_CHARS, Interaction
+from serve import metrics
 from serve.auth import Principal, principal_for
 from serve.duplicates import duplicate_for_request, problem_tasks
 from serve.limits import named_only
@@ -259,6 +260,7 @@ class LiveConnection:
         if session is None or not session.has_text():
             return
         async with session.compute_lock:
+            self.predictor = self.app.state.predictor or self.predictor  # a hot reload reaches live sessions too
             seq = session.last_seq
             final = session.is_final(seq)
             snapshot = {
@@ -278,6 +280,8 @@ class LiveConnection:
                 return await self.error("internal_error", "the server failed to update the suggestions; it has been logged")
             if duplicate is not False:
                 session.duplicate = duplicate
+            if final:  # partials are not counted in the prediction metrics
+                metrics.observe_result(result, snapshot["tasks"])
             message = self.suggestions(session, result, snapshot["tasks"], seq, final)
             session.last_result = message
             await self.send(message)

@@ -19,9 +19,11 @@ def taxonomy(predictor: PredictorDep, _: OperatorDep) -> dict:
 
 
 @router.get("/v1/model", responses=ERRORS)
-def model_info(predictor: PredictorDep, _: AnalystDep) -> dict:
+def model_info(predictor: PredictorDep, request: Request, _: AnalystDep) -> dict:
     """The served bundle's manifest, metrics included (role analyst)."""
-    return {"model_version": predictor.model_version, "manifest": predictor.bundle.manifest}
+    reloader = getattr(request.app.state, "reloader", None)
+    return {"model_version": predictor.model_version, "manifest": predictor.bundle.manifest,
+            "reload": reloader.status() if reloader is not None else None}
 
 
 @router.get("/healthz")
@@ -39,4 +41,8 @@ async def readyz(request: Request):
             status_code=503,
             content={"error": {"code": "not_ready", "message": "no model is loaded yet", "details": []}},
         )
+    reloader = getattr(request.app.state, "reloader", None)
+    if reloader is not None and reloader.last_error is not None:  # still serving the old model; the
+        return {"status": "ready", "model_version": predictor.model_version,  # reason: GET /v1/model
+                "reload_failed": True}
     return {"status": "ready", "model_version": predictor.model_version}

@@ -7,6 +7,7 @@ import time
 from fastapi import APIRouter, Request
 
 from model.record import interaction_from_dict
+from serve import metrics
 from serve.auth import OperatorDep
 from serve.deps import PredictorDep, SettingsDep
 from serve.duplicates import duplicate_for_request, problem_tasks
@@ -44,6 +45,7 @@ def _suggest(predictor, settings, requests: list[SuggestRequest], where: str, st
             for task in extra:
                 result["predictions"].pop(task, None)
                 result["decisions"].pop(task, None)
+            metrics.observe_result(result, tasks)  # confidence, abstention, top label per task
             out[i] = SuggestResponse(
                 interaction_id=requests[i].interaction_id, model_version=predictor.model_version, **result,
                 duplicate=duplicate,

@@ -1,0 +1,41 @@
+"""Operations: ``GET /metrics`` (Prometheus) and ``POST /v1/models/reload`` (check the model now)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import Response
+from fastapi.security import HTTPAuthorizationCredentials
+
+from serve import metrics
+from serve.auth import AdminDep, _bearer, principal_for
+from serve.schemas import ERRORS
+
+router = APIRouter(tags=["operations"])
+
+
+def metrics_access(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> None:
+    """A key with the role analyst (or admin), unless ``PODSKAZKA_METRICS_PUBLIC=true``."""
+    if getattr(request.app.state.settings, "metrics_public", False):
+        return
+    principal = principal_for(request.app.state, credentials.credentials if credentials else None)
+    if not principal.has("analyst"):
+        raise HTTPException(403, f"the key {principal.key_id!r} lacks the role 'analyst' needed for /metrics")
+
+
+@router.get("/metrics", dependencies=[Depends(metrics_access)], responses=ERRORS,
+            response_class=Response)
+def prometheus_metrics() -> Response:
+    """Prometheus metrics in the text format (role analyst; see README «Operating it»)."""
+    body, content_type = metrics.render()
+    return Response(body, media_type=content_type)
+
+
+@router.post("/v1/models/reload", responses=ERRORS)
+async def reload_model(request: Request, _: AdminDep) -> dict:
+    """Check the model source now (role admin): load, verify and smoke-test a changed bundle and swap
+    it in; a failure keeps the old model and is returned in ``error``. With several server processes
+    this reaches the one that answers; the others see the change within their poll interval."""
+    reloader = getattr(request.app.state, "reloader", None)
+    if reloader is None:
+        raise HTTPException(404, "this server was given its model directly; there is nothing to reload")
+    return await reloader.check(force=True)
