@@ -16,6 +16,9 @@ from model.record import Interaction
 TaskProbs = dict[str, tuple[list[str], np.ndarray]]
 DomainProbs = tuple[list[str], np.ndarray] | None
 
+# the pip extra that brings a kind's dependencies (pyproject.toml [project.optional-dependencies])
+KIND_EXTRAS = {"hybrid": "embeddings", "transformer": "transformer"}
+
 MODEL_KINDS = {
     "tfidf": "model.classifier:TfidfMultiTask",
     "hybrid": "model.hybrid:HybridMultiTask",
@@ -53,6 +56,7 @@ def model_class(kind: str):
     except ImportError as exc:
         raise BundleError(
             f"model kind {kind!r} needs a dependency that is not installed ({exc.name}); "
-            f"install the project's extra for it (see README: pip install -e '.[{kind}]')"
+            + (f"install it with pip install -e '.[{KIND_EXTRAS[kind]}]'" if kind in KIND_EXTRAS
+               else "reinstall the project (pip install -e .)")
         ) from exc
     return getattr(module, class_name)

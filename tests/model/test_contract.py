@@ -156,3 +156,15 @@ def test_compiled_heads_reproduce_the_scikit_learn_heads(fitted):
     for task, head in model.heads_.items():
         np.testing.assert_allclose(got[task][1], head.predict_proba(X), atol=1e-6, rtol=0)
     np.testing.assert_allclose(domain[1], model.domain_head_.predict_proba(X), atol=1e-6, rtol=0)
+
+
+def test_missing_dependency_message_names_an_extra_that_exists():
+    import tomllib
+    from pathlib import Path
+
+    from model.base import KIND_EXTRAS
+
+    extras = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]
+    assert set(KIND_EXTRAS) <= set(MODEL_KINDS)
+    assert all(extra in extras for extra in KIND_EXTRAS.values())
