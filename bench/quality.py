@@ -50,14 +50,13 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from model.adjust import adjust_task  # noqa: E402
+from model.adjust import adjust_task, has_content  # noqa: E402
 from model.base import model_class  # noqa: E402
 from model.errors import PodskazkaError  # noqa: E402
 from model.predictor import Predictor  # noqa: E402
 from model.record import interaction_from_dict  # noqa: E402
 from model.taxonomy import load_taxonomy  # noqa: E402
 from training.config import TrainConfig  # noqa: E402
-from training.crossval import cross_validate  # noqa: E402
 from training.data import load_data  # noqa: E402
 from training.metrics import task_metrics  # noqa: E402
 from training.train import fit_bundle  # noqa: E402
@@ -214,9 +213,7 @@ def run_model(name: str, folds: int, columns: set[str], requests: int, on_column
 
     if "cv" in columns:
         log.info("%s: %d-fold cross-validation grouped by %s", name, folds, config.split.group_by)
-        report = cross_validate([str(CORPUS)], config, folds)
-        row["cv"] = {"folds": folds, **{t: {k: report["tasks"][t][k] for k in ("accuracy", "macro_f1", "ece")}
-                                        for t in report["tasks"]}}
+        row["cv"] = corpus_cv(config, taxonomy, data, folds)
         log.info("%s: cv %s", name, row["cv"])
         on_column(row)
 
@@ -224,6 +221,28 @@ def run_model(name: str, folds: int, columns: set[str], requests: int, on_column
         row["latency_ms"] = latency(bundle, requests)
         log.info("%s: latency %s", name, row["latency_ms"])
     return row
+
+
+def corpus_cv(config, taxonomy, data, folds: int) -> dict:
+    """Grouped k-fold CV: per task on every row, and on the conversations alone (the rows the figures
+    before the written layer were measured on) and the written layer alone; evidence rules applied."""
+    from training.crossval import out_of_fold
+
+    oof = out_of_fold(data, config, taxonomy, folds)
+    out: dict = {"folds": folds}
+    for task, rows in oof.rows.items():
+        classes = oof.classes[task]
+        xs = [data.rows[i].interaction for i in rows]
+        probs = adjust_task(taxonomy, task, classes, oof.probs[task], xs, {})
+        written = np.array([(x.id or "").startswith("w-") for x in xs])
+        y = np.array([x.labels[task] for x in xs], dtype=object)
+        entry = {}
+        for part, mask in (("all", np.ones(len(xs), bool)), ("conversations", ~written), ("written", written)):
+            if mask.any():
+                m = task_metrics(list(y[mask]), classes, probs[mask], classes)
+                entry[part] = {k: m[k] for k in ("accuracy", "macro_f1", "ece", "n")}
+        out[task] = {**entry["all"], **{k: v for k, v in entry.items() if k != "all"}}
+    return out
 
 
 def greetings(bundle) -> dict:
@@ -284,8 +303,11 @@ def routing(config, taxonomy, data) -> dict:
             continue
         _, dom = bundle.model.predict_proba([x for x, _ in pairs], bundle.model.tasks[:1])
         classes, p = dom
-        hits = sum(classes[int(np.argmax(p[k]))] == d for k, (_, d) in enumerate(pairs))
-        out[name] = {"n": len(pairs), "accuracy": hits / len(pairs)}
+        hit = [classes[int(np.argmax(p[k]))] == d for k, (_, d) in enumerate(pairs)]
+        content = [has_content(x, taxonomy) for x, _ in pairs]  # a greeting alone has no domain (and no decision)
+        kept = [h for h, c in zip(hit, content) if c]
+        out[name] = {"n": len(pairs), "accuracy": sum(hit) / len(pairs),
+                     "with_content": {"n": len(kept), "accuracy": sum(kept) / len(kept) if kept else None}}
     return out
 
 
@@ -357,6 +379,9 @@ def table(rows: dict[str, dict], order: list[str]) -> str:
         cv = row.get("cv")
         cv_cell = (" / ".join(_f(cv.get(t, {}).get("macro_f1")) for t in CORPUS_TASKS) + f" ({cv['folds']}-fold)"
                    if cv else "not run")
+        if cv and any("conversations" in (cv.get(t) or {}) for t in CORPUS_TASKS):
+            cv_cell += "; conversations " + " / ".join(
+                _f(((cv.get(t) or {}).get("conversations") or {}).get("macro_f1")) for t in CORPUS_TASKS)
         tw = row.get("tweets")
         tw_cell = f"{_f(tw['accuracy'])} / {_f(tw['macro_f1'])} / {_f(tw['top3_accuracy'])}" if tw else "—"
         rt = row.get("rutube") or {}
@@ -461,9 +486,10 @@ def main() -> None:
         def keep(row: dict, previous=previous, name=name) -> None:
             row["measured"] = (f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC, load average "
                                f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+            earlier = {**previous, **{k: v for k, v in rows.get(name, {}).items() if k != "skipped"}}
             for column in ("cv", "tweets", "rutube", "latency_ms", "train_s", "adapted", "routing", "greetings"):
-                if column in previous and column not in row:
-                    row[column] = previous[column]  # a partial or --skip-cv run keeps earlier columns
+                if column in earlier and column not in row:
+                    row[column] = earlier[column]  # a partial, --skip-cv or failed run keeps earlier columns
             rows[name] = row
             if args.results:
                 args.results.write_text(json.dumps(rows, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")

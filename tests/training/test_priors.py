@@ -86,3 +86,17 @@ def test_priors_refuses_to_overwrite_the_source(tmp_path, bundle_copy):
     history = write_jsonl(tmp_path / "h.jsonl", rows)
     with pytest.raises(PriorsError, match="source bundle"):
         priors_command(bundle_copy, [str(history)], bundle_copy)
+
+
+def test_priors_and_adapt_are_commands(tmp_path, trained_bundle_dir):
+    from typer.testing import CliRunner
+
+    from training.cli import app
+
+    rows = [r for r in make_rows(n_per_label=12, seed=3) if "reason2" in r]
+    history = write_jsonl(tmp_path / "h.jsonl", rows)
+    result = CliRunner().invoke(app, ["priors", "--model", str(trained_bundle_dir), "--data", str(history),
+                                      "--out", str(tmp_path / "p")])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["thresholds_refitted"] == ["reason2"]
+    assert CliRunner().invoke(app, ["adapt", "--help"]).exit_code == 0
