@@ -98,7 +98,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", type=Path, default=Settings().model_dir)
     parser.add_argument("--host", default=Settings().host)
     parser.add_argument("--port", type=int, default=Settings().port)
-    parser.add_argument("--workers", type=int, default=0, help="server processes (0: one per CPU core)")
+    parser.add_argument("--workers", type=int, default=int(os.environ.get("PODSKAZKA_WORKERS") or 0),
+                        help="server processes (0: one per CPU core; default PODSKAZKA_WORKERS)")
     parser.add_argument("--insecure-local", action="store_true", help="no API keys; loopback hosts only")
     parser.add_argument("--log-format", choices=["auto", "json", "text"], default=None,
                         help="log lines as JSON or text (default PODSKAZKA_LOG_FORMAT, else auto: text on a terminal)")

@@ -70,16 +70,32 @@ def test_packaging_dependencies_are_bounded_and_torch_pinned():
 
 def test_packaging_dockerfile_serves_without_training():
     text = (ROOT / "Dockerfile").read_text()
-    copies = re.findall(r"^COPY\s+(\S+)\s+\S+", text, flags=re.M)
+    # every source of every COPY from the build context (COPY --from=build copies between stages)
+    copies = [source for line in re.findall(r"^COPY\s+(?!--from)(.+)$", text, flags=re.M)
+              for source in line.split()[:-1]]
     assert copies, "no COPY lines"
+    ignored_ctx = (ROOT / ".dockerignore").read_text().split()
     for source in copies:
-        assert not source.startswith("training"), "the serving image must not carry training/"
-        if not source.startswith("models/"):  # the bundle is built by `make model` before docker build
-            assert (ROOT / source.rstrip("/")).exists(), f"COPY {source}: no such path"
+        assert not source.startswith(("training", "models")), "the serving image carries no training/ and no bundle"
+        assert (ROOT / source.rstrip("/")).exists(), f"COPY {source}: no such path"
+        assert source.rstrip("/") not in ignored_ctx, f"COPY {source}: excluded by .dockerignore"
+    # the C featurizer is compiled in a build stage (gcc) and the build fails without it
+    assert re.search(r"^FROM\s+\S+\s+AS\s+build", text, flags=re.M | re.I) and "gcc" in text
+    assert "_ngrams" in text and "COPY --from=build" in text
+    assert "torch" not in (ROOT / "docker" / "requirements-serve.txt").read_text()
     assert re.search(r"^USER\s+(?!root)\S+", text, flags=re.M), "the image must run as a non-root user"
     assert "HEALTHCHECK" in text and "/readyz" in text
     assert re.search(r"^EXPOSE\s+8000", text, flags=re.M)
     cmd = re.search(r"^CMD\s+(.+)$", text, flags=re.M).group(1)
     assert '"serve"' in cmd and "training" not in cmd
+    assert "/models" in cmd  # a bundle or a registry mounted there
     ignored = (ROOT / ".dockerignore").read_text().split()
-    assert "training" in ignored and ".venv" in ignored and "models" not in ignored
+    assert {"training", ".venv", "models", "var", "**/*.so"} <= set(ignored)
+
+
+def test_packaging_image_serves_hybrid_bundles():
+    """The image installs the `embeddings` extra (hybrid bundles: encoders inside their packages)."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    serve = _requirement_names((ROOT / "docker" / "requirements-serve.txt").read_text().splitlines())
+    assert _requirement_names(project["optional-dependencies"]["embeddings"]) <= serve
+    assert {"orjson", "prometheus_client", "uvicorn"} <= serve  # imported through fastapi / by name
