@@ -21,7 +21,7 @@ install: $(STAMP)
 
 # The default bundle is rebuilt when the corpus, the taxonomy or the config change.
 $(MODEL)/manifest.json: $(STAMP) $(wildcard $(CORPUS)/*.jsonl) datasets/taxonomy.yaml $(CONFIG)
-	$(BIN)/podskazka train --data $(CORPUS) --out $(MODEL) --config $(CONFIG)
+	$(BIN)/podskazka train --data $(CORPUS) --out $(MODEL) --config $(CONFIG) --force
 
 model: $(MODEL)/manifest.json
 
