@@ -29,6 +29,7 @@ model_version_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("
 REQUEST_ID_HEADER = b"x-request-id"
 _SAFE_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,64}$")
 access_log = logging.getLogger("podskazka.access")
+QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})  # probes and scrapes: logged only when they fail
 
 # the record attributes a formatter adds to its JSON line when a log call passes them in ``extra``
 EXTRA_FIELDS = ("route", "method", "status", "duration_ms", "model_version", "event", "bundle", "error")
@@ -183,7 +184,8 @@ class RequestContext:
             route = getattr(scope.get("route"), "path", None) or "unmatched"
             method = scope.get("method", "GET")
             metrics.observe_request(route, method, status, duration)
-            if self.log_requests and access_log.isEnabledFor(logging.INFO):
+            if self.log_requests and (route not in QUIET_ROUTES or status >= 400) and \
+                    access_log.isEnabledFor(logging.INFO):
                 route_var.set(route)
                 access_log.info("%s %s %d", method, route, status, extra={
                     "method": method, "status": status, "duration_ms": round(duration * 1000, 2)})

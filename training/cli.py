@@ -193,7 +193,8 @@ def serve(
                                help="bundle folder, or a registry folder (serves its ACTIVE bundle, reloads on change)"),
     host: str = typer.Option("127.0.0.1", "--host"),
     port: int = typer.Option(8000, "--port"),
-    workers: int = typer.Option(0, "--workers", help="server processes; 0 (default): one per CPU core"),
+    workers: int = typer.Option(0, "--workers", envvar="PODSKAZKA_WORKERS",
+                                help="server processes; 0 (default): one per CPU core"),
     insecure_local: bool = typer.Option(False, "--insecure-local", help="no API keys; refuses non-loopback hosts"),
     log_format: Optional[str] = typer.Option(None, "--log-format",
                                              help="json, text or auto (default: PODSKAZKA_LOG_FORMAT, else auto: "
