@@ -1,28 +1,107 @@
 // The operator page: paste a conversation or replay a sample call, show the suggestions, send feedback.
 
-import { ApiError, LiveSession, apiKey, getJson, postFeedback, setApiKey, suggest } from "./api.js";
-import { el, keepingFocus, renderDomains, renderMacros, renderNotices, renderTasks } from "./render.js";
+import { ApiError, LiveLink, apiKey, getJson, postFeedback, russianError, setApiKey, suggest } from "./api.js";
+import {
+  contradictions, el, keepingFocus, macroClaims, noContent, renderDomains, renderMacros, renderNotices, renderTasks,
+  shortcutTask, taskState,
+} from "./render.js";
 
 const $ = (id) => document.getElementById(id);
 const ROLE_NAMES = { client: "Клиент", operator: "Оператор", bot: "Бот" };
 const ROLE_ALIASES = {
-  client: "client", "клиент": "client", customer: "client", "абонент": "client",
-  operator: "operator", "оператор": "operator", agent: "operator", "сотрудник": "operator",
-  bot: "bot", "бот": "bot",
+  client: "client", "клиент": "client", customer: "client", "абонент": "client", "покупатель": "client",
+  user: "client", "пользователь": "client",
+  operator: "operator", "оператор": "operator", agent: "operator", "сотрудник": "operator", "специалист": "operator",
+  "консультант": "operator", support: "operator", "поддержка": "operator",
+  bot: "bot", "бот": "bot", "робот": "bot", system: "bot", "система": "bot",
 };
 
 const PAGE_SESSION = Math.random().toString(36).slice(2, 8);
 
+// Macros keep their places: a macro that leaves the server's top list stays until a newcomer has
+// been in that list for UPDATES updates in a row (or leads it by JUMP); a shown macro moves up only when
+// it leads the one above by MARGIN for UPDATES updates in a row (or by JUMP, or the one above
+// contradicts the decision). While the pointer or the focus is on the macros nothing moves at all.
+class MacroOrder {
+  constructor({ margin = 0.05, updates = 3, jump = 0.3 } = {}) {
+    Object.assign(this, { margin, updates, jump });
+    this.reset();
+  }
+
+  reset() {
+    this.shown = [];
+    this.cache = new Map();
+    this.streak = new Map();
+    this.challenger = null;
+    this.count = 0;
+    this.frozen = false;
+  }
+
+  update(macros, contradicts) {
+    const incoming = new Map(macros.map((m) => [m.id, m]));
+    for (const id of [...this.streak.keys()]) if (!incoming.has(id)) this.streak.delete(id);
+    for (const m of macros) {
+      this.cache.set(m.id, m);
+      this.streak.set(m.id, (this.streak.get(m.id) || 0) + 1);
+    }
+    const get = (id) => incoming.get(id) || this.cache.get(id);
+    if (this.frozen && this.shown.length) return this.shown.map(get);
+    const bad = (id) => (id in contradicts ? 1 : 0);
+    const conf = (id) => Number(get(id).confidence) || 0;
+    const position = new Map(macros.map((m, i) => [m.id, i]));
+    const rank = (a, b) => bad(a) - bad(b) || conf(b) - conf(a) || (position.get(a) ?? 99) - (position.get(b) ?? 99);
+    // who is shown: the same macros, a gone one replaced only by a newcomer that has settled
+    const newcomers = macros.map((m) => m.id).filter((id) => !this.shown.includes(id)).sort(rank);
+    let kept = this.shown.map((id) => {
+      if (incoming.has(id)) return id;
+      const at = newcomers.findIndex((n) => this.streak.get(n) >= this.updates || conf(n) - conf(id) >= this.jump);
+      return at >= 0 ? newcomers.splice(at, 1)[0] : id;
+    });
+    while (kept.length < Math.max(macros.length, this.shown.length) && newcomers.length) kept.push(newcomers.shift());
+    // in which order: a move needs a settled lead
+    const desired = kept.slice().sort(rank);
+    const at = kept.findIndex((id, i) => id !== desired[i]);
+    if (at < 0) {
+      this.challenger = null;
+      this.count = 0;
+    } else {
+      const lead = bad(kept[at]) > bad(desired[at]) ? Infinity : conf(desired[at]) - conf(kept[at]);
+      const key = `${at}:${desired[at]}`;
+      let adopt = lead >= this.jump;
+      if (!adopt && lead >= this.margin) {
+        this.count = this.challenger === key ? this.count + 1 : 1;
+        this.challenger = key;
+        adopt = this.count >= this.updates;
+      } else if (!adopt) {
+        this.challenger = null;
+        this.count = 0;
+      }
+      if (adopt) {
+        kept = desired;
+        this.challenger = null;
+        this.count = 0;
+      }
+    }
+    this.shown = kept;
+    return kept.map(get);
+  }
+}
+
 const state = {
   taxonomy: null,
+  claims: {},
   samples: [],
   interactionId: null,
   channel: "chat",
   clientId: null,
   turns: [], // the final turns so far (sent with feedback so an export can use them)
   result: null,
+  shownMacros: [],
+  contradicts: {},
+  lastUpdate: null,
   feedback: new Map(), // "task:reason2" | "macro:M01" -> {accepted, chosen, message, failed, correcting, choice}
-  replay: null, // {cancelled, live}
+  replay: null, // {cancelled, link}
+  macroOrder: new MacroOrder(),
 };
 
 function newInteraction(prefix, channel, clientId = null) {
@@ -32,17 +111,19 @@ function newInteraction(prefix, channel, clientId = null) {
   state.clientId = clientId;
   state.turns = [];
   state.result = null;
+  state.lastUpdate = null;
   state.feedback = new Map();
-  // nothing of the previous conversation stays on screen
-  $("notices").replaceChildren();
-  $("domains").replaceChildren();
-  $("tasks").replaceChildren(el("p", { class: "muted empty", text: "Жду подсказки…" }));
-  $("macros").replaceChildren(el("p", { class: "muted empty", text: "Нет шаблонов." }));
+  state.macroOrder.reset();
+  state.shownMacros = [];
+  state.contradicts = {};
+  $("suggestions").classList.remove("stale");
+  renderAll(); // nothing of the previous conversation stays on screen; the cards keep their places
 }
 
 function setStatus(message, kind = "") {
   const status = $("status");
   status.textContent = message;
+  status.title = message;
   status.className = `status ${kind}`;
 }
 
@@ -50,13 +131,40 @@ function setTransport(text) {
   $("transport").textContent = text;
 }
 
-// "client: ..." lines -> turns; a line without a role continues the previous turn.
-function parseConversation(text) {
+const clock = (date) => date.toLocaleTimeString("ru-RU", { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+
+// The connection as the operator sees it: a pill that stays until the state changes; offline marks
+// the suggestions stale (greyed, with the time of the last update).
+function setConnection(kind, text) {
+  const pill = $("connection");
+  pill.dataset.state = kind;
+  $("connection-text").textContent = text;
+  pill.title = text;
+  $("suggestions").classList.toggle("stale", kind === "offline" || kind === "failed");
+}
+
+function lastUpdateText() {
+  return state.lastUpdate ? `последнее обновление в ${clock(state.lastUpdate)}` : "подсказок ещё не было";
+}
+
+// --- parsing a pasted conversation ----------------------------------------------------------
+
+// «[12:01]», «12:01:33», «(12:01)», «2024-05-01 12:01:33», «01.05.2024, 12:01» — what CRMs put before a turn.
+const TIME = String.raw`(?:\d{1,4}[.\-/]\d{1,2}[.\-/]\d{1,4},?\s*)?\d{1,2}:\d{2}(?::\d{2})?(?:\s*[AaPp][Mm])?`;
+const LEADING_TIME = new RegExp(String.raw`^(?:[\[(]\s*${TIME}\s*[\])]|${TIME})\s*(?:[-–—|:]\s+)?`);
+const ROLE_LINE = new RegExp(String.raw`^([A-Za-zА-Яа-яЁё]+)` + // the role
+  String.raw`(?:\s*[\[(][^\])]{0,40}[\])]|\s+${TIME}|\s+[А-ЯЁA-Z][A-Za-zА-Яа-яЁё.-]{0,30}){0,2}` + // «(12:01)», «[Анна]», «Анна»
+  String.raw`\s*[:>]\s*(.*)$`);
+
+// Lines -> turns; a line without a role continues the previous turn.
+export function parseConversation(text) {
   const turns = [];
   for (const raw of text.split(/\r?\n/)) {
-    const line = raw.trim();
+    let line = raw.trim();
     if (!line) continue;
-    const match = line.match(/^([A-Za-zА-Яа-яЁё]+)\s*[:>]\s*(.*)$/);
+    line = line.replace(LEADING_TIME, "").trim();
+    if (!line || new RegExp(`^${TIME}$`).test(line)) continue; // a line that is only a time stamp
+    const match = line.match(ROLE_LINE);
     const role = match ? ROLE_ALIASES[match[1].toLowerCase()] : undefined;
     if (role) {
       turns.push({ role, text: match[2] });
@@ -77,8 +185,14 @@ function transcriptItem(turn, partial) {
     el("span", { class: "text", text: turn.text }));
 }
 
+function followTranscript() {
+  const list = $("transcript");
+  list.scrollTop = list.scrollHeight; // follow the call inside the list, never jump the page
+}
+
 function showTranscript(turns) {
   $("transcript").replaceChildren(...turns.map((t) => transcriptItem(t, false)));
+  followTranscript();
 }
 
 function showPartial(index, turn, partial) {
@@ -88,36 +202,70 @@ function showPartial(index, turn, partial) {
   const item = transcriptItem(turn, partial);
   if (existing) existing.replaceWith(item);
   else list.append(item);
-  list.scrollTop = list.scrollHeight; // follow the call inside the list, never jump the page
+  followTranscript();
 }
 
 // --- suggestions ----------------------------------------------------------------------------
 
-function render(result) {
-  state.result = result;
-  if (result.model_version) $("model-version").textContent = result.model_version;
-  const ctx = { taxonomy: state.taxonomy, feedback: state.feedback, handlers };
-  keepingFocus(() => {
-    renderNotices($("notices"), result, handlers);
-    renderDomains($("domains"), result.domains);
-    renderTasks($("tasks"), result, ctx);
-    renderMacros($("macros"), result.macros, ctx);
-  });
-}
-
-function rerender() {
-  if (state.result) render(state.result);
-}
-
 // What the page suggests for a task: the live session's stable label (hysteresis), else the decided
 // label, else the top of the ranking. Always a label of the task, never a group.
 function suggestedFor(result, task) {
+  if (!result) return null;
+  const decision = (result.decisions || {})[task];
+  if (decision && decision.reason === "no_content") return null;
   const stable = (result.stable || {})[task];
   if (stable && stable.label) return stable.label;
-  const decision = (result.decisions || {})[task];
   if (decision && decision.level === "label" && decision.label) return decision.label;
   const ranked = result.predictions[task] || [];
   return ranked.length ? ranked[0].label : null;
+}
+
+// The labels the page shows as decided (a macro written for another one is demoted).
+function decidedLabels(result) {
+  const out = {};
+  for (const task of Object.keys((result && result.predictions) || {})) {
+    const view = taskState(task, result, state.taxonomy, suggestedFor(result, task));
+    if (view.kind === "label") out[task] = view.label;
+  }
+  return out;
+}
+
+function renderAll() {
+  const result = state.result;
+  const shortcut = shortcutTask(result, state.taxonomy, (task) => suggestedFor(result, task));
+  const ctx = { taxonomy: state.taxonomy, feedback: state.feedback, handlers, shortcut };
+  keepingFocus(() => {
+    renderNotices($("notices"), result, handlers);
+    renderDomains($("domains"), result);
+    renderTasks($("tasks"), result, ctx);
+    renderMacros($("macros"), state.shownMacros, {
+      ...ctx, contradicts: state.contradicts,
+      emptyText: !result ? "Шаблоны появятся по ходу разговора."
+        : noContent(result) ? "Мало данных: шаблоны появятся, когда клиент назовёт причину." : "Нет подходящих шаблонов.",
+    });
+  });
+}
+
+// A fresh result from the server.
+function render(result) {
+  state.result = result;
+  state.lastUpdate = new Date();
+  if (result.model_version) $("model-version").textContent = result.model_version;
+  if (noContent(result)) {
+    state.macroOrder.reset(); // before the client has spoken, no macro is suggested
+    state.shownMacros = [];
+    state.contradicts = {};
+  } else {
+    const macros = result.macros || [];
+    state.contradicts = contradictions(macros, state.claims, decidedLabels(result));
+    state.shownMacros = state.macroOrder.update(macros, state.contradicts);
+  }
+  $("suggestions").classList.remove("stale");
+  renderAll();
+}
+
+function rerender() {
+  renderAll();
 }
 
 function labelFeedback(task, suggested, chosen, accepted) {
@@ -130,8 +278,20 @@ function labelFeedback(task, suggested, chosen, accepted) {
   };
 }
 
+function feedbackDone(body) {
+  if (body.macro_id) return body.accepted ? "Подходит, спасибо" : "Не подходит, учтено";
+  if (body.accepted) return "Принято, спасибо";
+  return body.chosen ? `Отклонено; верная метка: «${body.chosen}»` : "Отклонено; верная метка не указана";
+}
+
 async function sendFeedback(key, body) {
   const entry = state.feedback.get(key) || {};
+  if (!body.accepted && body.chosen && body.chosen === body.suggested) {
+    Object.assign(entry, { message: "Это та же метка, что и подсказка: нажмите «Принять»", failed: true });
+    state.feedback.set(key, entry);
+    rerender();
+    return;
+  }
   Object.assign(entry, { accepted: body.accepted, chosen: body.chosen, message: "отправляю…", failed: false, correcting: false });
   state.feedback.set(key, entry);
   rerender();
@@ -140,11 +300,11 @@ async function sendFeedback(key, body) {
       interaction_id: state.interactionId, model_version: state.result.model_version, channel: state.channel,
       client_id: state.clientId || undefined, turns: state.turns.length ? state.turns : undefined, ...body,
     });
-    entry.message = body.accepted ? "Принято, спасибо" : "Отклонено, учтено";
+    entry.message = feedbackDone(body);
     setStatus("Отзыв сохранён.", "ok");
   } catch (err) {
     entry.failed = true;
-    entry.message = err instanceof ApiError && err.status === 404 ? "отзывы не принимаются этим сервером" : `не сохранено: ${err.message}`;
+    entry.message = `не сохранено: ${err.message}`;
     setStatus(`Отзыв не сохранён: ${err.message}`, "error");
   }
   rerender();
@@ -168,6 +328,7 @@ async function copyText(text) {
 const handlers = {
   onAccept(task) {
     const suggested = suggestedFor(state.result, task);
+    if (!suggested) return;
     sendFeedback(`task:${task}`, labelFeedback(task, suggested, suggested, true));
   },
   onStartReject(task) {
@@ -184,7 +345,7 @@ const handlers = {
     if (reject) reject.focus(); // the correction form is gone: keep the keyboard where it was
   },
   onMacroFeedback(macro, accepted) {
-    const place = (state.result.macros || []).findIndex((m) => m.id === macro.id);
+    const place = state.shownMacros.findIndex((m) => m.id === macro.id);
     sendFeedback(`macro:${macro.id}`, {
       macro_id: macro.id, suggested: macro.id, chosen: accepted ? macro.id : null, accepted,
       confidence: macro.confidence, rank: place >= 0 ? place + 1 : undefined,
@@ -196,6 +357,35 @@ const handlers = {
   },
   suggestedFor: (task) => suggestedFor(state.result, task),
 };
+
+// --- keyboard shortcuts: A accept, R reject, C copy the top macro (never while typing) -----------
+
+function onShortcut(event) {
+  if (event.defaultPrevented || event.ctrlKey || event.metaKey || event.altKey || event.isComposing || event.repeat) return;
+  const target = event.target;
+  if (target instanceof Element && target.closest("input, textarea, select, [contenteditable=''], [contenteditable='true']")) return;
+  const action = { KeyA: "accept", KeyR: "reject", KeyC: "copy" }[event.code];
+  if (!action || !state.result) return;
+  event.preventDefault();
+  if (action === "copy") {
+    const top = state.shownMacros[0];
+    if (top) handlers.onCopy(top);
+    else setStatus("Нет шаблона, который можно скопировать.", "error");
+    return;
+  }
+  const focused = document.activeElement && document.activeElement.closest ? document.activeElement.closest("article.task") : null;
+  const task = focused ? focused.dataset.task : shortcutTask(state.result, state.taxonomy, handlers.suggestedFor);
+  if (!task) {
+    setStatus("Пока нечего принимать: мало данных.", "error");
+    return;
+  }
+  if (action === "accept") {
+    if (!handlers.suggestedFor(task)) setStatus("Пока нечего принимать: мало данных.", "error");
+    else handlers.onAccept(task);
+  } else {
+    handlers.onStartReject(task);
+  }
+}
 
 // --- paste ----------------------------------------------------------------------------------
 
@@ -215,9 +405,11 @@ async function submitPaste(event) {
   setTransport("HTTP /v1/suggest");
   try {
     render(await suggest({ interaction_id: state.interactionId, channel: state.channel, turns }));
+    setConnection("http", "HTTP: ответ получен");
     setStatus(`Готово: ${turns.length} ${plural(turns.length, "реплика", "реплики", "реплик")}.`, "ok");
   } catch (err) {
-    setStatus(explain(err), "error");
+    if (err instanceof ApiError && err.status === 0) setConnection("failed", "нет связи с сервером");
+    setStatus(err.message, "error");
   }
 }
 
@@ -241,28 +433,46 @@ function finishReplay() {
 
 function stopReplay() {
   if (!state.replay) return;
-  state.replay.cancelled = true;
-  if (state.replay.live) {
-    state.replay.live.end();
-    state.replay.live.close();
+  const run = state.replay;
+  run.cancelled = true;
+  if (run.link) {
+    run.link.end();
+    run.link.close();
   }
+  if ($("connection").dataset.state !== "idle") setConnection("idle", "разговор остановлен");
   finishReplay();
 }
 
-// Opens /v1/live for the run's interaction; false when the socket cannot be had.
-async function connectLive(run) {
-  const interactionId = run.interactionId;
-  const live = new LiveSession({
-    onSuggestions: (message) => { if (state.interactionId === interactionId) render(message); },
-    onError: (message) => setStatus(`Ошибка сервиса: ${message}`, "error"),
-    onClose: () => { if (state.replay === run) setTransport("WebSocket прерван, переподключаюсь…"); },
-  });
-  const start = { interaction_id: interactionId, channel: run.sample.channel, client_id: run.clientId };
-  // a resume needs the token the dropped socket's "started" gave (and the same key)
-  if (run.live && run.live.resumeToken) start.resume_token = run.live.resumeToken;
-  const opened = await live.open(start);
-  run.live = opened ? live : null;
-  return opened;
+const FAILED = {
+  unauthorized: "Ключ API не подошёл: введите верный ключ вверху страницы.",
+  forbidden: "У этого ключа API нет роли оператора.",
+  origin: "Сервер не принимает соединения с этой страницы (Origin).",
+  taken_over: "Этот разговор открыт в другой вкладке: здесь подсказки больше не обновляются.",
+};
+
+function onLinkState(run, info) {
+  if (state.replay !== run || run.cancelled) return;
+  if (info.state === "online") {
+    setConnection("online", "на связи");
+    if (info.resumed) {
+      setTransport("WebSocket /v1/live (переподключено)");
+      setStatus("Связь восстановлена: подсказки обновляются.", "ok");
+    }
+  } else if (info.state === "offline") {
+    const wait = Math.max(1, Math.round((info.delayMs || 0) / 1000));
+    setConnection("offline", `нет связи · переподключаюсь (попытка ${info.attempt}) · ${lastUpdateText()}`);
+    setStatus(`Нет связи с сервером: подсказки устарели (${lastUpdateText()}). Переподключаюсь через ${wait} с…`, "error");
+  } else if (info.state === "failed") {
+    setConnection("failed", "нет связи");
+    setStatus(FAILED[info.reason] || "Связь с сервером прервана.", "error");
+  } else if (info.state === "connecting") {
+    setConnection("connecting", "подключаюсь…");
+  }
+}
+
+function onServerError(code, serverMessage) {
+  if (serverMessage) console.warn(`live: ${code}: ${serverMessage}`);
+  setStatus(russianError(code), "error");
 }
 
 async function startReplay(event) {
@@ -275,46 +485,57 @@ async function startReplay(event) {
   // the first while that one is open) and new on every page load
   const clientId = `${sample.client_id}-${PAGE_SESSION}`;
   newInteraction(`demo-${sample.id}`, sample.channel, clientId);
-  const run = { cancelled: false, live: null, sample, clientId, interactionId: state.interactionId, reconnected: false };
+  const interactionId = state.interactionId;
+  const run = { cancelled: false, link: null, sample, clientId, interactionId, httpFailed: false };
   state.replay = run;
   $("replay-button").disabled = true;
   $("stop-button").disabled = false;
   $("transcript").replaceChildren();
   $("transcript").setAttribute("aria-busy", "true"); // partial hypotheses are not read out one by one
   setStatus("Подключаюсь…");
-  const opened = await connectLive(run);
+  const link = new LiveLink({
+    start: { interaction_id: interactionId, channel: sample.channel, client_id: clientId },
+    onSuggestions: (message) => { if (state.interactionId === interactionId && !run.cancelled) render(message); },
+    onError: onServerError,
+    onState: (info) => onLinkState(run, info),
+  });
+  run.link = link;
+  const opened = await link.connect();
   if (run.cancelled) return;
+  if (!opened) {
+    link.close();
+    run.link = null;
+    setConnection("http", "HTTP (WebSocket недоступен)");
+  }
   setTransport(opened ? "WebSocket /v1/live" : "HTTP /v1/suggest (WebSocket недоступен)");
   setStatus("Идёт разговор…");
   await playTurns(run, speed);
   if (run.cancelled) return;
-  if (run.live) {
-    const live = run.live;
-    await live.answered(sample.turns.length - 1, 10000); // the last turn's suggestions first
-    if (run.cancelled) return;
-    live.end(); // the server answers {"type": "ended"} and closes
-    setTimeout(() => live.close(), 2000);
-  }
-  setStatus("Разговор завершён.", "ok");
-  finishReplay();
-}
-
-// A dropped socket is resumed once: `start` with the same interaction_id, then the final turns
-// again (a repeated final of the same seq is harmless). If that fails too, HTTP takes over.
-async function sendLive(run, seq, turn, final) {
-  if (!run.live) return false;
-  if (run.live.sendTurn(seq, turn.role, turn.text, final)) return true;
-  if (!run.reconnected) {
-    run.reconnected = true;
-    if (await connectLive(run)) {
-      state.turns.forEach((t, i) => run.live.sendTurn(i, t.role, t.text, true));
-      setTransport("WebSocket /v1/live (переподключено)");
-      return final || run.live.sendTurn(seq, turn.role, turn.text, final);
+  const last = sample.turns.length - 1;
+  let done = true;
+  if (run.link) {
+    // the last turn's suggestions first; while the server is away the page waits (and says so)
+    done = false;
+    while (!run.cancelled && run.link.state !== "failed") {
+      if (await run.link.answered(last, 1000)) {
+        done = true;
+        break;
+      }
     }
+    if (run.cancelled) return;
+    const finished = run.link;
+    finished.end(); // the server answers {"type": "ended"} and closes
+    setTimeout(() => finished.close(), 2000);
+    if (done) setConnection("idle", "разговор завершён");
+  } else {
+    for (let attempt = 0; run.httpFailed && !run.cancelled; attempt += 1) {
+      await sleep(Math.min(5000, 500 * 2 ** attempt));
+      if (!run.cancelled) await suggestOverHttp(run);
+    }
+    if (run.cancelled) return;
   }
-  run.live = null;
-  setTransport("HTTP /v1/suggest (WebSocket прерван)");
-  return false;
+  if (done) setStatus("Разговор завершён.", "ok");
+  finishReplay();
 }
 
 // Calls arrive as speech recognition gives them: partial hypotheses a few words at a time, then
@@ -329,14 +550,15 @@ async function playTurns(run, speed) {
       for (let n = 3; n < words.length; n += 3) {
         const partial = { role: turn.role, text: words.slice(0, n).join(" ") };
         showPartial(seq, partial, true);
-        await sendLive(run, seq, partial, false);
+        if (run.link) run.link.send(seq, partial.role, partial.text, false);
         await sleep(450 / speed);
         if (run.cancelled) return;
       }
     }
     showPartial(seq, turn, false);
     state.turns.push({ role: turn.role, text: turn.text });
-    if (!(await sendLive(run, seq, turn, true))) await suggestOverHttp(run);
+    if (run.link) run.link.send(seq, turn.role, turn.text, true); // kept and sent again after a drop
+    else await suggestOverHttp(run);
   }
 }
 
@@ -346,19 +568,25 @@ async function suggestOverHttp(run) {
     const result = await suggest({
       interaction_id: interactionId, channel: run.sample.channel, client_id: run.clientId, turns: state.turns.slice(),
     });
-    if (state.interactionId === interactionId && !run.cancelled) render(result);
+    if (state.interactionId === interactionId && !run.cancelled) {
+      render(result);
+      if (run.httpFailed) setStatus("Связь восстановлена: подсказки обновляются.", "ok");
+      run.httpFailed = false;
+      setConnection("http", "на связи (HTTP)");
+    }
   } catch (err) {
-    setStatus(`Ошибка: ${err.message}`, "error");
+    if (run.cancelled) return;
+    run.httpFailed = true;
+    if (err instanceof ApiError && (err.status === 0 || err.status >= 500)) {
+      setConnection("offline", `нет связи · ${lastUpdateText()}`);
+      setStatus(`Нет связи с сервером: подсказки устарели (${lastUpdateText()}). Повторю запрос…`, "error");
+    } else {
+      setStatus(err.message, "error");
+    }
   }
 }
 
 // --- start-up -------------------------------------------------------------------------------
-
-const NEED_KEY = "Нужен ключ API: введите его вверху страницы (make serve печатает, где лежит ключ разработчика).";
-
-function explain(err) {
-  return err instanceof ApiError && err.status === 401 ? NEED_KEY : `Ошибка: ${err.message}`;
-}
 
 function saveKey(event) {
   event.preventDefault();
@@ -377,10 +605,12 @@ async function loadMeta() {
   }
   try {
     state.taxonomy = await getJson("/v1/taxonomy");
+    state.claims = macroClaims(state.taxonomy);
   } catch (err) {
     state.taxonomy = null;
+    state.claims = {};
     if (err instanceof ApiError && err.status === 401) {
-      setStatus(NEED_KEY, "error");
+      setStatus(err.message, "error");
       $("api-key").focus();
     }
   }
@@ -391,6 +621,7 @@ async function loadMeta() {
   }
   $("sample").replaceChildren(...state.samples.map((s) => el("option", { value: s.id, text: s.title })));
   $("replay-button").disabled = !state.samples.length;
+  renderAll();
   document.body.dataset.ready = "true";
 }
 
@@ -406,6 +637,15 @@ function init() {
   $("conversation").addEventListener("keydown", (event) => {
     if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) $("paste-form").requestSubmit();
   });
+  document.addEventListener("keydown", onShortcut);
+  // nothing moves under the pointer (or the keyboard) while the operator is on the macros
+  const macros = document.querySelector(".macros-region");
+  const freeze = () => { state.macroOrder.frozen = macros.matches(":hover") || macros.contains(document.activeElement); };
+  for (const name of ["pointerenter", "pointerleave", "focusin", "focusout"]) {
+    macros.addEventListener(name, () => setTimeout(freeze, 0));
+  }
+  macros.addEventListener("pointerenter", () => { state.macroOrder.frozen = true; });
+  renderAll();
   loadMeta();
 }
 

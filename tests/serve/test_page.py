@@ -7,10 +7,17 @@ artifacts/page/ (gitignored); their paths are printed.
 
 from __future__ import annotations
 
+import copy
 import json
+import os
+import re
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -22,6 +29,8 @@ try:
 except ImportError:  # the browser tests skip; the rest runs
     expect = sync_playwright = None
 
+from model.record import Interaction, Turn
+from model.taxonomy import parse_taxonomy
 from serve.main import create_app
 from serve.routes.page import STATIC_DIR
 from serve.schemas import SuggestRequest
@@ -180,7 +189,7 @@ def test_page_paste_shows_suggestions_copy_and_feedback(page, base_url):
     assert hint.locator("li[data-rule='claim']").inner_text().startswith("Претензия")
 
     # a macro: its text is copied to the clipboard on click
-    macro = page.locator("article.macro").first
+    macro = page.locator("article.macro[data-macro]").first
     macro.wait_for()
     macro.get_by_role("button", name="Копировать", exact=True).click()
     expect(page.locator("#status")).to_contain_text("скопирован")
@@ -220,14 +229,20 @@ def test_page_reject_with_correction_sends_chosen_label(page):
     card.get_by_role("button", name="✕ Отклонить").click()
     select = page.locator("#correct-topic")
     assert select.evaluate("el => el === document.activeElement")
-    select.select_option("Сроки доставки")
+    # the suggested label itself is no correction: it is not offered
+    suggested = card.locator(".ranked li.top .label-name").inner_text()
+    options = select.locator("option").evaluate_all("os => os.map((o) => o.value)")
+    assert suggested not in options
+    chosen = "Сроки доставки" if suggested != "Сроки доставки" else "Статус заказа"
+    select.select_option(chosen)
     with page.expect_response(lambda r: r.url.endswith("/v1/feedback")) as answered:
         card.get_by_role("button", name="Отправить").click()
     assert answered.value.status == 201
     body = answered.value.request.post_data_json
-    assert body == {**body, "task": "topic", "chosen": "Сроки доставки", "accepted": False}
-    assert body["suggested"] != "Сроки доставки"
-    expect(card.locator(".feedback-note")).to_have_text("Отклонено, учтено")
+    assert body == {**body, "task": "topic", "chosen": chosen, "accepted": False}
+    assert body["suggested"] == suggested != chosen
+    # the chosen label is shown after the reject
+    expect(card.locator(".feedback-note")).to_have_text(f"Отклонено; верная метка: «{chosen}»")
     assert card.locator("button.reject").get_attribute("aria-pressed") == "true"
     assert page.problems == []
 
@@ -350,30 +365,367 @@ def test_page_replay_falls_back_to_http_without_websocket(page):
     assert page.problems == []
 
 
-def test_page_task_cards_show_abstention_and_group(page):
-    result = {
-        "model_version": "m-1", "domains": [{"label": "telecom", "confidence": 0.9}, {"label": "marketplace", "confidence": 0.1}],
-        "predictions": {"reason2": [{"label": "Как подключить?", "confidence": 0.31},
-                                    {"label": "Как отключить?", "confidence": 0.3}],
-                        "topic": [{"label": "Статус заказа", "confidence": 0.5}]},
-        "decisions": {"reason2": {"label": "Услуги", "confidence": 0.61, "level": "group"},
-                      "topic": {"label": None, "confidence": 0.5, "level": None}},
-        "macros": [],
-    }
-    html = page.evaluate("""async ([result]) => {
+def _render_tasks(page, result, taxonomy=None):
+    """Render ``result`` into the task cards with the served taxonomy (or ``taxonomy``)."""
+    return page.evaluate("""async ([result, given]) => {
         const r = await import('/static/render.js');
         const box = document.getElementById('tasks');
         const headers = { authorization: `Bearer ${localStorage.getItem('podskazka.apiKey')}` };
-        const taxonomy = await (await fetch('/v1/taxonomy', { headers })).json();
+        const taxonomy = given || await (await fetch('/v1/taxonomy', { headers })).json();
         r.renderTasks(box, result, { taxonomy, feedback: new Map(),
-            handlers: { suggestedFor: (t) => result.predictions[t][0].label } });
-        return [...box.querySelectorAll('article')].map((a) => [a.dataset.task, a.className, a.textContent]);
-    }""", [result])
-    cards = {task: (cls, text) for task, cls, text in html}
-    page.locator("article[data-task='topic'] summary").click()  # unfold, for the screenshot
+            handlers: { suggestedFor: (t) => (result.predictions[t][0] || {}).label } });
+        return [...box.querySelectorAll('article')].map((a) => ({ task: a.dataset.task, state: a.dataset.state,
+            heading: a.querySelector('h4 .task-title').textContent, text: a.textContent }));
+    }""", [result, taxonomy])
+
+
+def test_page_certainty_is_one_explained_notion(page):
+    """Point 4: the word comes from the decision level (not the percentage), percentages are clamped
+    to 1–99 %, and a tooltip explains both."""
+    result = {
+        "model_version": "m-1", "domains": [],
+        "predictions": {"reason2": [{"label": "Как подключить?", "confidence": 0.52},
+                                    {"label": "Как отключить?", "confidence": 0.3}, {"label": "Другое", "confidence": 0.0}],
+                        "topic": [{"label": "Статус заказа", "confidence": 0.9998}],
+                        "resolution": [{"label": "Решено", "confidence": 0.85}]},
+        "decisions": {"reason2": {"label": "Как подключить?", "confidence": 0.52, "level": "label"},
+                      "topic": {"label": None, "confidence": 0.9998, "level": None, "reason": "other_domain"},
+                      "resolution": {"label": None, "confidence": 0.85, "level": None}},
+        "macros": [],
+    }
+    cards = {c["task"]: c for c in _render_tasks(page, result)}
+    assert cards["reason2"]["state"] == "label" and "уверенно" in cards["reason2"]["text"]
+    assert cards["topic"]["state"] == "other_domain" and "другой домен" in cards["topic"]["text"]
+    assert cards["resolution"]["state"] == "abstain" and "не уверена" in cards["resolution"]["text"]
+    text = page.locator("#tasks").inner_text().replace("\u00a0", " ")
+    assert ">99 %" in text and "<1 %" in text and "52 %" in text
+    assert not re.search(r"(?<![\d<>])(100|0) ?%", text), text
+    assert "порог" in page.locator("article[data-task='reason2'] .decision").get_attribute("title")
+    # a group decision says «вероятно» and names the group
+    result["decisions"]["reason2"] = {"label": "Услуги", "confidence": 0.61, "level": "group"}
+    cards = {c["task"]: c for c in _render_tasks(page, result)}
+    assert cards["reason2"]["state"] == "group" and "вероятно" in cards["reason2"]["text"] and "«Услуги»" in cards["reason2"]["text"]
+    percents = page.evaluate("import('/static/render.js').then((r) => [0, 0.001, 0.004, 0.005, 0.5, 0.994, 0.995, 0.9998, 1].map(r.percent))")
+    assert [p.replace("\u00a0", " ") for p in percents] == ["<1 %", "<1 %", "<1 %", "1 %", "50 %", "99 %", ">99 %", ">99 %", ">99 %"]
     _screenshot(page, "decisions.png")
-    assert "группа" in cards["reason2"][1].lower() and "Услуги · 61%" in cards["reason2"][1]
-    assert cards["reason2"][0] == "task"
-    # an abstention says so; a task of the unlikely domain is folded
-    assert cards["topic"][0] == "task off-domain"
-    assert "домен «Маркетплейс»: 10%" in cards["topic"][1] and "не уверена" in cards["topic"][1]
+    assert page.problems == []
+
+
+def test_page_macros_that_contradict_the_decided_resolution_are_marked(page):
+    """Point 4: macros whose `when`/title name another resolution than the decided one are demoted
+    and marked; which resolution a macro is for is read from the taxonomy, not from code."""
+    claims, why = page.evaluate("""async () => {
+        const r = await import('/static/render.js');
+        const headers = { authorization: `Bearer ${localStorage.getItem('podskazka.apiKey')}` };
+        const taxonomy = await (await fetch('/v1/taxonomy', { headers })).json();
+        const claims = r.macroClaims(taxonomy);
+        return [claims, r.contradictions([{ id: 'M15' }, { id: 'M16' }, { id: 'M01' }], claims, { resolution: 'Решено' })];
+    }""")
+    assert claims["M15"] == {"resolution": ["Решено"]} and claims["M16"] == {"resolution": ["Не решено"]}
+    assert claims["M18"] == {"resolution": ["Не решено - Эскалировать"]} and "M01" not in claims
+    assert set(why) == {"M16"} and "«Не решено»" in why["M16"] and "«Решено»" in why["M16"]
+    # on the page: the chat decides «Решено», the contradicting macro goes below the consistent one
+    page.route("**/v1/suggest", lambda route: route.fulfill(status=200, content_type="application/json", body=json.dumps({
+        "interaction_id": "x", "model_version": "m-1", "domains": [{"label": "marketplace", "confidence": 0.97}],
+        "predictions": {"resolution": [{"label": "Решено", "confidence": 0.62}, {"label": "Не решено", "confidence": 0.3}]},
+        "decisions": {"resolution": {"label": "Решено", "confidence": 0.62, "level": "label"}},
+        "macros": [{"id": "M16", "title": "Создано задание (Не решено)", "text": "Создано задание.", "confidence": 0.7,
+                    "filled_slots": {}, "missing_slots": []},
+                   {"id": "M15", "title": "Консультация по заказу (Решено)", "text": "Консультация.", "confidence": 0.4,
+                    "filled_slots": {}, "missing_slots": []}]})))
+    page.fill("#conversation", "client: где мой заказ")
+    page.get_by_role("button", name="Получить подсказки").click()
+    macros = page.locator("article.macro[data-macro]")
+    expect(macros).to_have_count(2)
+    assert [macros.nth(i).get_attribute("data-macro") for i in range(2)] == ["M15", "M16"]
+    assert "contradicts" in macros.nth(1).get_attribute("class")
+    assert "а решено «Решено»" in macros.nth(1).locator(".macro-note").inner_text()
+    assert page.problems == []
+
+
+def test_page_headings_come_from_the_taxonomy(page):
+    """Point 6: another taxonomy's task shows its title (or question), never the raw task name."""
+    taxonomy = {"tasks": {
+        "label_l1": {"title": "Категория", "question": "Какая категория?", "domain": "",
+                     "labels": [{"label": "A", "group": None}, {"label": "B", "group": None}]},
+        "label_l2": {"question": "Какая подкатегория?", "domain": "",
+                     "labels": [{"label": "C", "group": None}, {"label": "D", "group": None}]}}, "macros": []}
+    result = {"model_version": "m-2", "domains": [],
+              "predictions": {"label_l1": [{"label": "A", "confidence": 0.7}], "label_l2": [{"label": "C", "confidence": 0.6}]},
+              "decisions": {"label_l1": {"label": "A", "confidence": 0.7, "level": "label"},
+                            "label_l2": {"label": None, "confidence": 0.6, "level": None}}, "macros": []}
+    cards = {c["task"]: c["heading"] for c in _render_tasks(page, result, taxonomy)}
+    assert cards == {"label_l1": "Категория", "label_l2": "Какая подкатегория?"}
+    # the served taxonomy carries the titles
+    served = {c["task"]: c["heading"] for c in _render_tasks(page, {**result, "predictions": {
+        "reason2": [{"label": "Другое", "confidence": 0.5}]}, "decisions": {}})}
+    assert served == {"reason2": "Причина обращения"}
+    assert page.problems == []
+
+
+def test_taxonomy_titles_served_and_comment_rules_stay_with_their_taxonomy(client, predictor):
+    """Point 6 without a browser: GET /v1/taxonomy has the tasks' titles; the telecom comment rules
+    do not run on a model whose taxonomy is another one."""
+    tasks = client.get("/v1/taxonomy").json()["tasks"]
+    assert {name: t["title"] for name, t in tasks.items()} == {
+        "reason2": "Причина обращения", "topic": "Тема обращения", "resolution": "Резолюция"}
+    other = copy.copy(predictor)
+    other.taxonomy = parse_taxonomy({"version": 1, "tasks": {"label_l1": {"title": "Категория", "labels": ["A", "B"]}}})
+    complaint = Interaction(turns=(Turn(role="client", text="не могу войти, ничего не работает"),), channel="chat")
+    assert predictor._comment(complaint, None, {}, [{"label": "telecom", "confidence": 1.0}])["required"] is True
+    assert other._comment(complaint, None, {}, [{"label": "label_l1", "confidence": 1.0}]) is None
+
+
+def test_feedback_same_label_correction_refused(client):
+    """Point 5: a «correction» to the suggested label is refused (it would be exported as training data)."""
+    body = {"interaction_id": "same-1", "model_version": "m", "task": "topic", "suggested": "Статус заказа",
+            "chosen": "Статус заказа", "accepted": False}
+    r = client.post("/v1/feedback", json=body)
+    assert r.status_code == 422 and r.json()["error"]["code"] == "same_label"
+    assert "совпадает с подсказкой" in r.json()["error"]["message"]
+    macro = {"interaction_id": "same-1", "model_version": "m", "macro_id": "M01", "chosen": "M01", "accepted": False}
+    assert client.post("/v1/feedback", json=macro).json()["error"]["code"] == "same_label"
+    assert client.post("/v1/feedback", json={**body, "accepted": True}).status_code == 201
+    assert client.post("/v1/feedback", json={**body, "chosen": "Сроки доставки"}).status_code == 201
+
+
+# --- the page as an operator sees it: layout, no-content state, keys, paste, errors, a dead server ---
+
+CLS_OBSERVER = """() => { window.__cls = 0; window.__shifts = [];
+  new PerformanceObserver((list) => { for (const e of list.getEntries()) { if (!e.hadRecentInput) {
+    window.__cls += e.value; window.__shifts.push([e.value, (e.sources || []).map((s) => s.node && (s.node.id || s.node.className))]); } } })
+    .observe({ type: 'layout-shift', buffered: false });
+  window.__orders = [];
+  const macros = document.getElementById('macros');
+  const record = () => { const ids = [...macros.querySelectorAll('article.macro[data-macro]')].map((a) => a.dataset.macro).join(',');
+    if (ids && window.__orders[window.__orders.length - 1] !== ids) window.__orders.push(ids); };
+  new MutationObserver(record).observe(macros, { childList: true });
+}"""
+
+IN_VIEW = """() => { const inView = (el) => { if (!el) return false; const r = el.getBoundingClientRect();
+    return r.height > 0 && r.top >= 0 && r.bottom <= innerHeight && r.left >= 0 && r.right <= innerWidth; };
+  const turns = document.querySelectorAll('#transcript .turn'); const list = document.getElementById('transcript');
+  const last = turns[turns.length - 1]; const box = list.getBoundingClientRect();
+  const inList = last && last.getBoundingClientRect().bottom <= box.bottom + 1 && last.getBoundingClientRect().top >= box.top - 1;
+  return { lastTurn: inView(last) && inList, topMacro: inView(document.querySelector('article.macro[data-macro]')),
+           scrolled: scrollY, turns: turns.length }; }"""
+
+
+def test_page_replay_layout_is_stable_in_view_and_macros_steady(page):
+    """Point 3 (and 4): at 1280×720 a replayed call shifts the layout by CLS ≤ 0.1, the latest turn and
+    the top macro are on screen without scrolling, the macro order is steady, no «100 %» or «0 %»."""
+    page.set_viewport_size({"width": 1280, "height": 720})
+    page.evaluate(CLS_OBSERVER)
+    page.select_option("#sample", "call-spisanie")
+    page.select_option("#speed", "10")
+    page.get_by_role("button", name="▶ Воспроизвести").click()
+    page.wait_for_function("() => document.querySelectorAll('#transcript .turn').length >= 6", timeout=30_000)
+    page.locator("article.macro[data-macro]").first.wait_for()
+    middle = page.evaluate(IN_VIEW)
+    expect(page.locator("#status")).to_contain_text("завершён", timeout=60_000)
+    end = page.evaluate(IN_VIEW)
+    cls, shifts, orders = page.evaluate("[window.__cls, window.__shifts, window.__orders]")
+    print(f"CLS over the call at 1280x720: {cls:.4f}; macro orders: {orders}")
+    assert cls <= 0.1, shifts
+    assert middle["lastTurn"] and middle["topMacro"] and middle["scrolled"] == 0, middle
+    assert end["lastTurn"] and end["topMacro"] and end["scrolled"] == 0, end
+    assert len(orders) <= 4, orders  # was nine orders in a ten-second call
+    text = page.locator("body").inner_text().replace("\u00a0", " ")
+    assert not re.search(r"(?<![\d<>])(100|0) ?%", text)
+    _screenshot(page, "layout-1280x720.png")
+    assert page.problems == []
+
+
+def test_page_macros_do_not_move_under_the_pointer(page):
+    """Point 3: while the pointer is on the macros, no macro changes place however the ranking moves."""
+    page.set_viewport_size({"width": 1280, "height": 720})
+    page.evaluate(CLS_OBSERVER)
+    page.select_option("#sample", "call-internet")
+    page.select_option("#speed", "10")
+    page.get_by_role("button", name="▶ Воспроизвести").click()
+    top = page.locator("article.macro[data-macro]").first
+    top.wait_for(timeout=30_000)
+    top.locator(".copy-area").hover()
+    page.evaluate("window.__orders = []")
+    expect(page.locator("#status")).to_contain_text("завершён", timeout=60_000)
+    assert len(page.evaluate("window.__orders")) <= 1
+    assert page.problems == []
+
+
+def test_page_shows_too_little_data_before_the_client_speaks(page):
+    """Point 1: a greeting-only conversation gets «мало данных», no decided label, no percentages, no macros."""
+    page.fill("#conversation", "оператор: Билайн, добрый день, меня зовут Анна\nклиент: алло, здравствуйте")
+    page.get_by_role("button", name="Получить подсказки").click()
+    cards = page.locator("article.task")
+    expect(cards.first).to_have_attribute("data-state", "no_content")
+    assert cards.count() == 3
+    for i in range(cards.count()):
+        card = cards.nth(i)
+        assert card.get_attribute("data-state") == "no_content"
+        assert "мало данных" in card.locator(".decision").inner_text().lower()
+        assert "клиент ещё не назвал причину" in card.locator(".decision").inner_text()
+        assert card.locator(".pct").all_inner_texts() == ["", "", ""]
+        assert card.locator("button.accept").is_disabled()
+    assert page.locator("article.macro[data-macro]").count() == 0
+    expect(page.locator("#macros")).to_contain_text("Мало данных")
+    _screenshot(page, "no-content.png")
+    # the client names the reason: the cards decide
+    page.fill("#conversation", PASTED)
+    page.get_by_role("button", name="Получить подсказки").click()
+    expect(page.locator("article[data-task='reason2']")).not_to_have_attribute("data-state", "no_content")
+    assert page.problems == []
+
+
+def test_page_keyboard_shortcuts(page):
+    """Point 5: A accepts, R opens the correction, C copies the top macro; shown in the page; not while typing."""
+    page.fill("#conversation", PASTED)
+    page.get_by_role("button", name="Получить подсказки").click()
+    page.locator("article.macro[data-macro]").first.wait_for()
+    expect(page.locator("#shortcuts")).to_contain_text("A")
+    target = page.locator("article.task.kbd-target")
+    expect(target).to_have_count(1)
+    assert target.locator("button.accept").get_attribute("aria-keyshortcuts") == "A"
+    assert page.locator("article.macro[data-macro]").first.locator("button.copy kbd").inner_text() == "C"
+    task = target.get_attribute("data-task")
+    # typing in the text field fires nothing
+    sent = []
+    page.on("request", lambda r: r.url.endswith("/v1/feedback") and sent.append(r))
+    page.focus("#conversation")
+    page.keyboard.press("a")
+    page.keyboard.press("r")
+    page.wait_for_timeout(200)
+    assert sent == [] and page.locator(f"#correct-{task}").count() == 0
+    page.locator("#suggestions").focus()
+    with page.expect_request(lambda r: r.url.endswith("/v1/feedback")) as accepted:
+        page.keyboard.press("a")
+    assert accepted.value.post_data_json["task"] == task and accepted.value.post_data_json["accepted"] is True
+    expect(target.locator(".feedback-note")).to_have_text("Принято, спасибо")
+    page.locator("#suggestions").focus()
+    page.keyboard.press("c")
+    expect(page.locator("#status")).to_contain_text("скопирован")
+    assert page.evaluate("navigator.clipboard.readText()") == page.locator("article.macro[data-macro] .macro-text").first.inner_text()
+    page.locator("#suggestions").focus()
+    page.keyboard.press("r")
+    assert page.locator(f"#correct-{task}").evaluate("el => el === document.activeElement")
+    assert page.problems == []
+
+
+def test_page_parses_a_timestamped_crm_paste(page):
+    """Point 5: CRM lines with times and names are turns, not one client turn."""
+    page.fill("#conversation", "\n".join([
+        "[12:01] Клиент: здравствуйте, где мой заказ",
+        "12:01:33 Оператор: сейчас посмотрю",
+        "(12:02) Оператор Анна: заказ в пути",
+        "2024-05-01 12:03:10 Покупатель: а когда привезут?",
+        "уже неделю жду",
+        "Оператор [12:04]: завтра до 18:00",
+    ]))
+    page.get_by_role("button", name="Получить подсказки").click()
+    turns = page.locator("#transcript .turn")
+    expect(turns).to_have_count(5)
+    roles = [turns.nth(i).locator(".role").inner_text() for i in range(5)]
+    assert roles == ["Клиент", "Оператор", "Оператор", "Клиент", "Оператор"]
+    texts = [turns.nth(i).locator(".text").inner_text() for i in range(5)]
+    assert texts[0] == "здравствуйте, где мой заказ" and texts[2] == "заказ в пути"
+    assert texts[3] == "а когда привезут?\nуже неделю жду" and texts[4] == "завтра до 18:00"
+    assert page.problems == []
+
+
+def test_page_errors_are_in_russian(page):
+    """Point 5: the server's English messages never reach the operator; codes map to Russian text."""
+    page.route("**/v1/suggest", lambda route: route.fulfill(status=422, content_type="application/json", body=json.dumps(
+        {"error": {"code": "invalid_request", "message": "the request is invalid: turns: field required", "details": []}})))
+    page.fill("#conversation", "client: где мой заказ")
+    page.get_by_role("button", name="Получить подсказки").click()
+    expect(page.locator("#status")).to_have_class(re.compile("error"))
+    status = page.locator("#status").inner_text()
+    assert "Сервер не принял запрос" in status and "invalid" not in status and "field" not in status
+    page.unroute("**/v1/suggest")
+    page.route("**/v1/suggest", lambda route: route.abort())
+    page.get_by_role("button", name="Получить подсказки").click()
+    expect(page.locator("#status")).to_have_text("Нет связи с сервером.")
+    page.unroute("**/v1/suggest")
+    page.problems[:] = [p for p in page.problems if "Failed to load resource" not in p and "ERR_FAILED" not in p]
+    assert page.problems == []
+
+
+class _ServerProcess:
+    """A uvicorn subprocess on a fixed port that a test may kill and start again."""
+
+    def __init__(self, bundle: Path, keys_file: Path, db: Path) -> None:
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        self.port = sock.getsockname()[1]
+        sock.close()
+        self.env = {**os.environ, "PODSKAZKA_MODEL_DIR": str(bundle), "PODSKAZKA_API_KEYS_FILE": str(keys_file),
+                    "PODSKAZKA_FEEDBACK_DB": str(db), "PODSKAZKA_PII_SECRET": "x" * 32, "PODSKAZKA_RELOAD_SECONDS": "0",
+                    "PODSKAZKA_MODEL_WORKERS": "1", "PODSKAZKA_LOG_REQUESTS": "false", "PODSKAZKA_DOCS": "false"}
+        self.proc = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "serve.asgi:app", "--host", "127.0.0.1", "--port", str(self.port),
+             "--log-level", "warning"], cwd=ROOT, env=self.env)
+        for _ in range(600):
+            try:
+                with urllib.request.urlopen(f"{self.url}/readyz", timeout=1) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.1)
+            assert self.proc.poll() is None, "uvicorn exited"
+        raise AssertionError("uvicorn did not start")
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+
+def test_page_server_killed_mid_call_goes_offline_then_recovers(browser_context, api_keys, trained_bundle_dir, tmp_path):
+    """Point 2: the server dies mid-call: a persistent «нет связи» with the time of the last update and
+    greyed (stale) cards, never «Разговор завершён»; the server comes back: the page reconnects by
+    itself (backoff, resume token), sends the turns again and finishes the call."""
+    if sync_playwright is None or not CHROMIUM.exists():
+        pytest.skip("no browser")
+    server = _ServerProcess(trained_bundle_dir, api_keys.file, tmp_path / "fb.sqlite3")
+    server.start()
+    page = browser_context.new_page()
+    try:
+        page.set_viewport_size({"width": 1280, "height": 720})
+        page.add_init_script(f"localStorage.setItem('podskazka.apiKey', {json.dumps(api_keys.keys['operator'])})")
+        page.goto(f"{server.url}/")
+        page.wait_for_selector("body[data-ready='true']")
+        starts = []
+        page.on("websocket", lambda ws: ws.on("framesent", lambda p: json.loads(p).get("type") == "start" and starts.append(json.loads(p))))
+        page.select_option("#sample", "call-spisanie")
+        page.select_option("#speed", "10")
+        page.get_by_role("button", name="▶ Воспроизвести").click()
+        page.wait_for_function("() => document.querySelectorAll('#transcript .turn').length >= 3", timeout=30_000)
+        expect(page.locator("article[data-task='reason2']")).not_to_have_attribute("data-state", "waiting")
+        server.kill()
+        connection = page.locator("#connection")
+        expect(connection).to_contain_text("нет связи", timeout=10_000)
+        expect(page.locator("#suggestions")).to_have_class(re.compile(r"\bstale\b"))
+        expect(connection).to_contain_text("последнее обновление в")
+        page.wait_for_timeout(3000)  # persistent: not a flash, and never «завершён» while the server is away
+        assert "нет связи" in connection.inner_text()
+        assert "завершён" not in page.locator("#status").inner_text()
+        assert "Нет связи с сервером" in page.locator("#status").inner_text()
+        assert page.locator("article[data-task='reason2'] .ranked li").count() == 3  # the stale cards stay, greyed
+        assert page.locator("#suggestions").evaluate("el => getComputedStyle(el.querySelector('.tasks-region')).opacity") < "1"
+        _screenshot(page, "server-down.png")
+        server.start()
+        expect(page.locator("#status")).to_contain_text("завершён", timeout=60_000)
+        expect(page.locator("#suggestions")).not_to_have_class(re.compile(r"\bstale\b"))
+        expect(page.locator("#transport")).to_have_text("WebSocket /v1/live (переподключено)")
+        assert len(starts) >= 2 and starts[-1]["resume_token"] and starts[-1]["interaction_id"] == starts[0]["interaction_id"]
+        assert page.locator("#transcript .turn").count() == len(_sample("call-spisanie")["turns"])
+        _screenshot(page, "server-back.png")
+    finally:
+        page.close()
+        server.kill()
