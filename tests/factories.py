@@ -78,3 +78,34 @@ def labelled_accuracy(classes: list[str], probabilities, rows: list[dict], task:
     """Top-1 accuracy over the rows that carry ``task``'s label."""
     labelled = [(i, r[task]) for i, r in enumerate(rows) if task in r]
     return sum(classes[int(probabilities[i].argmax())] == label for i, label in labelled) / len(labelled)
+
+
+def make_tiny_bert(folder):
+    """A random 2-layer BERT with a word-level tokenizer over the factory corpus's words (no download)."""
+    import pytest
+
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+    import re
+
+    from model.record import interaction_from_dict
+    from model.transformer import render_for_encoder
+
+    words = set()
+    for r in make_rows():
+        words.update(re.findall(r"\w+|[^\w\s]", render_for_encoder(interaction_from_dict(r)).lower()))
+    vocab = {w: i for i, w in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", *sorted(words)])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+                            sep_token="[SEP]").save_pretrained(folder)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        BertModel(config).save_pretrained(folder)
+    return folder

