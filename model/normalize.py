@@ -60,9 +60,21 @@ def _mask(text: str) -> str:
     return text
 
 
-@lru_cache(maxsize=32_768)  # a live session sends the same turns again and again
+CACHED_CHARS = 2_000  # turns up to this long are remembered: at most 8,192 x 2,000 characters held
+
+
 def normalize_text(text: str) -> str:
-    """Normalise one utterance for the models."""
+    """Normalise one utterance for the models (short turns from a cache: a live session sends the
+    same turns again and again; long ones are not kept, so the cache's memory stays bounded)."""
+    return _normalize_cached(text) if len(text) <= CACHED_CHARS else _normalize(text)
+
+
+@lru_cache(maxsize=8_192)
+def _normalize_cached(text: str) -> str:
+    return _normalize(text)
+
+
+def _normalize(text: str) -> str:
     text = text.replace("ё", "е").replace("Ё", "Е")
     text = _mask(text).lower()
     if _DIGIT.search(text):
