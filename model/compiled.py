@@ -256,7 +256,7 @@ class NgramFeaturizer:
             if last == 0:  # a short word is counted once (scikit-learn's rule)
                 break
         terms = np.asarray(found, dtype=np.int32) if found else self._empty
-        if self._cache_size:
+        if self._cache_size and len(word) <= 64:  # long "words" are not kept: the cache stays small
             if len(self._cache) >= self._cache_size:
                 self._cache.popitem(last=False)
             self._cache[word] = terms

@@ -24,6 +24,7 @@ from model import slot_rules as R
 from model.slot_lexicon import MATCHER_PATTERNS
 
 TURN_CACHE = 4096  # turns kept read and matched (a live session re-sends its turns on every update)
+TURN_CACHE_CHARS = 2_000  # only turns up to this long are kept, so the cache stays small
 _SLOT_RE = re.compile(r"\{([^{}]{1,64})\}")
 # a word (with the e-mail and dotted-number characters inside it) or one other sign; a word longer than
 # 64 characters is read in pieces, so no token is long enough to make a pattern or pymorphy3 slow
@@ -104,10 +105,11 @@ class SlotFiller:
         doc = self._lemmatized(nlp, joined)
         turn = Turn(role, raw, joined, [t.text for t in doc], [t.lemma_ for t in doc], doc)
         found = [(nlp.vocab.strings[m], s, e) for m, s, e in matcher(doc)]
-        with self._lock:
-            self._turn_cache[key] = (turn, found)
-            if len(self._turn_cache) > TURN_CACHE:
-                self._turn_cache.popitem(last=False)
+        if len(text) <= TURN_CACHE_CHARS:  # long turns are read again rather than held
+            with self._lock:
+                self._turn_cache[key] = (turn, found)
+                if len(self._turn_cache) > TURN_CACHE:
+                    self._turn_cache.popitem(last=False)
         return turn, found
 
     def turns(self, interaction: Interaction) -> list[Turn]:
