@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 import threading
 from collections import OrderedDict
+from functools import lru_cache
 from dataclasses import dataclass
 
 from model.record import Interaction
@@ -66,7 +67,11 @@ class SlotFiller:
                 matcher = Matcher(nlp.vocab)
                 for name, patterns in MATCHER_PATTERNS.items():
                     matcher.add(name, patterns)
-                self._numbers = NumberWords(nlp.get_pipe("lemmatizer")._morph)
+                morph = nlp.get_pipe("lemmatizer")._morph
+                # one pymorphy3 parse per word form, shared by the lemmatizer and the number reader
+                # (both ask for it; parsing a new form is the costliest step of reading a turn)
+                morph.parse = lru_cache(maxsize=100_000)(morph.parse)
+                self._numbers = NumberWords(morph)
                 self._nlp, self._matcher = nlp, matcher
         return self._nlp, self._matcher, self._numbers
 
