@@ -94,7 +94,8 @@ class Predictor:
         return task_probs, domain_probs, macro_raw
 
     def postprocess(self, items, task_probs, domain_probs, macro_raw, selected, top_k, top_macros,
-                    comments: bool = True, slot_values: list[dict] | None = None) -> list[dict[str, Any]]:
+                    comments: bool = True, slot_values: list[dict] | None = None,
+                    comment_items: list[Interaction] | None = None) -> list[dict[str, Any]]:
         """Ranked labels, decisions, domains, macros and the comment rule from the scores."""
         task_probs = adjust_probabilities(self.taxonomy, self.bundle.decision, items, task_probs)  # priors, evidence
         macro_scores = None
@@ -121,7 +122,8 @@ class Predictor:
                     "domains": domains,
                     "macros": self._macros(items[row], macro_scores, task_probs, domain_probs, row, top_macros,
                                            slot_values[row] if slot_values is not None else None),
-                    "comment_required": self._comment(items[row], task_probs, decisions, domains) if comments else None,
+                    "comment_required": self._comment(comment_items[row] if comment_items else items[row], task_probs,
+                                                      decisions, domains) if comments else None,
                 }
             )
         return results
@@ -151,8 +153,33 @@ class Predictor:
             macro_scorer.update(macro_state, interaction.turns)
             macro_raw = macro_scorer.scores(macro_state)
         slots = self._live_slots(slot_state, interaction) if top_macros > 0 else None
-        return self.postprocess([interaction], task_probs, domain_probs, macro_raw, selected, top_k, top_macros,
-                                slot_values=[slots] if slots is not None else None)[0]
+        result = self.postprocess([interaction], task_probs, domain_probs, macro_raw, selected, top_k, top_macros,
+                                  slot_values=[slots] if slots is not None else None,
+                                  comment_items=[self._live_comment_window(slot_state, interaction)])[0]
+        hint = result.get("comment_required")
+        top_domain = result["domains"][0]["label"] if result["domains"] else None
+        if hint is not None and slot_state["comment_reasons"] and top_domain == self._domains.get("reason2"):
+            seen = {r["rule"] for r in hint["reasons"]}
+            hint["reasons"] += [r for r in slot_state["comment_reasons"] if r["rule"] not in seen]
+            hint["required"] = bool(hint["reasons"])
+        return result
+
+    def _live_comment_window(self, slot_state: dict, interaction: Interaction) -> Interaction:
+        """The comment rules read the same window as live slot filling; what the text of older turns
+        triggered (their text rules) is kept in ``slot_state`` and added back to the hint."""
+        turns = interaction.turns
+        settled = max(0, len(turns) - self.LIVE_SLOT_WINDOW)
+        done = slot_state.setdefault("comment_upto", 0)
+        slot_state.setdefault("comment_reasons", [])
+        if settled > done and rules_apply(self.taxonomy):
+            older = Interaction(turns=tuple(turns[done:settled]), channel=interaction.channel)
+            known = {r["rule"] for r in slot_state["comment_reasons"]}
+            for reason in comment_required(older, {}, None)["reasons"]:
+                if reason["rule"] not in known:
+                    slot_state["comment_reasons"].append(reason)
+                    known.add(reason["rule"])
+        slot_state["comment_upto"] = settled
+        return Interaction(turns=tuple(turns[settled:]), channel=interaction.channel)
 
     @staticmethod
     def live_state_bytes(state) -> int:

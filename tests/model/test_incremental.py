@@ -65,3 +65,18 @@ def test_live_update_touches_only_the_new_turn(predictor):
     predictor.predict_live(state, Interaction(turns=turns + (Turn("operator", "сейчас проверю"),), channel="call"))
     parts_after = [id(p) for p in model_state.full["word"].parts]
     assert parts_after[:-1] == parts_before and len(parts_after) == len(parts_before) + 1
+
+
+def test_live_comment_hint_keeps_what_older_turns_triggered(predictor):
+    """The live comment rules read a window of recent turns; a claim made early in a long call stays."""
+    state = predictor.live_state("call")
+    turns = [Turn("client", "у меня сняли деньги непонятно за что, верните")]
+    turns += [Turn("operator" if i % 2 else "client", f"хорошо понятно минуту {i}") for i in range(40)]
+    for n in range(1, len(turns) + 1):
+        live = predictor.predict_live(state, Interaction(turns=tuple(turns[:n]), channel="call"))
+    full = predictor.predict([Interaction(turns=tuple(turns), channel="call")])[0]
+    if full["comment_required"] is None:
+        pytest.skip("the served taxonomy has no comment rules")
+    full_rules = {r["rule"] for r in full["comment_required"]["reasons"]}
+    assert "claim" in full_rules
+    assert "claim" in {r["rule"] for r in live["comment_required"]["reasons"]}
