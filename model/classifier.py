@@ -23,7 +23,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from model.errors import BundleError, ConfigError, DataError, NotFittedError
-from model.normalize import client_text, render_interaction
+from model.normalize import client_text, render_interaction, render_turns
 from model.compiled import LinearHeads, NgramFeaturizer, Reader, as_reader, safe_name
 from model.record import Interaction
 
@@ -44,6 +44,7 @@ class TfidfConfig:
     max_features_word: int = 200_000
     max_features_char: int = 300_000
     client_view: bool = True  # a third vectorizer over the client's words only
+    channel_token: bool = True  # the channel (__call__/__chat__/__email__) as a token of the n-gram views
     estimator: str = "logreg"  # or "linear_svc": a little less accurate here, several times faster to fit
     C: float = 10.0
     solver: str = "saga"  # logreg only
@@ -105,10 +106,11 @@ class TfidfMultiTask:
             )
         return vectorizers
 
-    @staticmethod
-    def _views(interactions: list[Interaction]) -> dict[str, list[str]]:
-        """The text each view reads: the rendered conversation, and the client's words alone."""
-        full = [render_interaction(x) for x in interactions]
+    def _views(self, interactions: list[Interaction]) -> dict[str, list[str]]:
+        """The text each view reads: the rendered conversation (with the channel token unless
+        ``channel_token: false``), and the client's words alone."""
+        render = render_interaction if self.config.channel_token else (lambda x: render_turns(x.turns))
+        full = [render(x) for x in interactions]
         return {"word": full, "char": full, "client": [client_text(x) or "__empty__" for x in interactions]}
 
     def transform(self, interactions: list[Interaction]) -> sp.csr_matrix:
@@ -296,7 +298,7 @@ class TfidfMultiTask:
             except ValueError:
                 return None
             (client if name == "client" else full).append(view)
-        return IncrementalScorer(full, client, self.linear_.intercept)
+        return IncrementalScorer(full, client, self.linear_.intercept, channel_token=self.config.channel_token)
 
     def _dense_width(self) -> int:
         """Features beyond the n-gram views (the hybrid kind's embedding block)."""

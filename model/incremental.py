@@ -145,7 +145,8 @@ class IncrementalScorer:
     """
 
     def __init__(self, full_views: list[IncrementalView], client_views: list[IncrementalView],
-                 intercept: np.ndarray) -> None:
+                 intercept: np.ndarray, *, channel_token: bool = True) -> None:
+        self.channel_token = channel_token
         self.full_views = full_views
         self.client_views = client_views
         self.intercept = intercept
@@ -158,7 +159,7 @@ class IncrementalScorer:
 
     def new_state(self, channel: str) -> LiveState:
         state = LiveState(channel=channel)
-        token = CHANNEL_TOKENS.get(channel, "")
+        token = self._channel(channel)
         for view in self.full_views:
             state.full[view.name] = view.new_state()
             if token:
@@ -167,8 +168,11 @@ class IncrementalScorer:
             state.client[view.name] = view.new_state()
         return state
 
+    def _channel(self, channel: str) -> str:
+        return CHANNEL_TOKENS.get(channel, "") if self.channel_token else ""
+
     def _offset(self, state: LiveState) -> int:
-        return 1 if CHANNEL_TOKENS.get(state.channel, "") else 0
+        return 1 if self._channel(state.channel) else 0
 
     def _push(self, state: LiveState, role: str, text: str) -> None:
         normalized = normalize_text(text)

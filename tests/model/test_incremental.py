@@ -80,3 +80,19 @@ def test_live_comment_hint_keeps_what_older_turns_triggered(predictor):
     full_rules = {r["rule"] for r in full["comment_required"]["reasons"]}
     assert "claim" in full_rules
     assert "claim" in {r["rule"] for r in live["comment_required"]["reasons"]}
+
+
+def test_live_running_sums_without_the_channel_token(tmp_path_factory, taxonomy_path):
+    """``channel_token: false`` (views without __call__/__chat__): the live sums still equal a full prediction."""
+    from model.predictor import Predictor
+    from tests.factories import train_kind
+
+    _, out = train_kind(tmp_path_factory, taxonomy_path, "tfidf", {"channel_token": False})
+    predictor = Predictor.load(out)
+    state = predictor.live_state("call")
+    turns: list[Turn] = []
+    rng = random.Random(5)
+    for _ in range(12):
+        turns.append(_turn(rng))
+        x = Interaction(turns=tuple(turns), channel="call")
+        _same(predictor.predict_live(state, x, top_k=None), predictor.predict([x], top_k=None)[0])
