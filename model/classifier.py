@@ -31,6 +31,11 @@ log = logging.getLogger(__name__)
 
 CALIBRATION_METHODS = ("temperature", "sigmoid", "isotonic")
 DOMAIN = "_domain"  # the domain head's name among the stacked heads
+DOMAIN_ONLY = "#domain-only"  # an id ending in it: a training row that teaches the domain head alone
+
+
+def _domain_only(x: Interaction) -> bool:
+    return (x.id or "").endswith(DOMAIN_ONLY)
 VIEWS = ("word", "char", "client")
 ESTIMATORS = ("linear_svc", "logreg")
 
@@ -135,7 +140,7 @@ class TfidfMultiTask:
         self.heads_: dict = {}
         self.dropped_labels_: dict[str, list[str]] = {}
         for task in tasks:
-            rows = [i for i, x in enumerate(interactions) if task in x.labels]
+            rows = [i for i, x in enumerate(interactions) if task in x.labels and not _domain_only(x)]
             if not rows:
                 log.warning("task %s: no rows carry its label; the task is left out of this model", task)
                 continue

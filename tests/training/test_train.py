@@ -70,3 +70,20 @@ def test_cli_bad_data_exits_non_zero_with_rows(tmp_path, taxonomy_path):
     assert proc.returncode == 2, proc.stderr
     assert "bad.jsonl:1: label 'Нет такой метки' is not in task 'reason2'" in proc.stderr
     assert not (tmp_path / "m").exists()
+
+
+def test_first_turn_rows_teach_the_domain_head_only():
+    """augment.first_turn adds each conversation's first client turn as a domain-only row: the task
+    heads never train on an opening line that may not say the reason yet."""
+    from model.classifier import DOMAIN_ONLY, _domain_only
+    from model.record import interaction_from_dict
+    from tests.factories import make_rows
+    from training.augment import AugmentConfig, augment
+
+    rows = [interaction_from_dict(r) for r in make_rows(2)]
+    out = augment(rows, AugmentConfig(first_turn=True))
+    extra = out[len(rows):]
+    assert extra and all(x.id.endswith(DOMAIN_ONLY) and _domain_only(x) for x in extra)
+    assert all(len(x.turns) == 1 and x.turns[0].role == "client" for x in extra)
+    with_tasks = augment(rows, AugmentConfig(first_turn=True, first_turn_tasks=True))[len(rows):]
+    assert not any(_domain_only(x) for x in with_tasks)
