@@ -80,7 +80,7 @@ def test_first_turn_rows_teach_the_domain_head_only():
     from tests.factories import make_rows
     from training.augment import AugmentConfig, augment
 
-    rows = [interaction_from_dict(r) for r in make_rows(2)]
+    rows = [interaction_from_dict(r, label_tasks=("reason2", "topic", "resolution")) for r in make_rows(2)]
     out = augment(rows, AugmentConfig(first_turn=True))
     extra = out[len(rows):]
     assert extra and all(x.id.endswith(DOMAIN_ONLY) and _domain_only(x) for x in extra)
