@@ -89,6 +89,7 @@ class LiveSession:
     key_id: str | None = None  # the API key that started it: only that key may resume it
     resume_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     bytes: int = 0  # memory its turns hold (text and overhead)
+    domain: str | None = None  # the domain the client said the line is (None: routed by content)
     model_state: Any = None  # the predictor's running sums for this conversation (Predictor.live_state)
     model_state_of: Any = None  # the predictor that state belongs to (a hot reload starts a new one)
     state_bytes: int = 0  # an estimate of what model_state holds, counted in the live byte budget

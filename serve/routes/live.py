@@ -53,6 +53,8 @@ class StartMessage(BaseModel):
     tasks: list[str] | None = None
     top_k: int | None = Field(None, ge=1, le=100)
     resume_token: str | None = Field(None, max_length=200, description="from 'started': needed to resume")
+    domain: str | None = Field(None, min_length=1, max_length=100, description="the line's domain (e.g. 'telecom', "
+                               "'marketplace') when the queue knows it; tasks of another domain get no decision")
 
 
 class TurnMessage(BaseModel):
@@ -67,7 +69,8 @@ class TurnMessage(BaseModel):
 def predict_live(predictor, store_holder, settings, session: dict[str, Any], now: float) -> tuple[dict, Any]:
     """The model call of one live update (runs in the thread pool). Returns (result with every label
     ranked, duplicate block or ``False`` when the check did not run)."""
-    interaction = Interaction(turns=session["turns"], channel=session["channel"], id=session["interaction_id"])
+    interaction = Interaction(turns=session["turns"], channel=session["channel"], id=session["interaction_id"],
+                              domain=session.get("domain"))
     tasks = list(session["tasks"])
     if session["check_duplicate"]:
         tasks += [t for t in problem_tasks(predictor.tasks) if t not in tasks]
@@ -208,6 +211,7 @@ class LiveConnection:
         if resumed and msg.top_k is not None:
             session.top_k = top_k
         session.client_id = session.client_id or msg.client_id
+        session.domain = msg.domain or session.domain
         for owner, reason in to_close:
             owner.kick(reason)
         self.session = session
@@ -266,7 +270,7 @@ class LiveConnection:
             snapshot = {
                 "interaction_id": session.interaction_id, "channel": session.channel, "turns": session.window(),
                 "tasks": session.tasks or self.predictor.tasks, "client_id": session.client_id,
-                "check_duplicate": bool(final and session.client_id), "session": session,
+                "check_duplicate": bool(final and session.client_id), "session": session, "domain": session.domain,
             }
             try:
                 result, duplicate = await self.hub.run_model(

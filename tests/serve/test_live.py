@@ -345,3 +345,14 @@ def test_live_model_runs_in_thread_pool_not_event_loop(predictor, tmp_path, api_
         ws.send_json({"type": "turn", "seq": 0, "role": "client", "text": CALL_TURNS[2][1], "final": True})
         assert ws.receive_json()["type"] == "suggestions"
     assert threads and all(name.startswith("podskazka-model") for name in threads)
+
+
+def test_live_start_may_name_the_domain(predictor, tmp_path, api_keys):
+    """A queue that knows its line says so in `start`: tasks of the other domain get no decision."""
+    with _client(api_keys, predictor, tmp_path) as client, client.websocket_connect("/v1/live") as ws:
+        _start(ws, domain="marketplace")
+        ws.send_json({"type": "turn", "seq": 0, "role": "client", "text": CALL_TURNS[2][1], "final": True})
+        update = ws.receive_json()
+    assert update["type"] == "suggestions"
+    assert update["decisions"]["reason2"]["label"] is None
+    assert update["decisions"]["reason2"]["reason"] == "other_domain"
