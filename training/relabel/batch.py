@@ -110,11 +110,38 @@ def relabel_batch(
 
 def find_duplicate_ids(files: list[InputFile], batch_size: int, tasks: list[str],
                        column_map: dict[str, str] | None = None) -> dict[int, dict[int, str]]:
-    """One pass over every input, in order: ``{file_index: {source_row: where the id was first seen}}``
-    for each row that repeats the id of an earlier row that can be labelled (rows rejected for another
-    reason claim no id). Holds a 12-byte digest per distinct id (about 100 bytes each in memory)."""
+    """``{file_index: {source_row: where the id was first seen}}`` for each row that repeats the id of
+    an earlier row that can be labelled (rows rejected for another reason claim no id). Holds a 12-byte
+    digest per distinct id (about 100 bytes each in memory).
+
+    A first pass only decodes the ids; when no id occurs twice (the usual case) that is all. Only the
+    ids that do repeat are then checked in order, row by row, to find the first row that can be labelled."""
+    counts: dict[bytes, int] = {}
+    for _, _, row in _decoded_rows(files, batch_size, column_map):
+        digest = _id_digest(row)
+        counts[digest] = counts.get(digest, 0) + 1
+    suspects = {digest for digest, n in counts.items() if n > 1}
+    del counts
+    if not suspects:
+        return {}
     first: dict[bytes, tuple[int, int]] = {}
     repeats: dict[int, dict[int, str]] = {}
+    for file_index, source_row, row in _decoded_rows(files, batch_size, column_map):
+        digest = _id_digest(row)
+        if digest not in suspects:
+            continue
+        try:
+            _interaction(row, tasks)
+        except _Reject:
+            continue
+        seen = first.setdefault(digest, (file_index, source_row))
+        if seen != (file_index, source_row):
+            repeats.setdefault(file_index, {})[source_row] = f"{files[seen[0]].path} row {seen[1]}"
+    return repeats
+
+
+def _decoded_rows(files: list[InputFile], batch_size: int, column_map: dict[str, str] | None):
+    """``(file_index, source_row, row)`` for every row that reads and decodes, in input order."""
     for file_index, info in enumerate(files):
         for _, chunk in iter_chunks(info, batch_size):
             for source_row, record, error in _records(chunk):
@@ -122,14 +149,13 @@ def find_duplicate_ids(files: list[InputFile], batch_size: int, tasks: list[str]
                     continue
                 try:
                     row = _decode(record, info.format, column_map or {})
-                    _interaction(row, tasks)
                 except _Reject:
                     continue
-                digest = hashlib.blake2b(row["id"].encode("utf-8"), digest_size=12).digest()
-                seen = first.setdefault(digest, (file_index, source_row))
-                if seen != (file_index, source_row):
-                    repeats.setdefault(file_index, {})[source_row] = f"{files[seen[0]].path} row {seen[1]}"
-    return repeats
+                yield file_index, source_row, row
+
+
+def _id_digest(row: dict[str, Any]) -> bytes:
+    return hashlib.blake2b(str(row["id"]).encode("utf-8"), digest_size=12).digest()
 
 
 def _records(chunk: pa.Table):
