@@ -36,7 +36,7 @@ import scipy
 from model.base import model_class
 from model.errors import BundleError
 from model.macros import MacroRanker, MacroStats, load_macros
-from model.persist import write_json as _write_json
+from model.compiled import write_json as _write_json
 from model.taxonomy import Taxonomy, load_taxonomy
 
 FORMAT_VERSION = 3  # 3: compiled arrays + JSON only (no skops); 2 held skops heads

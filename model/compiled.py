@@ -278,22 +278,6 @@ class NgramFeaturizer:
         parts = [self._char_word(w) for w in words]
         return np.concatenate(parts) if len(parts) > 1 else parts[0]
 
-    def weigh(self, terms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(sorted unique indices, TF-IDF values)`` of one text's term occurrences, L2-normalised."""
-        if terms.size == 0:
-            return self._empty, np.zeros(0, dtype=np.float32)
-        idx, counts = np.unique(terms, return_counts=True)
-        values = counts.astype(np.float32)
-        if self.spec.sublinear_tf:
-            np.log(values, out=values)
-            values += np.float32(1.0)
-        values *= self.idf[idx]
-        if self.spec.norm == "l2":
-            norm = np.sqrt(np.dot(values, values, out=None), dtype=np.float32)
-            if norm > 0:
-                values /= norm
-        return idx.astype(np.int32), values
-
     def transform_one(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         """One text's ``(unique term ids, TF-IDF values)``."""
         indptr, idx, counts = self.counts([text])

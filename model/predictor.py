@@ -167,19 +167,15 @@ class Predictor:
     def _live_comment_window(self, slot_state: dict, interaction: Interaction) -> Interaction:
         """The comment rules read the same window as live slot filling; what the text of older turns
         triggered (their text rules) is kept in ``slot_state`` and added back to the hint."""
-        turns = interaction.turns
-        settled = max(0, len(turns) - self.LIVE_SLOT_WINDOW)
-        done = slot_state.setdefault("comment_upto", 0)
-        slot_state.setdefault("comment_reasons", [])
-        if settled > done and rules_apply(self.taxonomy):
-            older = Interaction(turns=tuple(turns[done:settled]), channel=interaction.channel)
-            known = {r["rule"] for r in slot_state["comment_reasons"]}
+        older, recent = self._live_window(slot_state, "comment_upto", interaction)
+        reasons = slot_state.setdefault("comment_reasons", [])
+        if older is not None and rules_apply(self.taxonomy):
+            known = {r["rule"] for r in reasons}
             for reason in comment_required(older, {}, None)["reasons"]:
                 if reason["rule"] not in known:
-                    slot_state["comment_reasons"].append(reason)
+                    reasons.append(reason)
                     known.add(reason["rule"])
-        slot_state["comment_upto"] = settled
-        return Interaction(turns=tuple(turns[settled:]), channel=interaction.channel)
+        return recent
 
     @staticmethod
     def live_state_bytes(state) -> int:
@@ -200,18 +196,24 @@ class Predictor:
         """Slot values of a live conversation at a cost that does not grow with it: the last
         ``LIVE_SLOT_WINDOW`` turns are read on every update (a partial turn may still change); a turn
         that leaves that window is read once more and what it held is kept (first value wins)."""
-        turns = interaction.turns
-        settled = max(0, len(turns) - self.LIVE_SLOT_WINDOW)
-        if settled > slot_state["upto"]:
-            older = Interaction(turns=tuple(turns[slot_state["upto"]:settled]), channel=interaction.channel)
+        older, recent = self._live_window(slot_state, "upto", interaction)
+        if older is not None:
             for slot, value in self.slot_filler.extract(older).items():
                 slot_state["values"].setdefault(slot, value)
-        slot_state["upto"] = settled
-        recent = Interaction(turns=tuple(turns[settled:]), channel=interaction.channel)
         values = dict(slot_state["values"])
         for slot, value in self.slot_filler.extract(recent).items():
             values.setdefault(slot, value)
         return values
+
+    def _live_window(self, slot_state: dict, key: str, interaction: Interaction):
+        """``(the turns that left the last LIVE_SLOT_WINDOW since this reader's last update, to read
+        once, or None; the window itself)``; ``slot_state[key]`` remembers where the reader got to."""
+        turns = interaction.turns
+        settled = max(0, len(turns) - self.LIVE_SLOT_WINDOW)
+        done = slot_state.get(key, 0)
+        older = Interaction(turns=tuple(turns[done:settled]), channel=interaction.channel) if settled > done else None
+        slot_state[key] = settled
+        return older, Interaction(turns=tuple(turns[settled:]), channel=interaction.channel)
 
     def _ranked_batch(self, task: str, classes: list[str], probs: np.ndarray, top_k: int | None) -> list[list[dict]]:
         """Every row's labels ranked (taxonomy order on ties; labels the head never saw: 0), vectorised."""
@@ -226,15 +228,6 @@ class Predictor:
         values = np.round(np.take_along_axis(full, order, axis=1), 6).tolist()
         return [[{"label": labels[j], "confidence": v} for j, v in zip(row_order, row_values)]
                 for row_order, row_values in zip(order.tolist(), values)]
-
-    def _ranked(self, task: str, classes: list[str], probs: np.ndarray, row: int, top_k: int | None):
-        scores = dict(zip(classes, probs[row].tolist()))
-        # every taxonomy label is ranked; labels the head never saw have confidence 0
-        labels = self.taxonomy.tasks[task].labels
-        ranked = sorted(labels, key=lambda label: -scores.get(label, 0.0))  # stable: taxonomy order on ties
-        if top_k is not None:
-            ranked = ranked[:top_k]
-        return [{"label": label, "confidence": round(float(scores.get(label, 0.0)), 6)} for label in ranked]
 
     def _comment(self, item: Interaction, task_probs, decisions, domains) -> dict[str, Any] | None:
         if not rules_apply(self.taxonomy):  # the telecom rule book only runs on its own taxonomy

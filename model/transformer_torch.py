@@ -424,7 +424,7 @@ def fit_temperatures(model, windows: list, targets: dict[str, np.ndarray]) -> di
 def save_weights(model, folder: Path) -> None:
     from safetensors.torch import save_file
 
-    from model.persist import write_json
+    from model.compiled import write_json
 
     write_json(folder / ENCODER_CONFIG, model.network_["encoder"].config.to_dict())
     (folder / TOKENIZER).write_text(model.tokenizer_.to_str(), encoding="utf-8")

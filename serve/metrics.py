@@ -6,7 +6,8 @@ Series (every name starts with ``podskazka_``):
   (histogram; ``route`` is the route template, ``unmatched`` for unknown paths), ``http_requests_in_flight``;
 - ``queue_rejections_total``: model calls refused because every worker was busy and the queue full (503 busy);
 - ``model_info{model_version,model_kind}`` = 1 for the served bundle, ``model_reloads_total{result}``
-  (ok, failed), ``model_reload_failed`` = 1 while the last reload attempt failed;
+  (ok, failed), ``model_reload_failed`` = 1 while the last reload attempt failed, ``workers_ready``: the
+  server processes with a model loaded (a worker still loading is not counted);
 - ``prediction_confidence{task}`` (histogram of the top-1 confidence), ``decisions_total{task}`` and
   ``abstentions_total{task}`` (decisions without a label: abstention rate = their ratio),
   ``top_label_total{task,label}`` (the top-1 label: its mix over time shows drift).
@@ -32,6 +33,8 @@ IN_FLIGHT = Gauge("podskazka_http_requests_in_flight", "HTTP requests being hand
 QUEUE_REJECTIONS = Counter("podskazka_queue_rejections", "model calls refused: workers busy and queue full")
 MODEL_INFO = Gauge("podskazka_model_info", "the served model bundle (value 1)", ["model_version", "model_kind"],
                    multiprocess_mode="livemax")
+WORKERS_READY = Gauge("podskazka_workers_ready", "server processes with a model loaded",
+                      multiprocess_mode="livesum")
 RELOADS = Counter("podskazka_model_reloads", "model reload attempts", ["result"])
 RELOAD_FAILED = Gauge("podskazka_model_reload_failed", "1 while the last reload attempt failed",
                       multiprocess_mode="livemax")
@@ -77,6 +80,7 @@ def model_served(predictor) -> None:
     if _served is not None and _served != current:
         MODEL_INFO.labels(*_served).set(0)
     MODEL_INFO.labels(*current).set(1)
+    WORKERS_READY.set(1)
     _served = current
 
 

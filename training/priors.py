@@ -31,7 +31,7 @@ import numpy as np
 from model.adjust import adjust_task
 from model.bundle import MANIFEST, load_bundle, verify_bundle
 from model.errors import PodskazkaError
-from model.persist import write_json
+from model.compiled import write_json
 
 log = logging.getLogger(__name__)
 

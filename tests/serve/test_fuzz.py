@@ -7,12 +7,8 @@ generated requests (seeded: hypothesis' derandomize), sent with an admin key. No
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 
 import pytest
-import uvicorn
 
 schemathesis = pytest.importorskip("schemathesis", reason="pip install -e '.[test]' (schemathesis)")
 from hypothesis import HealthCheck, settings  # noqa: E402  (after the importorskip)
@@ -21,6 +17,7 @@ from schemathesis.specs.openapi.checks import response_schema_conformance  # noq
 
 from serve.main import create_app  # noqa: E402
 from serve.settings import Settings  # noqa: E402
+from tests.factories import server_in_thread  # noqa: E402
 
 EXAMPLES = 40  # per operation: under a minute for the whole API on 2 cores
 
@@ -33,21 +30,8 @@ def fuzz_server(predictor, tmp_path_factory, api_keys):
     """(base URL, the app) of a real server; the store is a fresh SQLite file."""
     db = tmp_path_factory.mktemp("fuzz-store") / "fb.sqlite3"
     app = create_app(Settings(model_dir=db.parent, feedback_db=db, api_keys_file=api_keys.file), predictor=predictor)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    for _ in range(300):
-        if server.started or not thread.is_alive():
-            break
-        time.sleep(0.1)
-    assert server.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}", app
-    server.should_exit = True
-    thread.join(timeout=30)
-    sock.close()
+    with server_in_thread(app, wait_s=30) as url:
+        yield url, app
 
 
 @schema.parametrize()

@@ -15,13 +15,11 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 
 try:
@@ -35,6 +33,7 @@ from serve.main import create_app
 from serve.routes.page import STATIC_DIR
 from serve.schemas import SuggestRequest
 from serve.settings import Settings
+from tests.factories import server_in_thread
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -105,22 +104,8 @@ def test_page_samples_are_valid_requests(client):
 def base_url(trained_bundle_dir, tmp_path_factory, api_keys):
     db = tmp_path_factory.mktemp("page-live-store") / "fb.sqlite3"
     live_app = create_app(Settings(model_dir=trained_bundle_dir, feedback_db=db, api_keys_file=api_keys.file))
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(live_app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    for _ in range(600):  # up to a minute to load the bundle and bind
-        if server.started or not thread.is_alive():
-            break
-        time.sleep(0.1)
-    assert server.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=30)
-    sock.close()
+    with server_in_thread(live_app, wait_s=60) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -233,6 +233,9 @@ def test_hot_reload_under_load_in_uvicorn(reg, tmp_path, api_keys, workers):
                 return False
 
         _wait(ready, 90, "the server to start")
+        # /readyz answers from the first worker up; the others may still be loading bundle a
+        _wait(lambda: _sample(httpx.get(base + "/metrics", headers=headers, timeout=10).text,
+                              "podskazka_workers_ready") == workers, 90, "every worker to load bundle a")
         thread = threading.Thread(target=load, daemon=True)
         thread.start()
         _wait(lambda: len(results) >= 10, 30, "requests on bundle a")

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
@@ -27,6 +25,7 @@ from serve.cli import access_settings
 from serve.live import LiveSession, SessionManager
 from serve.main import create_app
 from serve.settings import Settings
+from tests.factories import server_in_thread
 
 CALL = {"interaction_id": "call-1", "channel": "call",
         "turns": [{"role": "client", "text": "сняли деньги непонятно за что с баланса"}]}
@@ -348,21 +347,8 @@ class SlowPredictor(Predictor):
 def slow_server(predictor, tmp_path, api_keys):
     settings = _settings(tmp_path, api_keys, model_workers=1, model_queue=2, retry_after_seconds=2)
     app = create_app(settings, predictor=SlowPredictor(predictor.bundle))
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    for _ in range(300):
-        if server.started or not thread.is_alive():
-            break
-        time.sleep(0.1)
-    assert server.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server.should_exit = True
-    thread.join(timeout=30)
-    sock.close()
+    with server_in_thread(app, wait_s=30) as url:
+        yield url
 
 
 def test_security_full_queue_answers_503_and_health_stays_fast(slow_server, api_keys):
