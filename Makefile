@@ -11,7 +11,7 @@ PORT   ?= 8000
 
 .PHONY: install model serve test bench clean system-deps
 
-$(STAMP): pyproject.toml model/_ngrams.c
+$(STAMP): pyproject.toml model/kinds/_ngrams.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e ".[dev]"

@@ -20,13 +20,24 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from model.comments import comment_required  # noqa: E402
-from model.record import interaction_from_dict  # noqa: E402
+from model.assist.comments import comment_required  # noqa: E402
+from model.conversation.record import interaction_from_dict  # noqa: E402
 
-RULE_OF_MACRO = {"M01": "claim", "M02": "expert_transfer", "M03": "agreement", "M04": "internet_mms",
-                 "M05": "identified_action", "M06": "identified_action", "M07": "identified_action",
-                 "M08": "identified_action", "M09": "identified_action", "M10": "legal_entity_block",
-                 "M11": "refusal", "M12": "asis_transfer", "M14": "dropped_call"}
+RULE_OF_MACRO = {
+    "M01": "claim",
+    "M02": "expert_transfer",
+    "M03": "agreement",
+    "M04": "internet_mms",
+    "M05": "identified_action",
+    "M06": "identified_action",
+    "M07": "identified_action",
+    "M08": "identified_action",
+    "M09": "identified_action",
+    "M10": "legal_entity_block",
+    "M11": "refusal",
+    "M12": "asis_transfer",
+    "M14": "dropped_call",
+}
 
 
 def main() -> None:
@@ -53,11 +64,15 @@ def main() -> None:
         required[bool(wanted)][1] += 1
     print(f"telecom rows with reason2 and macros: {len(rows)}")
     for rule in sorted(pos):
-        print(f"{rule:20s} recall {hit[rule]:4d}/{pos[rule]:<4d} = {hit[rule] / pos[rule]:.2f}   "
-              f"fires without its macro {fired_neg[rule]:4d}/{neg[rule]:<4d} = {fired_neg[rule] / neg[rule]:.2f}")
+        print(
+            f"{rule:20s} recall {hit[rule]:4d}/{pos[rule]:<4d} = {hit[rule] / pos[rule]:.2f}   "
+            f"fires without its macro {fired_neg[rule]:4d}/{neg[rule]:<4d} = {fired_neg[rule] / neg[rule]:.2f}"
+        )
     for wanted, (n_required, n) in required.items():
-        print(f"required = true on rows {'with' if wanted else 'without'} a comment macro: "
-              f"{n_required}/{n} = {n_required / max(n, 1):.2f}")
+        print(
+            f"required = true on rows {'with' if wanted else 'without'} a comment macro: "
+            f"{n_required}/{n} = {n_required / max(n, 1):.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -39,9 +39,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from websockets.sync.client import connect
-
 from predict import load_inputs  # bench/ is on sys.path when this script runs
+from websockets.sync.client import connect
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -75,11 +74,19 @@ def start_server(model_dir: Path, tmp: Path, workers: int) -> tuple[subprocess.P
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     key = add_key(tmp / "keys.json", "bench-live", ["operator"])
-    env = {**os.environ, "PODSKAZKA_FEEDBACK_DB": str(tmp / "bench.sqlite3"),
-           "PODSKAZKA_API_KEYS_FILE": str(tmp / "keys.json"), "PODSKAZKA_DEV_KEYS_FILE": str(tmp / "dev-keys.json")}
-    proc = subprocess.Popen([sys.executable, "-m", "serve", "--model", str(model_dir), "--port", str(port),
-                             "--workers", str(workers)],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {
+        **os.environ,
+        "PODSKAZKA_FEEDBACK_DB": str(tmp / "bench.sqlite3"),
+        "PODSKAZKA_API_KEYS_FILE": str(tmp / "keys.json"),
+        "PODSKAZKA_DEV_KEYS_FILE": str(tmp / "dev-keys.json"),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "serve", "--model", str(model_dir), "--port", str(port), "--workers", str(workers)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline, ready = time.time() + 180, 0
     while ready < 3 * max(workers, 1):  # every worker loads its own model: several answers in a row
         try:
@@ -89,7 +96,7 @@ def start_server(model_dir: Path, tmp: Path, workers: int) -> tuple[subprocess.P
             ready = 0
             if time.time() > deadline or proc.poll() is not None:
                 proc.terminate()
-                raise SystemExit("the server did not start")
+                raise SystemExit("the server did not start") from None
             time.sleep(0.3)
     return proc, f"ws://127.0.0.1:{port}/v1/live", key
 
@@ -121,8 +128,9 @@ def final_round_trip(ws, seq: int, message: dict) -> float:
             raise SystemExit(f"server error: {reply}")
 
 
-def run_session(url: str, key: str, conversation: dict, session_id: str, client_id: str | None,
-                partials: int) -> list[float]:
+def run_session(
+    url: str, key: str, conversation: dict, session_id: str, client_id: str | None, partials: int
+) -> list[float]:
     """Stream one conversation; returns the round trip (ms) of each final turn."""
     times = []
     start = {"type": "start", "interaction_id": session_id, "channel": conversation["channel"]}
@@ -133,10 +141,22 @@ def run_session(url: str, key: str, conversation: dict, session_id: str, client_
             words = turn["text"].split()
             for k in range(1, partials + 1):
                 cut = max(1, len(words) * k // (partials + 1))
-                ws.send(json.dumps({"type": "turn", "seq": seq, "role": turn["role"],
-                                    "text": " ".join(words[:cut]), "final": False}))
-            times.append(final_round_trip(ws, seq, {"type": "turn", "seq": seq, "role": turn["role"],
-                                                    "text": turn["text"], "final": True}))
+                ws.send(
+                    json.dumps(
+                        {
+                            "type": "turn",
+                            "seq": seq,
+                            "role": turn["role"],
+                            "text": " ".join(words[:cut]),
+                            "final": False,
+                        }
+                    )
+                )
+            times.append(
+                final_round_trip(
+                    ws, seq, {"type": "turn", "seq": seq, "role": turn["role"], "text": turn["text"], "final": True}
+                )
+            )
         ws.send(json.dumps({"type": "end"}))
     return times
 
@@ -150,17 +170,29 @@ def stream_long(url: str, key: str, turns: list[dict], session_id: str) -> list[
             words = turn["text"].split()
             n = 1 + seq % 2
             for k in range(1, n + 1):
-                ws.send(json.dumps({"type": "turn", "seq": seq, "role": turn["role"],
-                                    "text": " ".join(words[:max(1, len(words) * k // (n + 1))]), "final": False}))
-            times.append(final_round_trip(ws, seq, {"type": "turn", "seq": seq, "role": turn["role"],
-                                                    "text": turn["text"], "final": True}))
+                ws.send(
+                    json.dumps(
+                        {
+                            "type": "turn",
+                            "seq": seq,
+                            "role": turn["role"],
+                            "text": " ".join(words[: max(1, len(words) * k // (n + 1))]),
+                            "final": False,
+                        }
+                    )
+                )
+            times.append(
+                final_round_trip(
+                    ws, seq, {"type": "turn", "seq": seq, "role": turn["role"], "text": turn["text"], "final": True}
+                )
+            )
         ws.send(json.dumps({"type": "end"}))
     return times
 
 
 def live_in_process(predictor, turns: list[dict]) -> list[float]:
     """The same session through Predictor.predict_live in-process (final turns only): ms per turn."""
-    from model.record import interaction_from_dict
+    from model.conversation.record import interaction_from_dict
 
     state = predictor.live_state("call")
     times = []
@@ -180,18 +212,24 @@ def bench_lengths(url: str, key: str, model_dir: Path, lengths: list[int], sessi
     def take(n: int) -> list[dict]:
         nonlocal at
         if at + n > len(stream):
-            raise SystemExit(f"the corpus calls have {len(stream)} turns: too few for these --lengths/--length-sessions")
+            raise SystemExit(
+                f"the corpus calls have {len(stream)} turns: too few for these --lengths/--length-sessions"
+            )
         at += n
-        return stream[at - n:at]
+        return stream[at - n : at]
 
     predictor = Predictor.load(model_dir)
     warm = take(30)
     live_in_process(predictor, warm)  # lazy loads (spaCy, pymorphy)
     stream_long(url, key, take(30), "len-warm")
-    print(f"round trip of the last {LAST} final turns of each session (sessions one at a time; the server "
-          f"against the model alone in-process on the same turns):")
-    print("| turns | sessions | characters (median) | round trip p50 ms | p99 ms | every final turn p50 ms | "
-          "in-process predict_live p50 ms | p99 ms | load average |\n|---|---|---|---|---|---|---|---|---|")
+    print(
+        f"round trip of the last {LAST} final turns of each session (sessions one at a time; the server "
+        f"against the model alone in-process on the same turns):"
+    )
+    print(
+        "| turns | sessions | characters (median) | round trip p50 ms | p99 ms | every final turn p50 ms | "
+        "in-process predict_live p50 ms | p99 ms | load average |\n|---|---|---|---|---|---|---|---|---|"
+    )
     for length in lengths:
         over, every, alone, chars = [], [], [], []
         for i in range(sessions):
@@ -202,12 +240,17 @@ def bench_lengths(url: str, key: str, model_dir: Path, lengths: list[int], sessi
             every.extend(times)
             alone.extend(live_in_process(predictor, take(length))[-LAST:])  # other turns: cold caches there too
         o, a = np.asarray(over), np.asarray(alone)
-        print(f"| {length} | {sessions} | {np.median(chars):,.0f} | {np.percentile(o, 50):.1f} | {np.percentile(o, 99):.1f} | "
-              f"{np.percentile(every, 50):.1f} | {np.percentile(a, 50):.1f} | {np.percentile(a, 99):.1f} | "
-              f"{' '.join(f'{v:.2f}' for v in os.getloadavg())} |", flush=True)
+        print(
+            f"| {length} | {sessions} | {np.median(chars):,.0f} | {np.percentile(o, 50):.1f} | {np.percentile(o, 99):.1f} | "
+            f"{np.percentile(every, 50):.1f} | {np.percentile(a, 50):.1f} | {np.percentile(a, 99):.1f} | "
+            f"{' '.join(f'{v:.2f}' for v in os.getloadavg())} |",
+            flush=True,
+        )
 
 
-def bench(url: str, key: str, conversations: list[dict], *, parallel: int, with_client: bool, partials: int, tag: str) -> None:
+def bench(
+    url: str, key: str, conversations: list[dict], *, parallel: int, with_client: bool, partials: int, tag: str
+) -> None:
     lock = threading.Lock()
     samples: list[float] = []
 
@@ -225,9 +268,11 @@ def bench(url: str, key: str, conversations: list[dict], *, parallel: int, with_
     wall = time.perf_counter() - t
     a = np.asarray(samples)
     label = f"{'with' if with_client else 'without'} client_id, {parallel} parallel session(s)"
-    print(f"{label}: {len(a)} final turns in {len(conversations)} sessions, round trip "
-          f"p50 {np.percentile(a, 50):.2f} ms  p99 {np.percentile(a, 99):.2f} ms  mean {a.mean():.2f} ms  "
-          f"({len(a) / wall:,.0f} turns/s)")
+    print(
+        f"{label}: {len(a)} final turns in {len(conversations)} sessions, round trip "
+        f"p50 {np.percentile(a, 50):.2f} ms  p99 {np.percentile(a, 99):.2f} ms  mean {a.mean():.2f} ms  "
+        f"({len(a) / wall:,.0f} turns/s)"
+    )
 
 
 def bench_in_process(model_dir: Path, conversations: list[dict]) -> None:
@@ -245,8 +290,10 @@ def bench_in_process(model_dir: Path, conversations: list[dict]) -> None:
             predictor.predict([window], top_k=None)
             times.append((time.perf_counter() - t) * 1000)
     a = np.asarray(times)
-    print(f"in-process model call on the same {len(a)} turn windows: "
-          f"p50 {np.percentile(a, 50):.2f} ms  p99 {np.percentile(a, 99):.2f} ms  mean {a.mean():.2f} ms")
+    print(
+        f"in-process model call on the same {len(a)} turn windows: "
+        f"p50 {np.percentile(a, 50):.2f} ms  p99 {np.percentile(a, 99):.2f} ms  mean {a.mean():.2f} ms"
+    )
 
 
 def main() -> None:
@@ -256,8 +303,13 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--partials", type=int, default=3, help="partial prefixes sent before each final turn")
     parser.add_argument("--workers", type=int, default=0, help="server processes (0: one per core)")
-    parser.add_argument("--lengths", type=int, nargs="+", default=None,
-                        help="instead of the default mode: sessions of these many turns (e.g. 5 50 200)")
+    parser.add_argument(
+        "--lengths",
+        type=int,
+        nargs="+",
+        default=None,
+        help="instead of the default mode: sessions of these many turns (e.g. 5 50 200)",
+    )
     parser.add_argument("--length-sessions", type=int, default=5, help="sessions per --lengths value")
     args = parser.parse_args()
     print(f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}; {os.cpu_count()} cores")
@@ -274,8 +326,15 @@ def main() -> None:
                 print(f"{args.partials} partials per turn")
             for parallel in [] if args.lengths else args.parallel:
                 for with_client in (False, True):
-                    bench(url, key, conversations, parallel=parallel, with_client=with_client, partials=args.partials,
-                          tag=f"p{parallel}-{int(with_client)}")
+                    bench(
+                        url,
+                        key,
+                        conversations,
+                        parallel=parallel,
+                        with_client=with_client,
+                        partials=args.partials,
+                        tag=f"p{parallel}-{int(with_client)}",
+                    )
         finally:
             proc.terminate()
             proc.wait(timeout=20)

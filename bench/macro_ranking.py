@@ -21,11 +21,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from model.macros import MacroRanker, MacroStats, RankerConfig  # noqa: E402
-from model.taxonomy import load_taxonomy  # noqa: E402
-from training.config import TrainConfig  # noqa: E402
-from training.data import load_data  # noqa: E402
-from training.train import fit_bundle, grouped_split  # noqa: E402
+from model.assist.macros import MacroRanker, MacroStats, RankerConfig  # noqa: E402
+from model.conversation.taxonomy import load_taxonomy  # noqa: E402
+from training.data.load import load_data  # noqa: E402
+from training.fitting.config import TrainConfig  # noqa: E402
+from training.fitting.train import fit_bundle, grouped_split  # noqa: E402
 
 
 def label_probs(data, config, taxonomy, train_rows, test_rows, cache: Path | None):
@@ -40,8 +40,16 @@ def label_probs(data, config, taxonomy, train_rows, test_rows, cache: Path | Non
     task_probs, domain_probs = bundle.model.predict_proba([data.rows[i].interaction for i in test_rows])
     if cache:
         cache.mkdir(parents=True, exist_ok=True)
-        files[0].write_text(json.dumps({"train": train_rows, "test": test_rows, "domain_classes": domain_probs[0],
-                                        "task_classes": {t: v[0] for t, v in task_probs.items()}}))
+        files[0].write_text(
+            json.dumps(
+                {
+                    "train": train_rows,
+                    "test": test_rows,
+                    "domain_classes": domain_probs[0],
+                    "task_classes": {t: v[0] for t, v in task_probs.items()},
+                }
+            )
+        )
         np.savez(files[1], domain=domain_probs[1], **{f"task_{t}": v[1] for t, v in task_probs.items()})
     return task_probs, domain_probs
 
@@ -62,8 +70,9 @@ def main() -> None:
     taxonomy = load_taxonomy(ROOT / config.taxonomy if not Path(config.taxonomy).is_absolute() else config.taxonomy)
     data = load_data([args.data], taxonomy, column_map=config.column_map, group_by=config.split.group_by)
     train_rows, test_rows = grouped_split(data, config.split.test_size, config.split.seed)
-    task_probs, domain_probs = label_probs(data, config, taxonomy, train_rows, test_rows,
-                                           Path(args.cache) if args.cache else None)
+    task_probs, domain_probs = label_probs(
+        data, config, taxonomy, train_rows, test_rows, Path(args.cache) if args.cache else None
+    )
     train_x = [data.rows[i].interaction for i in train_rows]
     test_x = [data.rows[i].interaction for i in test_rows]
     keep = [j for j, x in enumerate(test_x) if x.macros]
@@ -73,23 +82,30 @@ def main() -> None:
 
     stats = MacroStats.fit(train_x, tasks, taxonomy)
     macro_ids = list(taxonomy.macros)
-    by_label = np.array([[stats.score(task_probs, domain_probs, domains, j).get(m, 0.0) for m in macro_ids]
-                         for j in keep])
+    by_label = np.array(
+        [[stats.score(task_probs, domain_probs, domains, j).get(m, 0.0) for m in macro_ids] for j in keep]
+    )
     ranker = MacroRanker().fit(train_x, tasks, taxonomy)
     sub_probs = {t: (c, p[keep]) for t, (c, p) in task_probs.items()}
     sub_domain = (domain_probs[0], domain_probs[1][keep]) if domain_probs else None
     signals = ranker.signals([test_x[j] for j in keep], sub_probs, sub_domain, domains)
-    print(f"held-out rows with macros: {len(keep)} of {len(test_x)} held-out rows "
-          f"(train {len(train_rows)} rows, grouped by {config.split.group_by})")
+    print(
+        f"held-out rows with macros: {len(keep)} of {len(test_x)} held-out rows "
+        f"(train {len(train_rows)} rows, grouped by {config.split.group_by})"
+    )
     print(f"top-3 hit rate, by-label ranker (before):   {hit_rate(by_label, macro_ids, truth):.3f}")
     for name, scores in signals.items():
         print(f"top-3 hit rate, {name} signal alone: {hit_rate(scores, macro_ids, truth):.3f}")
     mixed = ranker.rank([test_x[j] for j in keep], sub_probs, sub_domain, domains)
     cfg = ranker.config
-    print(f"top-3 hit rate, three-signal ranker (weights history {cfg.w_history}, labels {cfg.w_labels}, "
-          f"when {cfg.w_when}): {hit_rate(mixed, macro_ids, truth):.3f}")
-    print(f"top-1 hit rate: by-label {hit_rate(by_label, macro_ids, truth, 1):.3f}, "
-          f"three-signal {hit_rate(mixed, macro_ids, truth, 1):.3f}")
+    print(
+        f"top-3 hit rate, three-signal ranker (weights history {cfg.w_history}, labels {cfg.w_labels}, "
+        f"when {cfg.w_when}): {hit_rate(mixed, macro_ids, truth):.3f}"
+    )
+    print(
+        f"top-1 hit rate: by-label {hit_rate(by_label, macro_ids, truth, 1):.3f}, "
+        f"three-signal {hit_rate(mixed, macro_ids, truth, 1):.3f}"
+    )
     for wh, wl, ww in [(1, 0, 0), (0.5, 0.5, 0), (0.6, 0.3, 0.1), (0.5, 0.3, 0.2), (0.4, 0.4, 0.2), (0.7, 0.2, 0.1)]:
         ranker.config = RankerConfig(w_history=wh, w_labels=wl, w_when=ww)
         scores = ranker.rank([test_x[j] for j in keep], sub_probs, sub_domain, domains)

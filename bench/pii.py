@@ -1,4 +1,4 @@
-"""Recall and precision of the personal-data masking (:func:`model.pii.mask_pii`) on the labelled set.
+"""Recall and precision of the personal-data masking (:func:`model.text.pii.mask_pii`) on the labelled set.
 
     python bench/pii.py [--data tests/data/pii_cases.jsonl] [--errors]
 
@@ -12,7 +12,7 @@ By entity: a marked datum is found when a masked span of the same kind overlaps 
 it exactly); a masked span is right when it overlaps a marked datum of its kind. Also: ``leaks`` (marked
 data with a digit or letter run of 4+ characters left in the masked text) and ``kept`` (trap values
 still in the masked text). A leak is a 4+ character run of a marked datum (names aside) found in the masked
-text and nowhere else in the snippet. Prints figures; asserts nothing (tests/model/test_pii.py holds the floors).
+text and nowhere else in the snippet. Prints figures; asserts nothing (tests/model/text/test_pii.py holds the floors).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from model.pii import KINDS, PLACEHOLDERS, find_pii, mask_pii  # noqa: E402
+from model.text.pii import KINDS, PLACEHOLDERS, find_pii, mask_pii  # noqa: E402
 
 DATA = ROOT / "tests" / "data" / "pii_cases.jsonl"
 KIND_OF_LABEL = {placeholder[1:-1]: kind for kind, placeholder in PLACEHOLDERS.items()}
@@ -49,7 +49,7 @@ def parse_case(row: dict) -> Case:
     text, gold, pos = [], [], 0
     plain_len = 0
     for m in _MARK.finditer(row["text"]):
-        before = row["text"][pos:m.start()]
+        before = row["text"][pos : m.start()]
         text.append(before)
         plain_len += len(before)
         kind = KIND_OF_LABEL[m.group(1)]
@@ -91,7 +91,7 @@ def evaluate(cases: list[Case]) -> dict:
             if any(kind == s.kind and s.start < end and start < s.end for start, end, kind in case.gold):
                 right[s.kind] += 1
             else:
-                errors.append(("wrong", s.kind, case.text[s.start:s.end], case.text))
+                errors.append(("wrong", s.kind, case.text[s.start : s.end], case.text))
         for value in case.keep:
             keep_total += 1
             if value in masked:
@@ -101,20 +101,27 @@ def evaluate(cases: list[Case]) -> dict:
     per_kind = {}
     for kind in KINDS:
         per_kind[kind] = {
-            "gold": total[kind], "found": found[kind], "strict": strict[kind], "predicted": predicted[kind],
+            "gold": total[kind],
+            "found": found[kind],
+            "strict": strict[kind],
+            "predicted": predicted[kind],
             "right": right[kind],
             "recall": round(found[kind] / total[kind], 3) if total[kind] else None,
             "precision": round(right[kind] / predicted[kind], 3) if predicted[kind] else None,
         }
     all_total, all_found, all_pred, all_right = (sum(c.values()) for c in (total, found, predicted, right))
     return {
-        "cases": len(cases), "traps": sum(1 for c in cases if not c.gold),
+        "cases": len(cases),
+        "traps": sum(1 for c in cases if not c.gold),
         "entities": all_total,
         "recall": round(all_found / all_total, 3) if all_total else None,
         "strict_recall": round(sum(strict.values()) / all_total, 3) if all_total else None,
         "precision": round(all_right / all_pred, 3) if all_pred else None,
-        "leaks": leaks, "kept": kept, "keep_total": keep_total,
-        "by_kind": per_kind, "errors": errors,
+        "leaks": leaks,
+        "kept": kept,
+        "keep_total": keep_total,
+        "by_kind": per_kind,
+        "errors": errors,
     }
 
 
@@ -127,16 +134,20 @@ def main() -> None:
     start = time.perf_counter()
     report = evaluate(cases)
     spent = time.perf_counter() - start
-    print(f"{report['cases']} snippets ({report['traps']} traps without personal data), "
-          f"{report['entities']} marked entities; {spent * 1000 / report['cases']:.1f} ms per snippet")
+    print(
+        f"{report['cases']} snippets ({report['traps']} traps without personal data), "
+        f"{report['entities']} marked entities; {spent * 1000 / report['cases']:.1f} ms per snippet"
+    )
     print(f"{'kind':<12}{'gold':>6}{'pred':>6}{'recall':>9}{'strict':>9}{'precision':>11}")
     for kind, row in report["by_kind"].items():
         recall = "-" if row["recall"] is None else f"{row['recall']:.3f}"
         strict = "-" if not row["gold"] else f"{row['strict'] / row['gold']:.3f}"
         precision = "-" if row["precision"] is None else f"{row['precision']:.3f}"
         print(f"{kind:<12}{row['gold']:>6}{row['predicted']:>6}{recall:>9}{strict:>9}{precision:>11}")
-    print(f"{'all':<12}{report['entities']:>6}{sum(r['predicted'] for r in report['by_kind'].values()):>6}"
-          f"{report['recall']:>9.3f}{report['strict_recall']:>9.3f}{report['precision']:>11.3f}")
+    print(
+        f"{'all':<12}{report['entities']:>6}{sum(r['predicted'] for r in report['by_kind'].values()):>6}"
+        f"{report['recall']:>9.3f}{report['strict_recall']:>9.3f}{report['precision']:>11.3f}"
+    )
     print(f"leaks (a 4+ character run of a marked datum, names aside, left in the masked text): {report['leaks']}")
     print(f"trap values kept for the macros: {report['kept']}/{report['keep_total']}")
     if args.errors:

@@ -33,14 +33,26 @@ sys.path.insert(0, str(ROOT))
 from model.predictor import Predictor  # noqa: E402
 
 FALLBACK = [
-    {"channel": "call", "turns": [{"role": "operator", "text": "билайн здравствуйте меня зовут анна"},
-                                  {"role": "client", "text": "ну у меня деньги сняли вчера непонятно за что сто пятьдесят рублей"}]},
-    {"channel": "chat", "turns": [{"role": "bot", "text": "Здравствуйте! Я бот поддержки"},
-                                  {"role": "client", "text": "где мой заказ 12345678-0012 уже неделю не двигается"}]},
+    {
+        "channel": "call",
+        "turns": [
+            {"role": "operator", "text": "билайн здравствуйте меня зовут анна"},
+            {"role": "client", "text": "ну у меня деньги сняли вчера непонятно за что сто пятьдесят рублей"},
+        ],
+    },
+    {
+        "channel": "chat",
+        "turns": [
+            {"role": "bot", "text": "Здравствуйте! Я бот поддержки"},
+            {"role": "client", "text": "где мой заказ 12345678-0012 уже неделю не двигается"},
+        ],
+    },
 ]
 
 
-def load_inputs(n: int, *, channels: tuple[str, ...] = ("call", "chat", "email"), max_turns: int | None = None) -> list[dict]:
+def load_inputs(
+    n: int, *, channels: tuple[str, ...] = ("call", "chat", "email"), max_turns: int | None = None
+) -> list[dict]:
     """``n`` conversations drawn (seeded) from the corpus, or from a built-in pair when it is absent."""
     rows = []
     for path in sorted((ROOT / "datasets" / "corpus").glob("*.jsonl")):
@@ -120,24 +132,31 @@ def throughput(call_batch, inputs: list[dict], batch: int) -> tuple[float, int]:
     t = time.perf_counter()
     done = 0
     for i in range(0, len(rows), batch):
-        done += call_batch(rows[i:i + batch])
+        done += call_batch(rows[i : i + batch])
     return done / (time.perf_counter() - t), done
 
 
-def bench_in_process(predictor: Predictor, inputs: list[dict], batch: int, *, requests: int, warmup: int,
-                     chars: int) -> None:
-    from model.record import interaction_from_dict
+def bench_in_process(
+    predictor: Predictor, inputs: list[dict], batch: int, *, requests: int, warmup: int, chars: int
+) -> None:
+    from model.conversation.record import interaction_from_dict
 
     calls = long_calls(warmup + 2 * requests, chars=chars)
     if len(calls) < warmup + 2 * requests:
         requests = max(1, (len(calls) - warmup) // 2)
         print(f"(the corpus gives {len(calls)} distinct calls of {chars} characters: {requests} measured per figure)")
-    warm, measured, alone = calls[:warmup], calls[warmup:warmup + requests], calls[warmup + requests:warmup + 2 * requests]
+    warm, measured, alone = (
+        calls[:warmup],
+        calls[warmup : warmup + requests],
+        calls[warmup + requests : warmup + 2 * requests],
+    )
     t = time.perf_counter()
     for x in warm:  # loads spaCy/pymorphy lazily on the first call: seconds
         predictor.predict([x])
-    print(f"warm-up: {len(warm)} other calls in {time.perf_counter() - t:.1f} s; load average "
-          + " ".join(f"{v:.2f}" for v in os.getloadavg()))
+    print(
+        f"warm-up: {len(warm)} other calls in {time.perf_counter() - t:.1f} s; load average "
+        + " ".join(f"{v:.2f}" for v in os.getloadavg())
+    )
     sizes = [sum(len(t["text"]) for t in x["turns"]) for x in measured]
     times, cpu, macros, filled = [], [], 0, 0
     for x in measured:
@@ -147,10 +166,12 @@ def bench_in_process(predictor: Predictor, inputs: list[dict], batch: int, *, re
         cpu.append((time.process_time() - c) * 1000)
         macros += len(result["macros"])
         filled += sum(len(m["filled_slots"]) for m in result["macros"])
-    print(f"in-process Predictor.predict, full response, {len(measured)} unseen calls of "
-          f"{np.median(sizes):,.0f} characters ({np.median([len(x['turns']) for x in measured]):.0f} turns) at the median, "
-          f"{macros / len(measured):.1f} macros and {filled / len(measured):.1f} filled slots a response: {percentiles(times)}; "
-          f"CPU p50 {np.percentile(cpu, 50):.2f} ms  p99 {np.percentile(cpu, 99):.2f} ms")
+    print(
+        f"in-process Predictor.predict, full response, {len(measured)} unseen calls of "
+        f"{np.median(sizes):,.0f} characters ({np.median([len(x['turns']) for x in measured]):.0f} turns) at the median, "
+        f"{macros / len(measured):.1f} macros and {filled / len(measured):.1f} filled slots a response: {percentiles(times)}; "
+        f"CPU p50 {np.percentile(cpu, 50):.2f} ms  p99 {np.percentile(cpu, 99):.2f} ms"
+    )
     items = [interaction_from_dict(x) for x in alone]
     times, cpu = [], []
     for item in items:
@@ -158,11 +179,15 @@ def bench_in_process(predictor: Predictor, inputs: list[dict], batch: int, *, re
         predictor.score([item])
         times.append((time.perf_counter() - t) * 1000)
         cpu.append((time.process_time() - c) * 1000)
-    print(f"in-process model alone (Predictor.score: task heads, domain head, macro raw scores), {len(items)} other "
-          f"unseen calls: {percentiles(times)}; CPU p50 {np.percentile(cpu, 50):.2f} ms  p99 {np.percentile(cpu, 99):.2f} ms")
+    print(
+        f"in-process model alone (Predictor.score: task heads, domain head, macro raw scores), {len(items)} other "
+        f"unseen calls: {percentiles(times)}; CPU p50 {np.percentile(cpu, 50):.2f} ms  p99 {np.percentile(cpu, 99):.2f} ms"
+    )
     rate, done = throughput(lambda rows: len(predictor.predict(rows)), inputs, batch)
-    print(f"in-process batch throughput (batch {batch}, corpus conversations of every channel, mostly short chats): "
-          f"{rate:,.0f} rows/s ({done} rows)")
+    print(
+        f"in-process batch throughput (batch {batch}, corpus conversations of every channel, mostly short chats): "
+        f"{rate:,.0f} rows/s ({done} rows)"
+    )
 
 
 def _post(url: str, payload: dict) -> dict:
@@ -177,7 +202,9 @@ def bench_http(model_dir: Path, inputs: list[dict], batch: int) -> None:
         port = s.getsockname()[1]
     proc = subprocess.Popen(
         [sys.executable, "-m", "serve", "--model", str(model_dir), "--port", str(port), "--insecure-local"],  # loopback
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -188,7 +215,7 @@ def bench_http(model_dir: Path, inputs: list[dict], batch: int) -> None:
                 break
             except OSError:
                 if time.time() > deadline or proc.poll() is not None:
-                    raise SystemExit("the server did not start")
+                    raise SystemExit("the server did not start") from None
                 time.sleep(0.3)
         times = time_single(lambda x: _post(f"{base}/v1/suggest", x), inputs)
         print(f"HTTP single request ({len(inputs)}): {percentiles(times)}")
@@ -217,7 +244,7 @@ def main() -> None:
     inputs = load_inputs(max(args.http_requests, args.batch))
     bench_in_process(predictor, inputs, args.batch, requests=args.requests, warmup=args.warmup, chars=args.chars)
     if not args.no_http:
-        bench_http(args.model, inputs[:args.http_requests], args.batch)
+        bench_http(args.model, inputs[: args.http_requests], args.batch)
     print(f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
 
 

@@ -6,18 +6,18 @@
 Rows: ``tfidf`` (training/configs/default.yaml), ``hybrid-use`` and ``hybrid-e5``
 (training/configs/hybrid_*.yaml), ``transformer`` (training/configs/transformer_e5.yaml: every layer
 fine-tuned) and ``transformer-cpu`` (transformer_e5_cpu.yaml: the top layers on cached lower ones), when
-model.transformer imports and the base checkpoint is built; otherwise the row says why it is absent.
+model.kinds.transformer.kind imports and the base checkpoint is built; otherwise the row says why it is absent.
 Columns:
 
 - corpus CV: macro-F1 per task (reason2 / topic / resolution), k-fold cross-validation grouped by
-  scenario (training/crossval.py);
+  scenario (training/evaluation/crossval.py);
 - tweets: the model trained on the whole corpus, evaluated on ../shared/benchmarks/telecom_tweets
   (reason2 of 315 real subscriber tweets): accuracy, macro-F1, top-3. Evaluation only;
 - RUTUBE L1 / L2: the same model kind trained on rutube_support/train.csv with a taxonomy built from
   the train labels (written to a temporary folder, never committed), tested on test.csv: macro-F1
   and accuracy. Test labels absent from train cannot be predicted and count as errors;
 - train s: fitting the corpus model (embedding included, encoder memo empty);
-- tweets adapted: ``podskazka adapt``'s cross-fitted before/after (training/adapt.py): 5 folds of the
+- tweets adapted: ``podskazka adapt``'s cross-fitted before/after (training/fitting/adapt.py): 5 folds of the
   tweets, each scored by a model trained on the corpus plus the other four fifths (weighted) with their
   label mix as priors; tweets never enter a shipped bundle (``--columns adapted``);
 - routing: the domain head on single client messages, trained on 80 % of the scenarios and scored on
@@ -50,16 +50,16 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from model.adjust import adjust_task, has_content  # noqa: E402
-from model.base import model_class  # noqa: E402
+from model.assist.adjust import adjust_task, has_content  # noqa: E402
+from model.conversation.record import interaction_from_dict  # noqa: E402
+from model.conversation.taxonomy import load_taxonomy  # noqa: E402
 from model.errors import PodskazkaError  # noqa: E402
+from model.kinds.registry import model_class  # noqa: E402
 from model.predictor import Predictor  # noqa: E402
-from model.record import interaction_from_dict  # noqa: E402
-from model.taxonomy import load_taxonomy  # noqa: E402
-from training.config import TrainConfig  # noqa: E402
-from training.data import load_data  # noqa: E402
-from training.metrics import task_metrics  # noqa: E402
-from training.train import fit_bundle  # noqa: E402
+from training.data.load import load_data  # noqa: E402
+from training.evaluation.metrics import task_metrics  # noqa: E402
+from training.fitting.config import TrainConfig  # noqa: E402
+from training.fitting.train import fit_bundle  # noqa: E402
 
 log = logging.getLogger("bench.quality")
 
@@ -81,17 +81,37 @@ GREETINGS = [
     {"channel": "chat", "text": "привет"},
     {"channel": "chat", "text": "здравствуйте, у меня вопрос"},
     {"channel": "email", "text": "Добрый вечер. Подскажите, пожалуйста"},
-    {"channel": "chat", "turns": [{"role": "bot", "text": "Здравствуйте! Я виртуальный помощник. Опишите вопрос"},
-                                  {"role": "client", "text": "здрасьте"}]},
+    {
+        "channel": "chat",
+        "turns": [
+            {"role": "bot", "text": "Здравствуйте! Я виртуальный помощник. Опишите вопрос"},
+            {"role": "client", "text": "здрасьте"},
+        ],
+    },
     {"channel": "chat", "turns": [{"role": "client", "text": "алло"}, {"role": "client", "text": "есть кто?"}]},
-    {"channel": "call", "turns": [{"role": "operator", "text": "билайн здравствуйте меня зовут анна чем могу помочь"},
-                                  {"role": "client", "text": "алло алло да здравствуйте"}]},
-    {"channel": "call", "turns": [{"role": "operator", "text": "компания билайн ольга здравствуйте"},
-                                  {"role": "client", "text": "ааа да слушаю"}]},
+    {
+        "channel": "call",
+        "turns": [
+            {"role": "operator", "text": "билайн здравствуйте меня зовут анна чем могу помочь"},
+            {"role": "client", "text": "алло алло да здравствуйте"},
+        ],
+    },
+    {
+        "channel": "call",
+        "turns": [
+            {"role": "operator", "text": "компания билайн ольга здравствуйте"},
+            {"role": "client", "text": "ааа да слушаю"},
+        ],
+    },
     {"channel": "call", "turns": [{"role": "operator", "text": "добрый день слушаю вас"}]},
     {"channel": "chat", "turns": [{"role": "client", "text": "ок спасибо"}]},
-    {"channel": "chat", "turns": [{"role": "client", "text": "Девушка, добрый день"},
-                                  {"role": "operator", "text": "Здравствуйте! Чем могу помочь?"}]},
+    {
+        "channel": "chat",
+        "turns": [
+            {"role": "client", "text": "Девушка, добрый день"},
+            {"role": "operator", "text": "Здравствуйте! Чем могу помочь?"},
+        ],
+    },
 ]
 OVERRIDES: dict[str, list[str]] = {}  # model -> dotted config overrides (--set)
 LATENCY_BUDGET_P99_MS = 30.0
@@ -113,13 +133,17 @@ def rutube_taxonomy(folder: Path) -> Path:
     """A taxonomy of the labels that occur in RUTUBE's train.csv, written under ``folder``."""
     rows = _csv_rows(SHARED / "rutube_support" / "train.csv")
     tasks = {
-        task: {"domain": "rutube", "question": f"RUTUBE support topic ({task})",
-               "labels": sorted({str(r[task]) for r in rows})}
+        task: {
+            "domain": "rutube",
+            "question": f"RUTUBE support topic ({task})",
+            "labels": sorted({str(r[task]) for r in rows}),
+        }
         for task in ("label_l1", "label_l2")
     }
     path = folder / "rutube_taxonomy.yaml"
-    path.write_text(yaml.safe_dump({"version": "rutube-train", "tasks": tasks, "macros": {}}, allow_unicode=True),
-                    encoding="utf-8")
+    path.write_text(
+        yaml.safe_dump({"version": "rutube-train", "tasks": tasks, "macros": {}}, allow_unicode=True), encoding="utf-8"
+    )
     return path
 
 
@@ -226,7 +250,7 @@ def run_model(name: str, folds: int, columns: set[str], requests: int, on_column
 def corpus_cv(config, taxonomy, data, folds: int) -> dict:
     """Grouped k-fold CV: per task on every row, and on the conversations alone (the rows the figures
     before the written layer were measured on) and the written layer alone; evidence rules applied."""
-    from training.crossval import out_of_fold
+    from training.evaluation.crossval import out_of_fold
 
     oof = out_of_fold(data, config, taxonomy, folds)
     out: dict = {"folds": folds}
@@ -248,37 +272,52 @@ def corpus_cv(config, taxonomy, data, folds: int) -> dict:
 def greetings(bundle) -> dict:
     """Decisions on greeting-only conversations (any task, any level): the target is none."""
     results = Predictor(bundle).predict(GREETINGS, top_macros=0)
-    decided = [(GREETINGS[i], t, d["label"]) for i, r in enumerate(results) for t, d in r["decisions"].items()
-               if d["level"] is not None]
+    decided = [
+        (GREETINGS[i], t, d["label"])
+        for i, r in enumerate(results)
+        for t, d in r["decisions"].items()
+        if d["level"] is not None
+    ]
     return {"n": len(GREETINGS), "decisions": len(decided), "examples": [str(x) for x in decided[:5]]}
 
 
 def tweets_data(taxonomy):
-    from training.data import LoadedData, Row
+    from training.data.load import LoadedData, Row
 
     rows = _csv_rows(SHARED / "telecom_tweets" / "test.csv")
-    out = [Row(interaction=interaction_from_dict({"channel": "chat", "text": r["text"], "reason2": r["reason2"]},
-                                                 label_tasks=("reason2",)),
-               source=f"tweets:{i}", group=f"tweet-{i}") for i, r in enumerate(rows)]
+    out = [
+        Row(
+            interaction=interaction_from_dict(
+                {"channel": "chat", "text": r["text"], "reason2": r["reason2"]}, label_tasks=("reason2",)
+            ),
+            source=f"tweets:{i}",
+            group=f"tweet-{i}",
+        )
+        for i, r in enumerate(rows)
+    ]
     return LoadedData(rows=out, files=[{"path": "telecom_tweets/test.csv"}])
 
 
 def adapted_tweets(bundle, config, corpus) -> dict:
     """``podskazka adapt``'s cross-fitted before/after on the tweets (5 folds; nothing is kept)."""
-    from training.adapt import cross_fitted
+    from training.fitting.adapt import cross_fitted
 
     bundle.decision = bundle.decision or {}
     result = cross_fitted(bundle, config, corpus, tweets_data(bundle.taxonomy), folds=5, weight=3)
     r = result["report"]["tasks"]["reason2"]
     keys = ("accuracy", "macro_f1", "top3_accuracy")
-    return {"before": {k: r["before"][k] for k in keys}, "after": {k: r["after"][k] for k in keys},
-            "after_coverage": {k: r["after_coverage"][k] for k in ("label_coverage", "label_precision")},
-            "folds": 5, "weight": 3}
+    return {
+        "before": {k: r["before"][k] for k in keys},
+        "after": {k: r["after"][k] for k in keys},
+        "after_coverage": {k: r["after_coverage"][k] for k in ("label_coverage", "label_precision")},
+        "folds": 5,
+        "weight": 3,
+    }
 
 
 def routing(config, taxonomy, data) -> dict:
     """Domain routing of single client messages held out by scenario (80/20)."""
-    from training.train import grouped_split
+    from training.fitting.train import grouped_split
 
     train_rows, test_rows = grouped_split(data, 0.2, config.split.seed)
     bundle = fit_bundle(data, config, taxonomy, train_rows)
@@ -306,8 +345,11 @@ def routing(config, taxonomy, data) -> dict:
         hit = [classes[int(np.argmax(p[k]))] == d for k, (_, d) in enumerate(pairs)]
         content = [has_content(x, taxonomy) for x, _ in pairs]  # a greeting alone has no domain (and no decision)
         kept = [h for h, c in zip(hit, content) if c]
-        out[name] = {"n": len(pairs), "accuracy": sum(hit) / len(pairs),
-                     "with_content": {"n": len(kept), "accuracy": sum(kept) / len(kept) if kept else None}}
+        out[name] = {
+            "n": len(pairs),
+            "accuracy": sum(hit) / len(pairs),
+            "with_content": {"n": len(kept), "accuracy": sum(kept) / len(kept) if kept else None},
+        }
     return out
 
 
@@ -318,8 +360,10 @@ def latency(bundle, requests: int) -> dict:
     inputs = latency_inputs(requests + 20)
     items = [interaction_from_dict(x) for x in inputs]
     out = {}
-    for label, call in (("model", lambda i: bundle.model.predict_proba([items[i]])),
-                        ("predictor", lambda i: predictor.predict([inputs[i]]))):
+    for label, call in (
+        ("model", lambda i: bundle.model.predict_proba([items[i]])),
+        ("predictor", lambda i: predictor.predict([inputs[i]])),
+    ):
         _forget_embeddings(bundle)
         for i in range(20):
             call(i)
@@ -331,8 +375,13 @@ def latency(bundle, requests: int) -> dict:
             times.append((time.perf_counter() - start) * 1000)
         out[label] = {"p50": float(np.percentile(times, 50)), "p99": float(np.percentile(times, 99))}
     # the headline figures are the whole request, as the service answers it
-    return {"p50": out["predictor"]["p50"], "p99": out["predictor"]["p99"], "n": len(inputs) - 20,
-            "model_p50": out["model"]["p50"], "model_p99": out["model"]["p99"]}
+    return {
+        "p50": out["predictor"]["p50"],
+        "p99": out["predictor"]["p99"],
+        "n": len(inputs) - 20,
+        "model_p50": out["model"]["p50"],
+        "model_p99": out["model"]["p99"],
+    }
 
 
 def rutube(config: TrainConfig) -> dict:
@@ -341,8 +390,12 @@ def rutube(config: TrainConfig) -> dict:
     with tempfile.TemporaryDirectory(prefix="podskazka-rutube-") as folder:
         taxonomy_path = rutube_taxonomy(Path(folder))
         raw = config.to_dict()
-        raw.update(taxonomy=str(taxonomy_path), tasks=["label_l1", "label_l2"], column_map={},
-                   split=dict(raw["split"], group_by="group_id"))
+        raw.update(
+            taxonomy=str(taxonomy_path),
+            tasks=["label_l1", "label_l2"],
+            column_map={},
+            split=dict(raw["split"], group_by="group_id"),
+        )
         rt_config = TrainConfig.from_dict(raw)
         taxonomy = load_taxonomy(taxonomy_path)
         data = load_data([str(SHARED / "rutube_support" / "train.csv")], taxonomy, group_by="group_id")
@@ -364,8 +417,10 @@ def _f(value, digits: int = 3) -> str:
 
 
 def table(rows: dict[str, dict], order: list[str]) -> str:
-    head = ("| model | corpus CV macro-F1 reason2 / topic / resolution | tweets acc / F1 / top-3 "
-            "| RUTUBE L1 F1 / acc | RUTUBE L2 F1 / acc | train s | p50 / p99 ms |")
+    head = (
+        "| model | corpus CV macro-F1 reason2 / topic / resolution | tweets acc / F1 / top-3 "
+        "| RUTUBE L1 F1 / acc | RUTUBE L2 F1 / acc | train s | p50 / p99 ms |"
+    )
     lines = [head, "|" + "---|" * 7]
     notes = []
     for name in order:
@@ -377,38 +432,70 @@ def table(rows: dict[str, dict], order: list[str]) -> str:
             notes.append(f"{name}: {row['skipped']}")
             continue
         cv = row.get("cv")
-        cv_cell = (" / ".join(_f(cv.get(t, {}).get("macro_f1")) for t in CORPUS_TASKS) + f" ({cv['folds']}-fold)"
-                   if cv else "not run")
+        cv_cell = (
+            " / ".join(_f(cv.get(t, {}).get("macro_f1")) for t in CORPUS_TASKS) + f" ({cv['folds']}-fold)"
+            if cv
+            else "not run"
+        )
         if cv and any("conversations" in (cv.get(t) or {}) for t in CORPUS_TASKS):
             cv_cell += "; conversations " + " / ".join(
-                _f(((cv.get(t) or {}).get("conversations") or {}).get("macro_f1")) for t in CORPUS_TASKS)
+                _f(((cv.get(t) or {}).get("conversations") or {}).get("macro_f1")) for t in CORPUS_TASKS
+            )
         tw = row.get("tweets")
         tw_cell = f"{_f(tw['accuracy'])} / {_f(tw['macro_f1'])} / {_f(tw['top3_accuracy'])}" if tw else "—"
         rt = row.get("rutube") or {}
-        rt_cells = [f"{_f(rt[t]['macro_f1'])} / {_f(rt[t]['accuracy'])}" if t in rt else "—"
-                    for t in ("label_l1", "label_l2")]
+        rt_cells = [
+            f"{_f(rt[t]['macro_f1'])} / {_f(rt[t]['accuracy'])}" if t in rt else "—" for t in ("label_l1", "label_l2")
+        ]
         lat = row.get("latency_ms") or {}
         lat_cell = f"{_f(lat.get('p50'), 1)} / {_f(lat.get('p99'), 1)}"
         if "model_p50" in lat:
             lat_cell += f" (model {_f(lat['model_p50'], 1)} / {_f(lat['model_p99'], 1)})"
-        lines.append(f"| {name} | {cv_cell} | {tw_cell} | {rt_cells[0]} | {rt_cells[1]} | "
-                     f"{_f(row.get('train_s'), 0)} | {lat_cell} |")
+        lines.append(
+            f"| {name} | {cv_cell} | {tw_cell} | {rt_cells[0]} | {rt_cells[1]} | "
+            f"{_f(row.get('train_s'), 0)} | {lat_cell} |"
+        )
         if row.get("measured"):
             notes.append(f"{name}: measured {row['measured']}")
-    lines += ["", "| model | tweets cold acc / top-3 (without evidence) | tweets adapted acc / top-3 (before) "
-              "| routing written / first turn marketplace / telecom | greeting-only decisions |", "|---|---|---|---|---|"]
+    lines += [
+        "",
+        "| model | tweets cold acc / top-3 (without evidence) | tweets adapted acc / top-3 (before) "
+        "| routing written / first turn marketplace / telecom | greeting-only decisions |",
+        "|---|---|---|---|---|",
+    ]
     for name in order:
         row = rows.get(name)
         if not row or "skipped" in row:
             continue
         tw, ad, ro, gr = row.get("tweets"), row.get("adapted"), row.get("routing") or {}, row.get("greetings")
-        cold = (f"{_f(tw['accuracy'])} / {_f(tw['top3_accuracy'])}" +
-                (f" ({_f(tw['without_evidence']['accuracy'])} / {_f(tw['without_evidence']['top3_accuracy'])})"
-                 if "without_evidence" in tw else "")) if tw else "—"
-        adapted = (f"{_f(ad['after']['accuracy'])} / {_f(ad['after']['top3_accuracy'])} "
-                   f"({_f(ad['before']['accuracy'])} / {_f(ad['before']['top3_accuracy'])})") if ad else "—"
-        route = " / ".join(_f((ro.get(k) or {}).get("accuracy")) for k in
-                           ("written", "first_turn_marketplace", "first_turn_telecom")) if ro else "—"
+        cold = (
+            (
+                f"{_f(tw['accuracy'])} / {_f(tw['top3_accuracy'])}"
+                + (
+                    f" ({_f(tw['without_evidence']['accuracy'])} / {_f(tw['without_evidence']['top3_accuracy'])})"
+                    if "without_evidence" in tw
+                    else ""
+                )
+            )
+            if tw
+            else "—"
+        )
+        adapted = (
+            (
+                f"{_f(ad['after']['accuracy'])} / {_f(ad['after']['top3_accuracy'])} "
+                f"({_f(ad['before']['accuracy'])} / {_f(ad['before']['top3_accuracy'])})"
+            )
+            if ad
+            else "—"
+        )
+        route = (
+            " / ".join(
+                _f((ro.get(k) or {}).get("accuracy"))
+                for k in ("written", "first_turn_marketplace", "first_turn_telecom")
+            )
+            if ro
+            else "—"
+        )
         greet = f"{gr['decisions']} of {gr['n']}" if gr else "—"
         lines.append(f"| {name} | {cold} | {adapted} | {route} | {greet} |")
     winner = choose_live_default(rows)
@@ -442,8 +529,10 @@ def choose_live_default(rows: dict[str, dict]) -> str:
     if not within:
         return f"live default: none within p99 {LATENCY_BUDGET_P99_MS:.0f} ms; mean real-text macro-F1: {ranked}"
     best = max(within, key=lambda e: e[1])
-    return (f"live default: **{best[0]}** — best mean real-text macro-F1 (tweets, RUTUBE L1, L2) among rows within "
-            f"p99 {LATENCY_BUDGET_P99_MS:.0f} ms; all rows: {ranked}")
+    return (
+        f"live default: **{best[0]}** — best mean real-text macro-F1 (tweets, RUTUBE L1, L2) among rows within "
+        f"p99 {LATENCY_BUDGET_P99_MS:.0f} ms; all rows: {ranked}"
+    )
 
 
 # ------------------------------------------------------------------------------ main
@@ -452,11 +541,19 @@ def main() -> None:
     parser.add_argument("--models", default=",".join(CONFIGS), help=f"comma-separated subset of {list(CONFIGS)}")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--skip-cv", action="store_true", help="leave out the corpus cross-validation (the slow part)")
-    parser.add_argument("--columns", default=",".join(COLUMNS),
-                        help=f"comma-separated subset of {list(COLUMNS)} (tweets and latency fit the corpus model, timed)")
+    parser.add_argument(
+        "--columns",
+        default=",".join(COLUMNS),
+        help=f"comma-separated subset of {list(COLUMNS)} (tweets and latency fit the corpus model, timed)",
+    )
     parser.add_argument("--requests", type=int, default=200, help="single requests timed per model")
-    parser.add_argument("--set", action="append", default=[], metavar="MODEL:KEY=VALUE",
-                        help="a config override for one row, e.g. transformer:model.params.max_train_seconds=600")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="MODEL:KEY=VALUE",
+        help="a config override for one row, e.g. transformer:model.params.max_train_seconds=600",
+    )
     parser.add_argument("--results", type=Path, help="JSON file that keeps rows between runs")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
@@ -484,8 +581,10 @@ def main() -> None:
         previous = rows.get(name, {})
 
         def keep(row: dict, previous=previous, name=name) -> None:
-            row["measured"] = (f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC, load average "
-                               f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+            row["measured"] = (
+                f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC, load average "
+                f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+            )
             earlier = {**previous, **{k: v for k, v in rows.get(name, {}).items() if k != "skipped"}}
             for column in ("cv", "tweets", "rutube", "latency_ms", "train_s", "adapted", "routing", "greetings"):
                 if column in earlier and column not in row:

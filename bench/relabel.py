@@ -49,11 +49,16 @@ sys.path.insert(0, str(ROOT))
 
 from model.predictor import Predictor  # noqa: E402
 
-SCHEMA = pa.schema([
-    ("id", pa.string()), ("channel", pa.string()),
-    ("turns", pa.list_(pa.struct([("role", pa.string()), ("text", pa.string())]))),
-    ("reason2", pa.string()), ("topic", pa.string()), ("resolution", pa.string()),
-])
+SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("channel", pa.string()),
+        ("turns", pa.list_(pa.struct([("role", pa.string()), ("text", pa.string())]))),
+        ("reason2", pa.string()),
+        ("topic", pa.string()),
+        ("resolution", pa.string()),
+    ]
+)
 SLICE = 50_000
 
 
@@ -126,16 +131,34 @@ def _batches(path: Path, fmt: str, batch_size: int):
         yield rows
 
 
-def run_job(model: Path, path: Path, out: Path, workers: int, batch_size: int,
-            profile: Path | None = None) -> tuple[float, float, float, float, float]:
+def run_job(
+    model: Path, path: Path, out: Path, workers: int, batch_size: int, profile: Path | None = None
+) -> tuple[float, float, float, float, float]:
     """Wall seconds, the job's own wall and CPU seconds (from its log: after imports and loading the
     model, up to the diff report; CPU of the coordinating process, i.e. all of it with one worker), the
     peak RSS (MiB, the whole process tree) and the CPU seconds of the whole process tree (imports and
     model load included) of one ``podskazka relabel`` run (under cProfile, writing ``profile``)."""
     shutil.rmtree(out, ignore_errors=True)
-    cmd = [sys.executable] + (["-m", "cProfile", "-o", str(profile)] if profile else []) + [
-        "-m", "training.cli", "relabel", "--model", str(model), "--input", str(path),
-        "--output", str(out), "--workers", str(workers), "--batch-size", str(batch_size), "--no-progress"]
+    cmd = (
+        [sys.executable]
+        + (["-m", "cProfile", "-o", str(profile)] if profile else [])
+        + [
+            "-m",
+            "training.cli",
+            "relabel",
+            "--model",
+            str(model),
+            "--input",
+            str(path),
+            "--output",
+            str(out),
+            "--workers",
+            str(workers),
+            "--batch-size",
+            str(batch_size),
+            "--no-progress",
+        ]
+    )
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -177,7 +200,7 @@ def sklearn_rate(path: Path, fmt: str, batch_size: int, limit: int | None) -> tu
     cpu = 0.0
     for i in range(0, len(texts), batch_size):
         c = time.process_time()
-        pipeline.predict_proba(texts[i:i + batch_size])
+        pipeline.predict_proba(texts[i : i + batch_size])
         cpu += time.process_time() - c
     return len(texts) / cpu, len(texts), fit
 
@@ -191,7 +214,7 @@ def print_profile(profile: Path, top: int = 25) -> None:
         pstats.Stats(str(profile), stream=buf).sort_stats(order).print_stats(top)
         text = buf.getvalue()
         print(f"--- the one-worker job under cProfile, top {top} by {order} ---")
-        print(text[text.index("   ncalls"):].rstrip() if "   ncalls" in text else text)
+        print(text[text.index("   ncalls") :].rstrip() if "   ncalls" in text else text)
 
 
 class _PeakRss(threading.Thread):
@@ -261,15 +284,17 @@ def main() -> None:
 
 
 def _bench(args, work: Path) -> None:
-    load = lambda: " ".join(f"{v:.2f}" for v in os.getloadavg())  # noqa: E731
+    load = lambda: " ".join(f"{v:.2f}" for v in os.getloadavg())
     print(f"load average {load()}")
     suffix = "parquet" if args.format == "parquet" else "jsonl"
     data = work / f"history{'-calls' if args.calls_only else ''}.{suffix}"
     t = time.perf_counter()
     if not (data.exists() and _rows_in(data, args.format) == args.rows):  # a kept --workdir is reused
         generate(data, args.rows, args.format, args.calls_only)
-    print(f"generated {args.rows:,} rows ({'calls only, ' if args.calls_only else ''}"
-          f"{data.stat().st_size / 2**20:,.0f} MiB {args.format}) in {time.perf_counter() - t:.0f} s")
+    print(
+        f"generated {args.rows:,} rows ({'calls only, ' if args.calls_only else ''}"
+        f"{data.stat().st_size / 2**20:,.0f} MiB {args.format}) in {time.perf_counter() - t:.0f} s"
+    )
     print(f"model {Predictor.load(args.model).model_version}; batch size {args.batch_size}; {os.cpu_count()} cores")
     floor_rate = floor_cpu = None
     per_cpu: dict[str, float] = {}
@@ -277,19 +302,24 @@ def _bench(args, work: Path) -> None:
         spent, cpu, n = floor(args.model, data, args.format, args.batch_size, args.floor_rows)
         floor_rate, floor_cpu = n / spent, cpu / n
         per_cpu["(b) predictor loop"] = 1 / floor_cpu
-        print(f"floor: Predictor.predict(top_macros=0, comments=False) in one loop: {floor_rate:,.0f} rows/s "
-              f"({n:,} rows, {spent:.1f} s wall, {cpu:.1f} s CPU: {n / cpu:,.0f} rows per CPU-second); "
-              f"load average {load()}", flush=True)
+        print(
+            f"floor: Predictor.predict(top_macros=0, comments=False) in one loop: {floor_rate:,.0f} rows/s "
+            f"({n:,} rows, {spent:.1f} s wall, {cpu:.1f} s CPU: {n / cpu:,.0f} rows per CPU-second); "
+            f"load average {load()}",
+            flush=True,
+        )
     for workers in args.workers:
         wall, seconds, cpu, peak, tree_cpu = run_job(args.model, data, work / "out", workers, args.batch_size)
         rate = args.rows / max(seconds, 1e-9)
-        line = (f"relabel --workers {workers}: {rate:,.0f} rows/s ({seconds:.1f} s job, {wall:.1f} s wall with "
-                f"imports and model load), peak RSS {peak:,.0f} MiB")
+        line = (
+            f"relabel --workers {workers}: {rate:,.0f} rows/s ({seconds:.1f} s job, {wall:.1f} s wall with "
+            f"imports and model load), peak RSS {peak:,.0f} MiB"
+        )
         if floor_rate:
             line += f"; x{rate / floor_rate:.2f} the floor's rows/s"
             if workers == 1:  # CPU time: the fair comparison on a machine others share
                 line += f"; CPU per row {cpu / args.rows * 1e3:.2f} ms vs floor {floor_cpu * 1e3:.2f} ms: overhead {cpu / args.rows / floor_cpu - 1:+.1%}"
-        line += (f"; rows per CPU-second {args.rows / cpu:,.0f} (the job's log)" if workers == 1 else "")
+        line += f"; rows per CPU-second {args.rows / cpu:,.0f} (the job's log)" if workers == 1 else ""
         line += f", {args.rows / tree_cpu:,.0f} (whole process tree, imports and model load included)"
         per_cpu.setdefault("(a) relabel job", args.rows / (cpu if workers == 1 else tree_cpu))
         print(line + f"; load average {load()}", flush=True)
@@ -299,13 +329,19 @@ def _bench(args, work: Path) -> None:
     if not args.no_sklearn:
         rate, n, fit = sklearn_rate(data, args.format, args.batch_size, args.floor_rows)
         per_cpu["(c) scikit-learn TF-IDF word 1-2 + LogisticRegression"] = rate
-        print(f"bare scikit-learn pipeline: predict_proba {rate:,.0f} rows per CPU-second ({n:,} rows; fit {fit:.1f} s CPU); "
-              f"load average {load()}", flush=True)
+        print(
+            f"bare scikit-learn pipeline: predict_proba {rate:,.0f} rows per CPU-second ({n:,} rows; fit {fit:.1f} s CPU); "
+            f"load average {load()}",
+            flush=True,
+        )
     if per_cpu:
         print("rows per CPU-second (target for (a): >= 5,000 and within 15 % of (b)):")
         b = per_cpu.get("(b) predictor loop")
         for name, value in per_cpu.items():
-            print(f"  {name}: {value:,.0f}" + (f"  ({value / b:.2f} of (b))" if b and name != "(b) predictor loop" else ""))
+            print(
+                f"  {name}: {value:,.0f}"
+                + (f"  ({value / b:.2f} of (b))" if b and name != "(b) predictor loop" else "")
+            )
     if args.profile:
         profile = work / "relabel.prof"
         run_job(args.model, data, work / "out-profile", 1, args.batch_size, profile)

@@ -40,7 +40,6 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
-
 from predict import long_calls  # bench/ is on sys.path when this script runs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -134,10 +133,22 @@ class Server:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         exe = Path(sys.executable).parent / "podskazka"
-        cmd = [str(exe) if exe.exists() else shutil.which("podskazka") or "podskazka", "serve", "--model", str(model),
-               "--port", str(self.port), "--workers", str(workers)]
-        env = {**os.environ, "PODSKAZKA_API_KEYS_FILE": str(keys_file), "PODSKAZKA_FEEDBACK_DB": str(tmp / "fb.sqlite3"),
-               "PODSKAZKA_DEV_KEYS_FILE": str(tmp / "dev-keys.json")}
+        cmd = [
+            str(exe) if exe.exists() else shutil.which("podskazka") or "podskazka",
+            "serve",
+            "--model",
+            str(model),
+            "--port",
+            str(self.port),
+            "--workers",
+            str(workers),
+        ]
+        env = {
+            **os.environ,
+            "PODSKAZKA_API_KEYS_FILE": str(keys_file),
+            "PODSKAZKA_FEEDBACK_DB": str(tmp / "fb.sqlite3"),
+            "PODSKAZKA_DEV_KEYS_FILE": str(tmp / "dev-keys.json"),
+        }
         self.log = tmp / f"server-{workers}.log"
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=open(self.log, "wb"), stderr=subprocess.STDOUT)
         self.workers = workers
@@ -150,7 +161,7 @@ class Server:
                 ready = 0
                 if time.time() > deadline or self.proc.poll() is not None:
                     self.stop()
-                    raise SystemExit(f"the server did not start:\n{self.log.read_text()[-3000:]}")
+                    raise SystemExit(f"the server did not start:\n{self.log.read_text()[-3000:]}") from None
                 time.sleep(0.3)
 
     def cpu(self) -> float:
@@ -167,16 +178,18 @@ class Server:
 
 
 def post(base: str, key: str, body: bytes, timeout: float = 120) -> dict:
-    req = urllib.request.Request(f"{base}/v1/suggest", data=body,
-                                 headers={"content-type": "application/json", "authorization": f"Bearer {key}"})
+    req = urllib.request.Request(
+        f"{base}/v1/suggest", data=body, headers={"content-type": "application/json", "authorization": f"Bearer {key}"}
+    )
     with urllib.request.urlopen(req, timeout=timeout) as r:
         return json.loads(r.read())
 
 
 def warm(server: Server, key: str, bodies: list[bytes]) -> None:
     """Every worker answers every body at least once (new connections spread over the workers)."""
+
     def one(i: int) -> None:
-        for body in bodies[i % len(bodies):] + bodies[:i % len(bodies)]:
+        for body in bodies[i % len(bodies) :] + bodies[: i % len(bodies)]:
             post(server.base, key, body)
 
     threads = [threading.Thread(target=one, args=(i,)) for i in range(4 * server.workers)]
@@ -187,21 +200,39 @@ def warm(server: Server, key: str, bodies: list[bytes]) -> None:
 
 
 def run_wrk(base: str, lua: Path, concurrency: int, duration: float) -> dict:
-    cmd = ["wrk", "-t", str(min(concurrency, os.cpu_count() or 1)), "-c", str(concurrency), "-d", f"{duration:g}s",
-           "--timeout", "30s", "-s", str(lua), base + "/"]
+    cmd = [
+        "wrk",
+        "-t",
+        str(min(concurrency, os.cpu_count() or 1)),
+        "-c",
+        str(concurrency),
+        "-d",
+        f"{duration:g}s",
+        "--timeout",
+        "30s",
+        "-s",
+        str(lua),
+        base + "/",
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, check=False)
     line = next((x for x in out.stdout.splitlines() if x.startswith("WRK_JSON ")), None)
     if line is None:
         raise SystemExit(f"wrk printed no figures ({out.returncode}):\n{out.stdout}\n{out.stderr}")
-    r = json.loads(line[len("WRK_JSON "):])
+    r = json.loads(line[len("WRK_JSON ") :])
     seconds = r["duration_us"] / 1e6
-    return {"requests": r["requests"], "rps": r["requests"] / seconds, "p50": r["p50_us"] / 1000,
-            "p99": r["p99_us"] / 1000, "non2xx": r["non2xx"],
-            "socket": r["connect"] + r["read"] + r["write"] + r["timeout"]}
+    return {
+        "requests": r["requests"],
+        "rps": r["requests"] / seconds,
+        "p50": r["p50_us"] / 1000,
+        "p99": r["p99_us"] / 1000,
+        "non2xx": r["non2xx"],
+        "socket": r["connect"] + r["read"] + r["write"] + r["timeout"],
+    }
 
 
-def run_python(base: str, key: str, method: str, path: str, bodies: list[bytes], concurrency: int,
-               duration: float) -> dict:
+def run_python(
+    base: str, key: str, method: str, path: str, bodies: list[bytes], concurrency: int, duration: float
+) -> dict:
     host, port = base.split("//")[1].split(":")
     headers = {"content-type": "application/json", "authorization": f"Bearer {key}"}
     lock = threading.Lock()
@@ -242,12 +273,25 @@ def run_python(base: str, key: str, method: str, path: str, bodies: list[bytes],
         t.join()
     seconds = time.perf_counter() - start
     a = np.asarray(times or [float("nan")])
-    return {"requests": len(times), "rps": len(times) / seconds, "p50": float(np.percentile(a, 50)),
-            "p99": float(np.percentile(a, 99)), **counts}
+    return {
+        "requests": len(times),
+        "rps": len(times) / seconds,
+        "p50": float(np.percentile(a, 50)),
+        "p99": float(np.percentile(a, 99)),
+        **counts,
+    }
 
 
-def measure(server: Server, tool: str, key: str, bodies: list[bytes], lua: dict[str, Path], endpoint: str,
-            concurrency: int, duration: float) -> dict:
+def measure(
+    server: Server,
+    tool: str,
+    key: str,
+    bodies: list[bytes],
+    lua: dict[str, Path],
+    endpoint: str,
+    concurrency: int,
+    duration: float,
+) -> dict:
     cpu = server.cpu()
     if tool == "wrk":
         r = run_wrk(server.base, lua[endpoint], concurrency, duration)
@@ -260,8 +304,10 @@ def measure(server: Server, tool: str, key: str, bodies: list[bytes], lua: dict[
 
 
 def row(workers: int, endpoint: str, c: int, r: dict) -> str:
-    return (f"| {workers} | {endpoint} | {c} | {r['rps']:,.1f} | {r['p50']:.1f} | {r['p99']:.1f} | "
-            f"{r['non2xx']} + {r['socket']} | {r['cpu_ms']:.2f} | {r['requests']:,} | {loadavg()} |")
+    return (
+        f"| {workers} | {endpoint} | {c} | {r['rps']:,.1f} | {r['p50']:.1f} | {r['p99']:.1f} | "
+        f"{r['non2xx']} + {r['socket']} | {r['cpu_ms']:.2f} | {r['requests']:,} | {loadavg()} |"
+    )
 
 
 def main() -> None:
@@ -289,18 +335,26 @@ def main() -> None:
             bodies.append(body)
             paths.append(str(tmp / f"body-{i}.json"))
         lua = {}
-        for endpoint, method, path, files in (("suggest", "POST", "/v1/suggest", paths), ("healthz", "GET", "/healthz", [])):
+        for endpoint, method, path, files in (
+            ("suggest", "POST", "/v1/suggest", paths),
+            ("healthz", "GET", "/healthz", []),
+        ):
             lua[endpoint] = tmp / f"{endpoint}.lua"
-            lua[endpoint].write_text(LUA % {"paths": ", ".join(json.dumps(p) for p in files), "method": method,
-                                            "path": path, "key": key})
+            lua[endpoint].write_text(
+                LUA % {"paths": ", ".join(json.dumps(p) for p in files), "method": method, "path": path, "key": key}
+            )
         sizes = [sum(len(t["text"]) for t in c["turns"]) for c in calls]
         print(f"load average {loadavg()}; {cores} cores; load generator {tool}; {args.duration:g} s per cell")
-        print(f"{len(calls)} calls rotated: {np.median(sizes):,.0f} characters, "
-              f"{np.median([len(c['turns']) for c in calls]):.0f} turns, {np.median([len(b) for b in bodies]):,.0f} "
-              f"body bytes at the median")
+        print(
+            f"{len(calls)} calls rotated: {np.median(sizes):,.0f} characters, "
+            f"{np.median([len(c['turns']) for c in calls]):.0f} turns, {np.median([len(b) for b in bodies]):,.0f} "
+            f"body bytes at the median"
+        )
         results: dict[tuple[int, str, int], dict] = {}
-        header = ("| workers | endpoint | connections | requests/s | p50 ms | p99 ms | errors (non-2xx + socket) | "
-                  "server CPU ms/request | requests | load average |\n|---|---|---|---|---|---|---|---|---|---|")
+        header = (
+            "| workers | endpoint | connections | requests/s | p50 ms | p99 ms | errors (non-2xx + socket) | "
+            "server CPU ms/request | requests | load average |\n|---|---|---|---|---|---|---|---|---|---|"
+        )
         plan = [(workers, args.concurrency)]
         if args.one_worker and workers != 1:
             plan.append((1, [args.one_worker]))
@@ -314,10 +368,12 @@ def main() -> None:
                 warm(server, key, bodies)
                 sample = post(server.base, key, bodies[0])
                 macros = sample.get("macros") or []
-                print(f"server --workers {n_workers} on {server.base}: ready in {ready:.1f} s, warmed in "
-                      f"{time.perf_counter() - t:.1f} s; a response: tasks {sorted(sample['predictions'])}, "
-                      f"{len(macros)} macros, {sum(len(m['filled_slots']) for m in macros)} filled slots, "
-                      f"comment rule {'yes' if sample.get('comment_required') is not None else 'no'}")
+                print(
+                    f"server --workers {n_workers} on {server.base}: ready in {ready:.1f} s, warmed in "
+                    f"{time.perf_counter() - t:.1f} s; a response: tasks {sorted(sample['predictions'])}, "
+                    f"{len(macros)} macros, {sum(len(m['filled_slots']) for m in macros)} filled slots, "
+                    f"comment rule {'yes' if sample.get('comment_required') is not None else 'no'}"
+                )
                 if not printed:
                     print(header)
                     printed = True
@@ -332,8 +388,10 @@ def main() -> None:
         for n_workers, concurrencies in plan:
             for c in concurrencies:
                 s, h = results[(n_workers, "suggest", c)], results[(n_workers, "healthz", c)]
-                print(f"  --workers {n_workers}, {c} connection(s): {s['rps']:,.1f} / {h['rps']:,.1f} = "
-                      f"{s['rps'] / max(h['rps'], 1e-9):.4f}")
+                print(
+                    f"  --workers {n_workers}, {c} connection(s): {s['rps']:,.1f} / {h['rps']:,.1f} = "
+                    f"{s['rps'] / max(h['rps'], 1e-9):.4f}"
+                )
         print(f"load average {loadavg()}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -16,23 +16,24 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.predict import load_inputs, percentiles  # noqa: E402
-from model.record import interaction_from_dict  # noqa: E402
+from model.conversation.record import interaction_from_dict  # noqa: E402
 
 
 def untrained_model(base: str, runtime: str, max_length: int):
     """A transformer with random heads over ``base`` (what serving costs, without a training run)."""
-    from model import transformer_torch as tt
-    from model.transformer import TransformerConfig, TransformerMultiTask
+    from model.kinds.transformer import torch_backend as tt
+    from model.kinds.transformer.kind import TransformerConfig, TransformerMultiTask
 
     model = TransformerMultiTask(TransformerConfig(base_model=base, runtime=runtime, max_length=max_length))
-    model.classes_ = {"reason2": [f"r{i}" for i in range(26)], "topic": [f"t{i}" for i in range(30)],
-                      "resolution": ["a", "b", "c"]}
+    model.classes_ = {
+        "reason2": [f"r{i}" for i in range(26)],
+        "topic": [f"t{i}" for i in range(30)],
+        "resolution": ["a", "b", "c"],
+    }
     model.domain_classes_ = ["marketplace", "telecom"]
     model.tokenizer_, model.special_ids_ = tt.load_tokenizer(base)
     model.network_ = tt.new_network(model.config, model._head_sizes())
@@ -42,11 +43,11 @@ def untrained_model(base: str, runtime: str, max_length: int):
 
 
 def bundle_model(path: str, runtime: str):
-    from model.bundle import load_bundle
+    from model.storage.bundle import load_bundle
 
     bundle = load_bundle(path)
     if bundle.model.config.runtime != runtime:  # the same weights, served the other way
-        from model import transformer_torch as tt
+        from model.kinds.transformer import torch_backend as tt
 
         bundle.model.config.runtime = runtime
         tt.load_weights(bundle.model, Path(path) / "weights")
@@ -67,7 +68,7 @@ def bench(model, inputs, batch: int) -> None:
     t = time.perf_counter()
     for i in range(0, len(items), batch):
         model._last_logits = None
-        model.predict_proba(items[i:i + batch])
+        model.predict_proba(items[i : i + batch])
     dt = time.perf_counter() - t
     print(f"  batch throughput (batch {batch}): {len(items) / dt:,.1f} conversations/s ({len(items)} rows)")
 
@@ -89,8 +90,9 @@ def main() -> None:
     inputs = load_inputs(args.requests)
     print(f"transformer on CPU, {args.threads} thread(s), torch {torch.__version__}")
     for runtime in args.runtimes.split(","):
-        model = (bundle_model(args.model, runtime) if args.model
-                 else untrained_model(args.base, runtime, args.max_length))
+        model = (
+            bundle_model(args.model, runtime) if args.model else untrained_model(args.base, runtime, args.max_length)
+        )
         print(f"runtime {runtime} ({model.config.base_model}, max_length {model.config.max_length}):")
         bench(model, inputs, args.batch)
 

@@ -6,17 +6,18 @@ between calls, so one instance serves concurrent requests.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import numpy as np
 
-from model.bundle import Bundle, load_bundle
-from model.comments import comment_required, rules_apply
-from model.adjust import adjust_probabilities, decisions_for
+from model.assist.adjust import adjust_probabilities, decisions_for
+from model.assist.comments import comment_required, rules_apply
+from model.assist.slots import SlotFiller, fill_template
+from model.conversation.record import Interaction, interaction_from_dict
 from model.errors import InputError
-from model.record import Interaction, interaction_from_dict
-from model.slots import SlotFiller, fill_template
+from model.storage.bundle import Bundle, load_bundle
 
 
 class Predictor:
@@ -37,7 +38,7 @@ class Predictor:
         return scorer, (macros.incremental_scorer() if hasattr(macros, "incremental_scorer") else None)
 
     @classmethod
-    def load(cls, path: str | Path) -> "Predictor":
+    def load(cls, path: str | Path) -> Predictor:
         return cls(load_bundle(path))
 
     @property
@@ -93,15 +94,27 @@ class Predictor:
             macro_raw = self.bundle.macros.raw_scores(items)
         return task_probs, domain_probs, macro_raw
 
-    def postprocess(self, items, task_probs, domain_probs, macro_raw, selected, top_k, top_macros,
-                    comments: bool = True, slot_values: list[dict] | None = None,
-                    comment_items: list[Interaction] | None = None) -> list[dict[str, Any]]:
+    def postprocess(
+        self,
+        items,
+        task_probs,
+        domain_probs,
+        macro_raw,
+        selected,
+        top_k,
+        top_macros,
+        comments: bool = True,
+        slot_values: list[dict] | None = None,
+        comment_items: list[Interaction] | None = None,
+    ) -> list[dict[str, Any]]:
         """Ranked labels, decisions, domains, macros and the comment rule from the scores."""
         task_probs = adjust_probabilities(self.taxonomy, self.bundle.decision, items, task_probs)  # priors, evidence
         macro_scores = None
         if top_macros > 0 and macro_raw is not None:
-            macro_scores = (self.bundle.macros.macro_ids_,
-                            self.bundle.macros.rank(items, task_probs, domain_probs, self._domains, raw=macro_raw))
+            macro_scores = (
+                self.bundle.macros.macro_ids_,
+                self.bundle.macros.rank(items, task_probs, domain_probs, self._domains, raw=macro_raw),
+            )
         ranked = {task: self._ranked_batch(task, *task_probs[task], top_k) for task in selected}
         results = []
         for row in range(len(items)):
@@ -109,21 +122,30 @@ class Predictor:
             domains = []
             if domain_probs is not None:
                 order = np.argsort(-domain_probs[1][row], kind="stable")
-                domains = [
-                    {"label": domain_probs[0][j], "confidence": float(domain_probs[1][row][j])} for j in order
-                ]
-            # content check, domain routing, then the thresholds (model/adjust.py)
-            decisions = decisions_for(self.taxonomy, self.bundle.decision, items[row], task_probs, row, selected,
-                                      domain_probs)
+                domains = [{"label": domain_probs[0][j], "confidence": float(domain_probs[1][row][j])} for j in order]
+            # content check, domain routing, then the thresholds (model/assist/adjust.py)
+            decisions = decisions_for(
+                self.taxonomy, self.bundle.decision, items[row], task_probs, row, selected, domain_probs
+            )
             results.append(
                 {
                     "predictions": predictions,
                     "decisions": decisions,
                     "domains": domains,
-                    "macros": self._macros(items[row], macro_scores, task_probs, domain_probs, row, top_macros,
-                                           slot_values[row] if slot_values is not None else None),
-                    "comment_required": self._comment(comment_items[row] if comment_items else items[row], task_probs,
-                                                      decisions, domains) if comments else None,
+                    "macros": self._macros(
+                        items[row],
+                        macro_scores,
+                        task_probs,
+                        domain_probs,
+                        row,
+                        top_macros,
+                        slot_values[row] if slot_values is not None else None,
+                    ),
+                    "comment_required": self._comment(
+                        comment_items[row] if comment_items else items[row], task_probs, decisions, domains
+                    )
+                    if comments
+                    else None,
                 }
             )
         return results
@@ -134,11 +156,21 @@ class Predictor:
         if self._live_scorers is None:
             return None
         model_scorer, macro_scorer = self._live_scorers
-        return (model_scorer.new_state(channel), macro_scorer.new_state(channel) if macro_scorer else None,
-                {"values": {}, "upto": 0})
+        return (
+            model_scorer.new_state(channel),
+            macro_scorer.new_state(channel) if macro_scorer else None,
+            {"values": {}, "upto": 0},
+        )
 
-    def predict_live(self, state, interaction: Interaction, *, tasks: Iterable[str] | None = None,
-                     top_k: int | None = 3, top_macros: int = 3) -> dict[str, Any]:
+    def predict_live(
+        self,
+        state,
+        interaction: Interaction,
+        *,
+        tasks: Iterable[str] | None = None,
+        top_k: int | None = 3,
+        top_macros: int = 3,
+    ) -> dict[str, Any]:
         """:meth:`predict` for one live conversation, keeping running sums in ``state`` (from
         :meth:`live_state`) so that an update costs what its new turns cost, not the whole conversation."""
         selected = self.check_tasks(tasks)
@@ -153,9 +185,17 @@ class Predictor:
             macro_scorer.update(macro_state, interaction.turns)
             macro_raw = macro_scorer.scores(macro_state)
         slots = self._live_slots(slot_state, interaction) if top_macros > 0 else None
-        result = self.postprocess([interaction], task_probs, domain_probs, macro_raw, selected, top_k, top_macros,
-                                  slot_values=[slots] if slots is not None else None,
-                                  comment_items=[self._live_comment_window(slot_state, interaction)])[0]
+        result = self.postprocess(
+            [interaction],
+            task_probs,
+            domain_probs,
+            macro_raw,
+            selected,
+            top_k,
+            top_macros,
+            slot_values=[slots] if slots is not None else None,
+            comment_items=[self._live_comment_window(slot_state, interaction)],
+        )[0]
         hint = result.get("comment_required")
         top_domain = result["domains"][0]["label"] if result["domains"] else None
         if hint is not None and slot_state["comment_reasons"] and top_domain == self._domains.get("reason2"):
@@ -226,8 +266,10 @@ class Predictor:
         if top_k is not None:
             order = order[:, :top_k]
         values = np.round(np.take_along_axis(full, order, axis=1), 6).tolist()
-        return [[{"label": labels[j], "confidence": v} for j, v in zip(row_order, row_values)]
-                for row_order, row_values in zip(order.tolist(), values)]
+        return [
+            [{"label": labels[j], "confidence": v} for j, v in zip(row_order, row_values)]
+            for row_order, row_values in zip(order.tolist(), values)
+        ]
 
     def _comment(self, item: Interaction, task_probs, decisions, domains) -> dict[str, Any] | None:
         if not rules_apply(self.taxonomy):  # the telecom rule book only runs on its own taxonomy
@@ -235,8 +277,16 @@ class Predictor:
         labels = {task: d["label"] for task, d in decisions.items() if d.get("level") == "label"}
         return comment_required(item, labels, domains[0]["label"] if domains else None)
 
-    def _macros(self, item: Interaction, macro_scores, task_probs, domain_probs, row: int,
-                top_macros: int, values: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    def _macros(
+        self,
+        item: Interaction,
+        macro_scores,
+        task_probs,
+        domain_probs,
+        row: int,
+        top_macros: int,
+        values: dict[str, str] | None = None,
+    ) -> list[dict[str, Any]]:
         if top_macros <= 0:
             return []
         if macro_scores is not None:

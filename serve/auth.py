@@ -22,9 +22,10 @@ import ipaddress
 import json
 import os
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Iterable
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -74,8 +75,10 @@ def _entry(raw: Any, where: str) -> _Entry:
     if not isinstance(key_id, str) or not key_id:
         raise ConfigError(f"{where}: a key has no 'id'; give each key a name (who holds it)")
     if len(digest) != 64 or not set(digest) <= _HEX:
-        raise ConfigError(f"{where}: key {key_id!r} has no valid 'sha256' (64 hex digits); "
-                          "store hashes, never keys: use 'podskazka keys add'")
+        raise ConfigError(
+            f"{where}: key {key_id!r} has no valid 'sha256' (64 hex digits); "
+            "store hashes, never keys: use 'podskazka keys add'"
+        )
     if not isinstance(roles, list) or not roles or not set(roles) <= set(ROLES):
         raise ConfigError(f"{where}: key {key_id!r} has roles {roles!r}; use a non-empty list of {list(ROLES)}")
     return _Entry(key_id, digest, frozenset(roles))
@@ -108,11 +111,12 @@ def read_key_file(path: Path) -> list[dict]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"{path}: cannot read the API key file ({exc}); fix it or point "
-                          "PODSKAZKA_API_KEYS_FILE at another") from exc
+        raise ConfigError(
+            f"{path}: cannot read the API key file ({exc}); fix it or point PODSKAZKA_API_KEYS_FILE at another"
+        ) from exc
     keys = data.get("keys") if isinstance(data, dict) else None
     if not isinstance(keys, list):
-        raise ConfigError(f"{path}: an API key file is {{\"keys\": [{{\"id\", \"sha256\", \"roles\"}}]}}")
+        raise ConfigError(f'{path}: an API key file is {{"keys": [{{"id", "sha256", "roles"}}]}}')
     return keys
 
 
@@ -121,8 +125,10 @@ def load_keys(settings) -> KeyRing:
     entries = []
     if settings.api_keys_file is not None:
         if not Path(settings.api_keys_file).exists():
-            raise ConfigError(f"PODSKAZKA_API_KEYS_FILE={settings.api_keys_file} does not exist; create it with "
-                              "'podskazka keys add --file ...'")
+            raise ConfigError(
+                f"PODSKAZKA_API_KEYS_FILE={settings.api_keys_file} does not exist; create it with "
+                "'podskazka keys add --file ...'"
+            )
         entries += [_entry(raw, str(settings.api_keys_file)) for raw in read_key_file(Path(settings.api_keys_file))]
     entries += [_entry(raw, "PODSKAZKA_API_KEYS") for raw in settings.api_keys]
     return KeyRing(entries)
@@ -175,7 +181,7 @@ def is_loopback(host: str) -> bool:
 
 # -- the HTTP side ---------------------------------------------------------------------------
 
-_bearer = HTTPBearer(auto_error=False, description="an API key: 'Authorization: Bearer pk_…'")
+bearer_scheme = HTTPBearer(auto_error=False, description="an API key: 'Authorization: Bearer pk_…'")
 
 
 def unauthorized(message: str) -> HTTPException:
@@ -188,8 +194,10 @@ def principal_for(app_state, key: str | None) -> Principal:
         return LOCAL
     ring: KeyRing = app_state.keys
     if not len(ring):
-        raise unauthorized("this server has no API keys configured; set PODSKAZKA_API_KEYS_FILE "
-                           "(podskazka keys add), or run on loopback with 'podskazka serve' to get a dev key")
+        raise unauthorized(
+            "this server has no API keys configured; set PODSKAZKA_API_KEYS_FILE "
+            "(podskazka keys add), or run on loopback with 'podskazka serve' to get a dev key"
+        )
     if not key:
         raise unauthorized("send an API key: 'Authorization: Bearer pk_…'")
     principal = ring.find(key)
@@ -202,11 +210,14 @@ def require(role: str):
     """A dependency that lets through callers holding ``role`` (401 without a valid key, 403 without
     the role) and gives the route the caller's :class:`Principal`."""
 
-    def check(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> Principal:
+    def check(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer_scheme)) -> Principal:
         principal = principal_for(request.app.state, credentials.credentials if credentials else None)
         if not principal.has(role):
-            raise HTTPException(403, f"the key {principal.key_id!r} lacks the role {role!r} "
-                                f"(it has {sorted(principal.roles)}); use a key with that role")
+            raise HTTPException(
+                403,
+                f"the key {principal.key_id!r} lacks the role {role!r} "
+                f"(it has {sorted(principal.roles)}); use a key with that role",
+            )
         return principal
 
     return check

@@ -31,20 +31,26 @@ def access_settings(settings: Settings) -> Settings:
     refuses a non-loopback host without keys, and ``insecure_local`` off loopback."""
     if settings.insecure_local:
         if not is_loopback(settings.host):
-            raise ConfigError(f"--insecure-local serves without keys and only on loopback, not on {settings.host!r}; "
-                              "bind 127.0.0.1, or configure keys (PODSKAZKA_API_KEYS_FILE)")
+            raise ConfigError(
+                f"--insecure-local serves without keys and only on loopback, not on {settings.host!r}; "
+                "bind 127.0.0.1, or configure keys (PODSKAZKA_API_KEYS_FILE)"
+            )
         log.warning("serving WITHOUT API keys (--insecure-local): anyone on this machine can call every endpoint")
         return settings
     if settings.api_keys_file is not None or settings.api_keys:
         return settings
     if not is_loopback(settings.host):
-        raise ConfigError(f"no API keys are configured and the host {settings.host!r} is not loopback; create keys "
-                          "with 'podskazka keys add --file keys.json --id NAME --role operator' and set "
-                          "PODSKAZKA_API_KEYS_FILE=keys.json")
+        raise ConfigError(
+            f"no API keys are configured and the host {settings.host!r} is not loopback; create keys "
+            "with 'podskazka keys add --file keys.json --id NAME --role operator' and set "
+            "PODSKAZKA_API_KEYS_FILE=keys.json"
+        )
     key_path, key = ensure_dev_key(settings.dev_keys_file)
     if key is not None:
-        print(f"podskazka: a local dev API key (role admin) was made; it is shown once here and kept in {key_path}:\n"
-              f"  {key}\n  use it as 'Authorization: Bearer <key>' or paste it into the page's key field")
+        print(
+            f"podskazka: a local dev API key (role admin) was made; it is shown once here and kept in {key_path}:\n"
+            f"  {key}\n  use it as 'Authorization: Bearer <key>' or paste it into the page's key field"
+        )
     else:
         print(f"podskazka: the local dev API key (role admin) is in {key_path}")
     return settings.model_copy(update={"api_keys_file": settings.dev_keys_file})
@@ -58,8 +64,14 @@ def cpu_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def run(model_dir: Path, host: str = "127.0.0.1", port: int = 8000, workers: int = 0,
-        insecure_local: bool = False, log_format: str | None = None) -> None:
+def run(
+    model_dir: Path,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: int = 0,
+    insecure_local: bool = False,
+    log_format: str | None = None,
+) -> None:
     """Serve ``model_dir`` (a bundle, or a registry: its active bundle) on ``host:port`` with ``workers``
     processes (0: one per core; keys as :func:`access_settings` says). uvloop and httptools are used
     where installed. Logs: ``log_format`` json, text or auto (PODSKAZKA_LOG_FORMAT; auto: text on a
@@ -68,8 +80,9 @@ def run(model_dir: Path, host: str = "127.0.0.1", port: int = 8000, workers: int
     log_format = resolve_format(log_format or os.environ.get("PODSKAZKA_LOG_FORMAT") or "auto")
     log_config = logging_config(log_format)
     logging.config.dictConfig(log_config)
-    settings = Settings(model_dir=model_dir, host=host, port=port,
-                        **({"insecure_local": True} if insecure_local else {}))
+    settings = Settings(
+        model_dir=model_dir, host=host, port=port, **({"insecure_local": True} if insecure_local else {})
+    )
     settings = access_settings(settings)
     if workers > 1:
         os.environ["PODSKAZKA_MODEL_DIR"] = str(model_dir)
@@ -84,8 +97,9 @@ def run(model_dir: Path, host: str = "127.0.0.1", port: int = 8000, workers: int
             metrics_dir = tempfile.mkdtemp(prefix="podskazka-metrics-")
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
         try:
-            uvicorn.run("serve.asgi:app", host=host, port=port, workers=workers, access_log=False,
-                        log_config=log_config)
+            uvicorn.run(
+                "serve.asgi:app", host=host, port=port, workers=workers, access_log=False, log_config=log_config
+            )
         finally:
             if metrics_dir is not None:
                 shutil.rmtree(metrics_dir, ignore_errors=True)
@@ -98,10 +112,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", type=Path, default=Settings().model_dir)
     parser.add_argument("--host", default=Settings().host)
     parser.add_argument("--port", type=int, default=Settings().port)
-    parser.add_argument("--workers", type=int, default=int(os.environ.get("PODSKAZKA_WORKERS") or 0),
-                        help="server processes (0: one per CPU core; default PODSKAZKA_WORKERS)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=int(os.environ.get("PODSKAZKA_WORKERS") or 0),
+        help="server processes (0: one per CPU core; default PODSKAZKA_WORKERS)",
+    )
     parser.add_argument("--insecure-local", action="store_true", help="no API keys; loopback hosts only")
-    parser.add_argument("--log-format", choices=["auto", "json", "text"], default=None,
-                        help="log lines as JSON or text (default PODSKAZKA_LOG_FORMAT, else auto: text on a terminal)")
+    parser.add_argument(
+        "--log-format",
+        choices=["auto", "json", "text"],
+        default=None,
+        help="log lines as JSON or text (default PODSKAZKA_LOG_FORMAT, else auto: text on a terminal)",
+    )
     args = parser.parse_args(argv)
     run(args.model, args.host, args.port, args.workers, args.insecure_local, args.log_format)

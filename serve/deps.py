@@ -7,8 +7,8 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request
 
 from model.predictor import Predictor
+from serve.feedback_store import Store
 from serve.settings import Settings
-from serve.store import Store
 
 
 def get_predictor(request: Request) -> Predictor:

@@ -9,10 +9,11 @@ the resolution. Never in chats (004: «Не используем в: чате»)
 from __future__ import annotations
 
 import logging
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
-from model.taxonomy import Taxonomy
-from serve.store import Store, StoreError, iso_time
+from model.conversation.taxonomy import Taxonomy
+from serve.feedback_store import Store, StoreError, iso_time
 
 log = logging.getLogger(__name__)
 
@@ -58,20 +59,32 @@ def check_duplicate(
     window are forgotten on the way)."""
     store.prune_interactions(before=now - window_hours * 3600.0)
     this = store.remember(
-        interaction_id, client_id=client_id, channel=channel, problem_task=problem[0], problem_label=problem[1],
-        turns=turns, now=now,
+        interaction_id,
+        client_id=client_id,
+        channel=channel,
+        problem_task=problem[0],
+        problem_label=problem[1],
+        turns=turns,
+        now=now,
     )
     if channel in NO_DUPLICATES_IN or problem[0] is None or this.status != "open":
         return None
     earlier = store.find_open_duplicate(this, client_id=client_id, since=now - window_hours * 3600.0)
     if earlier is None:
         return None
-    return duplicate_block(taxonomy, earlier.interaction_id, earlier.problem_task, earlier.problem_label,
-                           earlier.channel, earlier.first_seen)
+    return duplicate_block(
+        taxonomy,
+        earlier.interaction_id,
+        earlier.problem_task,
+        earlier.problem_label,
+        earlier.channel,
+        earlier.first_seen,
+    )
 
 
-def duplicate_block(taxonomy: Taxonomy, earlier_id: str, task: str | None, label: str | None, channel: str,
-                    first_seen: float) -> dict[str, Any]:
+def duplicate_block(
+    taxonomy: Taxonomy, earlier_id: str, task: str | None, label: str | None, channel: str, first_seen: float
+) -> dict[str, Any]:
     macro = taxonomy.macros.get(DUPLICATE_MACRO)
     if macro is None:  # another taxonomy: the macro titled «Дубликат», if any
         macro = next((m for m in taxonomy.macros.values() if m.title == DUPLICATE_RESOLUTION), None)
@@ -89,8 +102,17 @@ def duplicate_block(taxonomy: Taxonomy, earlier_id: str, task: str | None, label
     }
 
 
-def duplicate_for_request(predictor, store_holder, settings, *, interaction, interaction_id: str | None,
-                          client_id: str | None, result: dict[str, Any], now: float) -> dict[str, Any] | None:
+def duplicate_for_request(
+    predictor,
+    store_holder,
+    settings,
+    *,
+    interaction,
+    interaction_id: str | None,
+    client_id: str | None,
+    result: dict[str, Any],
+    now: float,
+) -> dict[str, Any] | None:
     """The duplicate block for one suggestion (``result`` as the predictor returns it), or None when
     the request cannot be checked (no interaction id or client id)."""
     if not interaction_id or not client_id:
@@ -102,9 +124,14 @@ def duplicate_for_request(predictor, store_holder, settings, *, interaction, int
         result = predictor.predict([interaction], tasks=needed, top_k=1, top_macros=0)[0]
     try:
         return check_duplicate(
-            store_holder.get(), predictor.taxonomy, interaction_id=interaction_id, client_id=client_id,
-            channel=interaction.channel, problem=problem_of(predictor.taxonomy, result),
-            turns=[{"role": t.role, "text": t.text} for t in interaction.turns], now=now,
+            store_holder.get(),
+            predictor.taxonomy,
+            interaction_id=interaction_id,
+            client_id=client_id,
+            channel=interaction.channel,
+            problem=problem_of(predictor.taxonomy, result),
+            turns=[{"role": t.role, "text": t.text} for t in interaction.turns],
+            now=now,
             window_hours=settings.duplicate_window_hours,
         )
     except StoreError:  # suggestions go on without the check while the store is down

@@ -19,10 +19,14 @@ from serve.pool import Busy
 log = logging.getLogger(__name__)
 
 
-def envelope(status: int, code: str, message: str, details: list | None = None,
-             headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(status_code=status, headers=headers,
-                        content={"error": {"code": code, "message": message, "details": details or []}})
+def envelope(
+    status: int, code: str, message: str, details: list | None = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(
+        status_code=status,
+        headers=headers,
+        content={"error": {"code": code, "message": message, "details": details or []}},
+    )
 
 
 def _field(loc) -> str:
@@ -34,8 +38,12 @@ async def _validation_handler(request: Request, exc: RequestValidationError) -> 
     details = []
     for err in exc.errors():
         if err.get("type") == "json_invalid":
-            return envelope(400, "malformed_json", "the request body is not valid JSON: "
-                            f"{err.get('ctx', {}).get('error', 'parse error')}; send a JSON object")
+            return envelope(
+                400,
+                "malformed_json",
+                "the request body is not valid JSON: "
+                f"{err.get('ctx', {}).get('error', 'parse error')}; send a JSON object",
+            )
         field = _field(err.get("loc", ()))
         details.append({"field": field, "problem": err.get("msg", "invalid"), "type": err.get("type")})
     summary = "; ".join(f"{d['field']}: {d['problem']}" for d in details[:5])
@@ -44,13 +52,19 @@ async def _validation_handler(request: Request, exc: RequestValidationError) -> 
 
 async def _podskazka_handler(request: Request, exc: PodskazkaError) -> JSONResponse:
     status = 422 if isinstance(exc, InputError) else 503 if isinstance(exc, BundleError) else 400
-    status = getattr(exc, "http_status", status)  # e.g. serve.store.StoreError: 503, retry later
+    status = getattr(exc, "http_status", status)  # e.g. serve.feedback_store.StoreError: 503, retry later
     return envelope(status, exc.code, exc.message, exc.details)
 
 
 async def _http_handler(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-    codes = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
-             413: "payload_too_large", 503: "not_ready"}
+    codes = {
+        401: "unauthorized",
+        403: "forbidden",
+        404: "not_found",
+        405: "method_not_allowed",
+        413: "payload_too_large",
+        503: "not_ready",
+    }
     message = exc.detail if isinstance(exc.detail, str) else "request failed"
     allow = (exc.headers or {}).get("Allow")
     if exc.status_code == 405 and allow:

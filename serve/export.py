@@ -4,10 +4,11 @@ retrain can use what operators chose: ``podskazka train --data export.jsonl``.""
 from __future__ import annotations
 
 import json
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
-from model.pii import mask_pii
-from serve.store import MACROS_TASK, Store
+from model.text.pii import mask_pii
+from serve.feedback_store import MACROS_TASK, Store
 
 
 def export_training_records(store: Store, *, model_version: str | None = None, page: int = 500) -> Iterator[dict]:
@@ -16,7 +17,7 @@ def export_training_records(store: Store, *, model_version: str | None = None, p
     One record per interaction with masked turns: for each task the latest accepted or corrected
     label, and ``macros`` = the macros the operator accepted. Interactions whose turns are unknown
     or that have no accepted or corrected label are left out. Turns are masked again on the way out
-    (:func:`model.pii.mask_pii`, which leaves its own placeholders as they are), so rows stored before
+    (:func:`model.text.pii.mask_pii`, which leaves its own placeholders as they are), so rows stored before
     the full masking leave no personal data in an export either; ``client_id`` is the stored pseudonym."""
     after = ""
     while True:

@@ -55,14 +55,26 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
     async def _too_large(self, send, what: str) -> None:
-        content = json.dumps({"error": {
-            "code": "payload_too_large", "details": [],
-            "message": f"{what}; the limit is {self.max_bytes} (PODSKAZKA_MAX_BODY_BYTES); send less text",
-        }}).encode()
-        await send({"type": "http.response.start", "status": 413, "headers": [
-            (b"content-type", b"application/json"), (b"content-length", str(len(content)).encode()),
-            (b"connection", b"close"),
-        ]})
+        content = json.dumps(
+            {
+                "error": {
+                    "code": "payload_too_large",
+                    "details": [],
+                    "message": f"{what}; the limit is {self.max_bytes} (PODSKAZKA_MAX_BODY_BYTES); send less text",
+                }
+            }
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(content)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": content})
 
 

@@ -23,8 +23,7 @@ from serve import metrics
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("podskazka_request_id", default=None)
 route_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("podskazka_route", default=None)
-model_version_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("podskazka_model_version",
-                                                                              default=None)
+model_version_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("podskazka_model_version", default=None)
 
 REQUEST_ID_HEADER = b"x-request-id"
 _SAFE_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,64}$")
@@ -97,8 +96,9 @@ def logging_config(log_format: str = "auto", level: str = "INFO") -> dict:
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"default": formatter},
-        "handlers": {"default": {"class": "logging.StreamHandler", "formatter": "default",
-                                 "stream": "ext://sys.stderr"}},
+        "handlers": {
+            "default": {"class": "logging.StreamHandler", "formatter": "default", "stream": "ext://sys.stderr"}
+        },
         "root": {"handlers": ["default"], "level": level},
         "loggers": {
             "uvicorn": {"handlers": [], "level": level, "propagate": True},
@@ -157,8 +157,11 @@ class RequestContext:
             return await self.app(scope, receive, send)
         request_id = _request_id(scope)
         predictor = getattr(scope.get("app").state, "predictor", None) if scope.get("app") else None
-        tokens = (request_id_var.set(request_id), route_var.set(None),
-                  model_version_var.set(predictor.model_version if predictor is not None else None))
+        tokens = (
+            request_id_var.set(request_id),
+            route_var.set(None),
+            model_version_var.set(predictor.model_version if predictor is not None else None),
+        )
         if kind == "websocket":
             try:
                 return await self.app(scope, receive, send)
@@ -184,11 +187,19 @@ class RequestContext:
             route = getattr(scope.get("route"), "path", None) or "unmatched"
             method = scope.get("method", "GET")
             metrics.observe_request(route, method, status, duration)
-            if self.log_requests and (route not in QUIET_ROUTES or status >= 400) and \
-                    access_log.isEnabledFor(logging.INFO):
+            if (
+                self.log_requests
+                and (route not in QUIET_ROUTES or status >= 400)
+                and access_log.isEnabledFor(logging.INFO)
+            ):
                 route_var.set(route)
-                access_log.info("%s %s %d", method, route, status, extra={
-                    "method": method, "status": status, "duration_ms": round(duration * 1000, 2)})
+                access_log.info(
+                    "%s %s %d",
+                    method,
+                    route,
+                    status,
+                    extra={"method": method, "status": status, "duration_ms": round(duration * 1000, 2)},
+                )
             _reset(tokens)
 
 

@@ -11,20 +11,17 @@ from fastapi.responses import ORJSONResponse
 from model import __version__
 from model.errors import ConfigError
 from model.predictor import Predictor
+from serve import metrics
 from serve.auth import is_loopback, load_keys
 from serve.errors import install_error_handlers
+from serve.feedback_store import StoreHolder
 from serve.limits import BodyLimit
-from serve.pool import ModelPool
-from serve.routes import meta, suggest
-from serve.routes import page
-from serve.routes import docs, feedback, live
-from serve.routes import ops
-from serve import metrics
+from serve.live_sessions import LiveHub
 from serve.logs import RequestContext, adopt_library_logs
+from serve.pool import ModelPool
 from serve.reload import Reloader, load_checked
-from serve.live import LiveHub
+from serve.routes import docs, feedback, live, meta, ops, page, suggest
 from serve.settings import Settings, get_settings
-from serve.store import StoreHolder
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +32,10 @@ def create_app(settings: Settings | None = None, *, predictor: Predictor | None 
     checks stops the start with the reason. API keys are read here: a bad key file stops it too."""
     settings = settings or get_settings()
     if settings.insecure_local and not is_loopback(settings.host):
-        raise ConfigError(f"insecure_local serves without keys and only on loopback, not on {settings.host!r}; "
-                          "bind 127.0.0.1, or configure keys (PODSKAZKA_API_KEYS_FILE) instead")
+        raise ConfigError(
+            f"insecure_local serves without keys and only on loopback, not on {settings.host!r}; "
+            "bind 127.0.0.1, or configure keys (PODSKAZKA_API_KEYS_FILE) instead"
+        )
     keys = load_keys(settings)
 
     @asynccontextmanager
@@ -55,8 +54,9 @@ def create_app(settings: Settings | None = None, *, predictor: Predictor | None 
             app.state.reloader.start()
         metrics.model_served(app.state.predictor)
         app.state.store = StoreHolder(settings)  # feedback and recent interactions, opened on first use
-        app.state.pool = ModelPool(settings.model_workers, settings.model_queue,
-                                   retry_after=settings.retry_after_seconds)  # HTTP and live share it
+        app.state.pool = ModelPool(
+            settings.model_workers, settings.model_queue, retry_after=settings.retry_after_seconds
+        )  # HTTP and live share it
         app.state.live = LiveHub(settings, app.state.pool)  # live sessions; starts and stops the pool
         try:
             async with app.state.live.running():
@@ -73,7 +73,8 @@ def create_app(settings: Settings | None = None, *, predictor: Predictor | None 
         version=__version__,
         description="Live suggestions for Russian contact-centre conversations.",
         lifespan=lifespan,
-        docs_url=None, redoc_url=None,  # /docs is served with local assets (serve/routes/docs.py)
+        docs_url=None,
+        redoc_url=None,  # /docs is served with local assets (serve/routes/docs.py)
         openapi_url="/openapi.json" if settings.docs else None,
         default_response_class=ORJSONResponse,  # orjson: several times faster than the json module here
     )

@@ -26,20 +26,31 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 REQUESTS = Counter("podskazka_http_requests", "HTTP requests answered", ["route", "method", "status"])
-LATENCY = Histogram("podskazka_http_request_duration_seconds", "HTTP request latency by route template",
-                    ["route", "method"],
-                    buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0))
+LATENCY = Histogram(
+    "podskazka_http_request_duration_seconds",
+    "HTTP request latency by route template",
+    ["route", "method"],
+    buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
 IN_FLIGHT = Gauge("podskazka_http_requests_in_flight", "HTTP requests being handled", multiprocess_mode="livesum")
 QUEUE_REJECTIONS = Counter("podskazka_queue_rejections", "model calls refused: workers busy and queue full")
-MODEL_INFO = Gauge("podskazka_model_info", "the served model bundle (value 1)", ["model_version", "model_kind"],
-                   multiprocess_mode="livemax")
-WORKERS_READY = Gauge("podskazka_workers_ready", "server processes with a model loaded",
-                      multiprocess_mode="livesum")
+MODEL_INFO = Gauge(
+    "podskazka_model_info",
+    "the served model bundle (value 1)",
+    ["model_version", "model_kind"],
+    multiprocess_mode="livemax",
+)
+WORKERS_READY = Gauge("podskazka_workers_ready", "server processes with a model loaded", multiprocess_mode="livesum")
 RELOADS = Counter("podskazka_model_reloads", "model reload attempts", ["result"])
-RELOAD_FAILED = Gauge("podskazka_model_reload_failed", "1 while the last reload attempt failed",
-                      multiprocess_mode="livemax")
-CONFIDENCE = Histogram("podskazka_prediction_confidence", "top-1 confidence per task", ["task"],
-                       buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0))
+RELOAD_FAILED = Gauge(
+    "podskazka_model_reload_failed", "1 while the last reload attempt failed", multiprocess_mode="livemax"
+)
+CONFIDENCE = Histogram(
+    "podskazka_prediction_confidence",
+    "top-1 confidence per task",
+    ["task"],
+    buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0),
+)
 DECISIONS = Counter("podskazka_decisions", "decisions made per task (abstentions included)", ["task"])
 ABSTENTIONS = Counter("podskazka_abstentions", "decisions without a label per task", ["task"])
 TOP_LABELS = Counter("podskazka_top_label", "top-1 label per task", ["task", "label"])

@@ -7,8 +7,9 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Any
 
 from serve import metrics
 
@@ -19,8 +20,9 @@ class Busy(Exception):
     def __init__(self, retry_after: int) -> None:
         super().__init__("the model is busy")
         self.retry_after = retry_after
-        self.message = (f"the server is at capacity (every model worker busy and the queue full); "
-                        f"retry in {retry_after} s")
+        self.message = (
+            f"the server is at capacity (every model worker busy and the queue full); retry in {retry_after} s"
+        )
 
 
 class ModelPool:

@@ -23,12 +23,13 @@ import os
 import re
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-from model.bundle import MANIFEST, read_manifest, verify_bundle
 from model.errors import BundleError, ConfigError
+from model.storage.bundle import MANIFEST, read_manifest, verify_bundle
 
 ACTIVE = "ACTIVE"
 HISTORY = "HISTORY.jsonl"
@@ -48,8 +49,10 @@ def is_registry(path: Path) -> bool:
 
 def _check_name(registry: Path, name: str) -> str:
     if not _NAME.match(name or ""):
-        raise ConfigError(f"{registry}: {name!r} is not a bundle folder name (letters, digits, '.', '_', '-'); "
-                          "the pointer must name a folder inside the registry")
+        raise ConfigError(
+            f"{registry}: {name!r} is not a bundle folder name (letters, digits, '.', '_', '-'); "
+            "the pointer must name a folder inside the registry"
+        )
     return name
 
 
@@ -69,8 +72,9 @@ def resolve(path: Path) -> Path:
         return path  # a bundle folder (or a missing path: loading says what is wrong)
     name = active_name(path)
     if name is None:
-        raise BundleError(f"{path}/{ACTIVE} is empty; activate a bundle with 'podskazka models activate ID "
-                          f"--registry {path}'")
+        raise BundleError(
+            f"{path}/{ACTIVE} is empty; activate a bundle with 'podskazka models activate ID --registry {path}'"
+        )
     return path / name
 
 
@@ -140,8 +144,9 @@ def list_models(registry: Path) -> list[dict[str, Any]]:
     """Every bundle folder of the registry: id, kind, created, a metrics summary, active or not."""
     registry = Path(registry)
     if not registry.is_dir():
-        raise ConfigError(f"{registry} is not a folder; a registry is a folder of bundles (models/<id>/) "
-                          "and an ACTIVE pointer")
+        raise ConfigError(
+            f"{registry} is not a folder; a registry is a folder of bundles (models/<id>/) and an ACTIVE pointer"
+        )
     if is_bundle(registry):
         raise ConfigError(f"{registry} is a bundle, not a registry; give the folder that holds bundles")
     active = active_name(registry) if (registry / ACTIVE).is_file() else None
@@ -156,8 +161,12 @@ def list_models(registry: Path) -> list[dict[str, Any]]:
             row.update(error=exc.message)
             rows.append(row)
             continue
-        row.update(model_id=manifest.get("model_id"), kind=manifest.get("model_kind"),
-                   created=manifest.get("created_at"), metrics=metrics_summary(manifest))
+        row.update(
+            model_id=manifest.get("model_id"),
+            kind=manifest.get("model_kind"),
+            created=manifest.get("created_at"),
+            metrics=metrics_summary(manifest),
+        )
         rows.append(row)
     return rows
 
@@ -197,8 +206,13 @@ def activate(registry: Path, name: str, *, check: bool = True, action: str = "ac
     with _locked(registry):
         previous = active_name(registry)
         _write_pointer(registry, name)
-        entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "action": action,
-                 "from": previous, "to": name, "user": _user()}
+        entry = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "action": action,
+            "from": previous,
+            "to": name,
+            "user": _user(),
+        }
         _append_history(registry, entry)
     return entry
 
@@ -213,15 +227,21 @@ def rollback(registry: Path, *, check: bool = True) -> dict[str, Any]:
         if stack and stack[-1] == current:
             stack.pop()
         if not stack:
-            raise ConfigError(f"{registry}: no earlier activation to roll back to (see {HISTORY}); "
-                              "activate a bundle by id instead")
+            raise ConfigError(
+                f"{registry}: no earlier activation to roll back to (see {HISTORY}); activate a bundle by id instead"
+            )
         target = stack[-1]
     if check:
         verify_bundle(registry / target)
     with _locked(registry):
         _write_pointer(registry, target)
-        entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "action": "rollback",
-                 "from": current, "to": target, "user": _user()}
+        entry = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "action": "rollback",
+            "from": current,
+            "to": target,
+            "user": _user(),
+        }
         _append_history(registry, entry)
     return entry
 
@@ -245,8 +265,10 @@ def format_list(rows: list[dict[str, Any]]) -> str:
             lines.append(f"{mark} {row['id']}  (unreadable: {row['error']})")
             continue
         metrics = " ".join(f"{task}={value:.3f}" for task, value in row.get("metrics", {}).items())
-        lines.append(f"{mark} {row['id']}  {row.get('kind') or '?'}  {row.get('created') or '?'}  "
-                     f"{row.get('model_id') or '?'}  {metrics}".rstrip())
+        lines.append(
+            f"{mark} {row['id']}  {row.get('kind') or '?'}  {row.get('created') or '?'}  "
+            f"{row.get('model_id') or '?'}  {metrics}".rstrip()
+        )
     return "\n".join(lines)
 
 

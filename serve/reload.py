@@ -28,10 +28,20 @@ from serve import metrics, registry
 log = logging.getLogger(__name__)
 
 SMOKE = (
-    {"channel": "call", "turns": [{"role": "operator", "text": "здравствуйте чем могу помочь"},
-                                  {"role": "client", "text": "у меня вчера с баланса сняли сто рублей"}]},
-    {"channel": "chat", "turns": [{"role": "client", "text": "где мой заказ статус не меняется неделю"},
-                                  {"role": "operator", "text": "создала запрос ответ придет в течение трех дней"}]},
+    {
+        "channel": "call",
+        "turns": [
+            {"role": "operator", "text": "здравствуйте чем могу помочь"},
+            {"role": "client", "text": "у меня вчера с баланса сняли сто рублей"},
+        ],
+    },
+    {
+        "channel": "chat",
+        "turns": [
+            {"role": "client", "text": "где мой заказ статус не меняется неделю"},
+            {"role": "operator", "text": "создала запрос ответ придет в течение трех дней"},
+        ],
+    },
 )
 
 
@@ -98,8 +108,11 @@ class Reloader:
 
     def status(self) -> dict[str, Any]:
         return {
-            "source": str(self.source), "bundle": self.current[0] if self.current else None,
-            "interval_seconds": self.interval, "loaded_at": self.loaded_at, "last_check": self.last_check,
+            "source": str(self.source),
+            "bundle": self.current[0] if self.current else None,
+            "interval_seconds": self.interval,
+            "loaded_at": self.loaded_at,
+            "last_check": self.last_check,
             "last_error": self.last_error,
         }
 
@@ -130,25 +143,37 @@ class Reloader:
             self.failed, self.last_error = None, None
             metrics.model_served(predictor)
             metrics.reload_result(True)
-            log.info("model reloaded: %s -> %s", old.model_version if old is not None else None,
-                     predictor.model_version, extra={"event": "reload_ok", "bundle": key[0],
-                                                     "model_version": predictor.model_version})
+            log.info(
+                "model reloaded: %s -> %s",
+                old.model_version if old is not None else None,
+                predictor.model_version,
+                extra={"event": "reload_ok", "bundle": key[0], "model_version": predictor.model_version},
+            )
             return self._answer(True)
 
     def _failure(self, key: tuple | None, exc: Exception) -> dict[str, Any]:
         self.failed = key
         message = exc.message if isinstance(exc, PodskazkaError) else f"{type(exc).__name__}: {exc}"
-        self.last_error = {"bundle": key[0] if key else str(self.source), "message": message[:1000],
-                           "time": time.time()}
+        self.last_error = {
+            "bundle": key[0] if key else str(self.source),
+            "message": message[:1000],
+            "time": time.time(),
+        }
         metrics.reload_result(False)
-        log.error("model reload refused, the old model keeps serving: %s", message[:1000],
-                  extra={"event": "reload_failed", "bundle": self.last_error["bundle"]})
+        log.error(
+            "model reload refused, the old model keeps serving: %s",
+            message[:1000],
+            extra={"event": "reload_failed", "bundle": self.last_error["bundle"]},
+        )
         return self._answer(False)
 
     def _answer(self, changed: bool) -> dict[str, Any]:
         predictor = getattr(self.app.state, "predictor", None)
-        return {"changed": changed, "model_version": predictor.model_version if predictor is not None else None,
-                "error": self.last_error}
+        return {
+            "changed": changed,
+            "model_version": predictor.model_version if predictor is not None else None,
+            "error": self.last_error,
+        }
 
     def start(self) -> None:
         if self.interval > 0:

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from model.record import MAX_CHARS, MAX_TURNS
+from model.conversation.record import MAX_CHARS, MAX_TURNS
 from serve.limits import named_only
 
 # text for the model: code points Unicode does not name become U+FFFD (they crash text libraries)
@@ -28,12 +28,16 @@ class SuggestRequest(BaseModel):
     tasks: list[str] | None = None
     top_k: int | None = Field(None, ge=1, le=100)
     client_id: str | None = Field(None, max_length=200)
-    domain: str | None = Field(None, max_length=100, description="the domain the conversation belongs to (e.g. "
-                               "'telecom', 'marketplace'); tasks of another domain get no decision. Default: routed "
-                               "by the model from the content")
+    domain: str | None = Field(
+        None,
+        max_length=100,
+        description="the domain the conversation belongs to (e.g. "
+        "'telecom', 'marketplace'); tasks of another domain get no decision. Default: routed "
+        "by the model from the content",
+    )
 
     @model_validator(mode="after")
-    def _has_text(self) -> "SuggestRequest":
+    def _has_text(self) -> SuggestRequest:
         if self.turns is None and self.text is None:
             raise ValueError("give 'turns' (a list of {role, text}) or a plain 'text'")
         if self.turns is not None and not self.turns:
@@ -57,13 +61,19 @@ class MacroOut(BaseModel):
     text: str
     confidence: float
     filled_slots: dict[str, str] = Field({}, description="slot → value found in the conversation")
-    missing_slots: list[str] = Field([], description="slots left as {slot} in text: nothing in the conversation supports a value")
+    missing_slots: list[str] = Field(
+        [], description="slots left as {slot} in text: nothing in the conversation supports a value"
+    )
 
 
 class CommentReason(BaseModel):
-    rule: str = Field(description="claim, expert_transfer, agreement, internet_mms, identified_action, "
-                                  "legal_entity_block, refusal, asis_transfer, dropped_call")
-    seed_rule: int | None = Field(None, description="the rule's number in the CRM rule book («Комментарии в Interaction»)")
+    rule: str = Field(
+        description="claim, expert_transfer, agreement, internet_mms, identified_action, "
+        "legal_entity_block, refusal, asis_transfer, dropped_call"
+    )
+    seed_rule: int | None = Field(
+        None, description="the rule's number in the CRM rule book («Комментарии в Interaction»)"
+    )
     because: str
 
 
@@ -77,8 +87,10 @@ class Decision(BaseModel):
     confidence: float
     level: Literal["label", "group"] | None
     reason: Literal["no_content", "other_domain"] | None = Field(
-        None, description="why a task gets no decision whatever the confidence: only greetings or fillers from the "
-                          "client (no_content), or the task belongs to another domain than the conversation (other_domain)")
+        None,
+        description="why a task gets no decision whatever the confidence: only greetings or fillers from the "
+        "client (no_content), or the task belongs to another domain than the conversation (other_domain)",
+    )
 
 
 class DuplicateMacro(BaseModel):
@@ -136,7 +148,9 @@ class FeedbackRequest(BaseModel):
     task: str | None = Field(None, max_length=100, description="a label task (reason2, topic, resolution)")
     macro_id: str | None = Field(None, max_length=100, description="a macro of the taxonomy, instead of task")
     suggested: str | None = Field(None, max_length=500, description="the label (or macro id) that was suggested")
-    chosen: str | None = Field(None, max_length=500, description="what the operator chose (a correction if not accepted)")
+    chosen: str | None = Field(
+        None, max_length=500, description="what the operator chose (a correction if not accepted)"
+    )
     accepted: bool = Field(strict=True)
     operator_id: str | None = Field(None, max_length=200)
     client_id: str | None = Field(None, max_length=200)
@@ -149,7 +163,7 @@ class FeedbackRequest(BaseModel):
     closed: bool | None = Field(None, description="the interaction is closed (true) or open again (false)")
 
     @model_validator(mode="after")
-    def _one_target(self) -> "FeedbackRequest":
+    def _one_target(self) -> FeedbackRequest:
         if (self.task is None) == (self.macro_id is None):
             raise ValueError("give either 'task' (a label task) or 'macro_id' (a macro), not both and not neither")
         if self.task is not None and self.suggested is None and self.chosen is None:

@@ -28,8 +28,12 @@ class Settings(BaseSettings):
     live_idle_seconds: float = Field(120.0, gt=0, description="a silent connection is closed after this")
     live_max_sessions: int = Field(1000, ge=1, description="sessions held in memory (least recently used evicted)")
     live_max_turns: int = Field(200, ge=1, le=200, description="turns held per session (the oldest dropped)")
-    live_max_bytes: int = Field(256_000_000, ge=100_000, description="turn text held across all sessions "
-                                "(bytes in memory; least recently used sessions evicted past it)")
+    live_max_bytes: int = Field(
+        256_000_000,
+        ge=100_000,
+        description="turn text held across all sessions "
+        "(bytes in memory; least recently used sessions evicted past it)",
+    )
 
     # -- the model's thread pool (HTTP and live) --
     model_workers: int = Field(4, ge=1, le=64, description="threads that run the model")
@@ -40,16 +44,24 @@ class Settings(BaseSettings):
     api_keys_file: Path | None = Field(None, description="JSON file of hashed API keys (podskazka keys add)")
     api_keys: list[dict] = Field([], description="more hashed keys as JSON: [{id, sha256, roles}]")
     insecure_local: bool = Field(False, description="no keys at all; only with a loopback host")
-    dev_keys_file: Path = Field(Path("var/dev-keys.json"), description="the dev key 'podskazka serve' makes on loopback")
+    dev_keys_file: Path = Field(
+        Path("var/dev-keys.json"), description="the dev key 'podskazka serve' makes on loopback"
+    )
     allowed_origins: list[str] = Field([], description="browser origins allowed on /v1/live besides the server's own")
     docs: bool = Field(True, description="serve /docs and /openapi.json (Swagger UI assets served locally)")
 
     # -- operating it (README «Operating it»): model reload, metrics, logs --
-    reload_seconds: float = Field(5.0, ge=0, le=3600, description="how often each server process checks the "
-                                  "registry pointer / bundle for a new model (0: only POST /v1/models/reload)")
+    reload_seconds: float = Field(
+        5.0,
+        ge=0,
+        le=3600,
+        description="how often each server process checks the "
+        "registry pointer / bundle for a new model (0: only POST /v1/models/reload)",
+    )
     metrics_public: bool = Field(False, description="serve /metrics without a key (else role analyst)")
-    log_format: str = Field("auto", pattern="^(auto|json|text)$", description="json, text, or auto (text on a "
-                            "terminal, else JSON)")
+    log_format: str = Field(
+        "auto", pattern="^(auto|json|text)$", description="json, text, or auto (text on a terminal, else JSON)"
+    )
     log_requests: bool = Field(True, description="one log line per HTTP request (route, status, duration, id)")
 
     # -- feedback and duplicates store --
@@ -57,7 +69,9 @@ class Settings(BaseSettings):
     database_url: str | None = Field(None, description="postgresql://… : store feedback in PostgreSQL instead")
     database_pool_size: int = Field(4, ge=1, le=64)
     duplicate_window_hours: float = Field(168.0, gt=0, description="how far back an open interaction counts")
-    pii_secret: SecretStr | None = Field(None, description="HMAC key of stored client/operator ids (unset: var/pii-secret)")
+    pii_secret: SecretStr | None = Field(
+        None, description="HMAC key of stored client/operator ids (unset: var/pii-secret)"
+    )
 
 
 @lru_cache

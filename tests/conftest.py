@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TAXONOMY = ROOT / "datasets" / "taxonomy.yaml"
 SHARED = ROOT.parent / "shared"
 
+
 @pytest.fixture(scope="session")
 def taxonomy_path() -> Path:
     return TAXONOMY
@@ -26,8 +27,8 @@ def tiny_corpus(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def trained_bundle_dir(tmp_path_factory, tiny_corpus) -> Path:
-    from training.config import TrainConfig
-    from training.train import train
+    from training.fitting.config import TrainConfig
+    from training.fitting.train import train
 
     out = tmp_path_factory.mktemp("models") / "tiny"
     train([str(tiny_corpus)], out, TrainConfig(taxonomy=str(TAXONOMY)))

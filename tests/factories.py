@@ -36,23 +36,38 @@ def make_rows(n_per_label: int = 10, seed: int = 0) -> list[dict]:
             extra = extras[i % len(extras)]
             text = f"{filler} {' '.join(core)} {extra} вариант {i + seed}"
             n += 1
-            rows.append({
-                "id": f"t{n}", "scenario": f"t-{label}-{i // 2}", "channel": "call",
-                "turns": [{"role": "operator", "text": "билайн здравствуйте"}, {"role": "client", "text": text}],
-                "reason2": label, "macros": ["M01"] if label == "За что списание?" else [],
-            })
+            rows.append(
+                {
+                    "id": f"t{n}",
+                    "scenario": f"t-{label}-{i // 2}",
+                    "channel": "call",
+                    "turns": [{"role": "operator", "text": "билайн здравствуйте"}, {"role": "client", "text": text}],
+                    "reason2": label,
+                    "macros": ["M01"] if label == "За что списание?" else [],
+                }
+            )
     for (label, (core, extras)), (j, resolution) in itertools.product(MARKET.items(), enumerate(RESOLUTIONS)):
         for i in range(max(2, n_per_label // 3 + 1)):
             filler = FILLERS[(i + j + seed) % len(FILLERS)]
             text = f"{filler} {' '.join(core)} {extras[(i + j) % len(extras)]} номер {i}{j}{seed}"
             n += 1
-            rows.append({
-                "id": f"m{n}", "scenario": f"m-{label}-{j}-{i // 2}", "channel": "chat",
-                "turns": [{"role": "bot", "text": "здравствуйте я бот"}, {"role": "client", "text": text},
-                          {"role": "operator", "text": OPERATOR[resolution]}],
-                "topic": label, "resolution": resolution,
-                "macros": {"Решено": ["M15"], "Не решено": ["M16"], "Не решено - Эскалировать": ["M18"]}[resolution],
-            })
+            rows.append(
+                {
+                    "id": f"m{n}",
+                    "scenario": f"m-{label}-{j}-{i // 2}",
+                    "channel": "chat",
+                    "turns": [
+                        {"role": "bot", "text": "здравствуйте я бот"},
+                        {"role": "client", "text": text},
+                        {"role": "operator", "text": OPERATOR[resolution]},
+                    ],
+                    "topic": label,
+                    "resolution": resolution,
+                    "macros": {"Решено": ["M15"], "Не решено": ["M16"], "Не решено - Эскалировать": ["M18"]}[
+                        resolution
+                    ],
+                }
+            )
     return rows
 
 
@@ -63,15 +78,16 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
 
 
 def train_kind(tmp_path_factory, taxonomy_path, kind: str, params: dict):
-    """One training run of ``kind`` on :func:`make_rows` through training.train, as the CLI runs it
+    """One training run of ``kind`` on :func:`make_rows` through training.fitting.train, as the CLI runs it
     (no held-out split); returns the bundle and its folder."""
-    from training.config import TrainConfig
-    from training.train import train
+    from training.fitting.config import TrainConfig
+    from training.fitting.train import train
 
     data = write_jsonl(tmp_path_factory.mktemp("data") / "train.jsonl", make_rows())
     out = tmp_path_factory.mktemp("bundles") / kind
-    config = TrainConfig.from_dict({"taxonomy": str(taxonomy_path), "split": {"test_size": 0.0},
-                                    "model": {"kind": kind, "params": params}})
+    config = TrainConfig.from_dict(
+        {"taxonomy": str(taxonomy_path), "split": {"test_size": 0.0}, "model": {"kind": kind, "params": params}}
+    )
     return train([str(data)], out, config), out
 
 
@@ -87,13 +103,13 @@ def make_tiny_bert(folder):
 
     torch = pytest.importorskip("torch")
     pytest.importorskip("transformers")
+    import re
+
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
     from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
 
-    import re
-
-    from model.record import interaction_from_dict
-    from model.transformer import render_for_encoder
+    from model.conversation.record import interaction_from_dict
+    from model.kinds.transformer.kind import render_for_encoder
 
     words = set()
     for r in make_rows():
@@ -102,10 +118,17 @@ def make_tiny_bert(folder):
     tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
     tok.normalizer = normalizers.Lowercase()
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-                            sep_token="[SEP]").save_pretrained(folder)
-    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=64)
+    PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]"
+    ).save_pretrained(folder)
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         BertModel(config).save_pretrained(folder)

@@ -25,8 +25,8 @@ import re
 from types import ModuleType
 
 try:  # Python 3.11+
-    import re._parser as sre_parse  # type: ignore[import-not-found]
     import re._constants as sre_c  # type: ignore[import-not-found]
+    import re._parser as sre_parse  # type: ignore[import-not-found]
 except ImportError:  # pragma: no cover - Python 3.10
     import sre_constants as sre_c  # type: ignore[no-redef]
     import sre_parse  # type: ignore[no-redef]
@@ -69,8 +69,17 @@ def _char_matches(item, ch: str) -> bool:
 
 def _category(cat, ch: str) -> bool:
     name = str(cat).upper()
-    test = ch.isdigit() if "DIGIT" in name else (ch.isalnum() or ch == "_") if "WORD" in name \
-        else ch.isspace() if "SPACE" in name else ch == "\n" if "LINEBREAK" in name else None
+    test = (
+        ch.isdigit()
+        if "DIGIT" in name
+        else (ch.isalnum() or ch == "_")
+        if "WORD" in name
+        else ch.isspace()
+        if "SPACE" in name
+        else ch == "\n"
+        if "LINEBREAK" in name
+        else None
+    )
     if test is None:
         raise ValueError(cat)
     return (not test) if "NOT" in name else test
@@ -114,7 +123,7 @@ def _offences(items, suffix: list, out: list[str]) -> None:
     """Unbounded repetitions in ``items`` that are not safe, given what follows them (``suffix``)."""
     items = list(items)
     for k, (op, av) in enumerate(items):
-        rest = items[k + 1:] + suffix
+        rest = items[k + 1 :] + suffix
         if op in _REPEATS or op == _POSSESSIVE:
             lo, hi, body = av
             body = list(body)
@@ -123,8 +132,10 @@ def _offences(items, suffix: list, out: list[str]) -> None:
                 single = len(body) == 1 and body[0][0] in _SINGLE
                 safe = op == sre_c.MAX_REPEAT and single and (_cannot_fail(rest) or _anchored(items, k))
                 if not safe and op != _POSSESSIVE:
-                    out.append(f"unbounded repetition {'{'}{lo},{'' if hi == sre_c.MAXREPEAT else hi}{'}'} "
-                               f"followed by something that can fail")
+                    out.append(
+                        f"unbounded repetition {'{'}{lo},{'' if hi == sre_c.MAXREPEAT else hi}{'}'} "
+                        f"followed by something that can fail"
+                    )
             # what follows the body: the rest when it runs at most once, else (conservatively) something that can fail
             _offences(body, rest if hi <= 1 else [_FAIL], out)
         elif op == sre_c.SUBPATTERN:
@@ -171,12 +182,21 @@ def audit_module(module: ModuleType) -> dict[str, list[str]]:
             problems[pattern.pattern] = offences
     tree = ast.parse(inspect.getsource(module))
     # a re.compile() run at import time leaves its pattern among the module's values, audited above
-    at_import = {id(node) for stmt in tree.body if not isinstance(stmt, (ast.FunctionDef, ast.ClassDef))
-                 for node in ast.walk(stmt)}
+    at_import = {
+        id(node)
+        for stmt in tree.body
+        if not isinstance(stmt, (ast.FunctionDef, ast.ClassDef))
+        for node in ast.walk(stmt)
+    }
     for node in ast.walk(tree):
-        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                and isinstance(node.func.value, ast.Name) and node.func.value.id == "re"
-                and node.func.attr in _RE_FUNCS and node.args):
+        if not (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and isinstance(node.func.value, ast.Name)
+            and node.func.value.id == "re"
+            and node.func.attr in _RE_FUNCS
+            and node.args
+        ):
             continue
         arg = node.args[0]
         if node.func.attr == "compile" and id(node) in at_import and not isinstance(arg, ast.Constant):

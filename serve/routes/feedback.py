@@ -10,20 +10,20 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
+from model.conversation.taxonomy import Taxonomy
 from model.errors import InputError
-from model.taxonomy import Taxonomy
 from serve.auth import AdminDep, AnalystDep, OperatorDep
 from serve.deps import PredictorDep
+from serve.export import export_training_records
+from serve.feedback_store import CLOSING_RESOLUTIONS, MACROS_TASK, Feedback, StoreHolder
 from serve.schemas import ERRORS as _ERRORS
 from serve.schemas import FeedbackRequest, FeedbackResponse
-from serve.export import export_training_records
-from serve.store import CLOSING_RESOLUTIONS, MACROS_TASK, Feedback, StoreHolder
 
 router = APIRouter(prefix="/v1", tags=["feedback"])
 
@@ -34,16 +34,19 @@ def _check_against_taxonomy(body: FeedbackRequest, taxonomy: Taxonomy) -> None:
         if task is None:
             raise InputError(f"task is {body.task!r}; use one of {sorted(taxonomy.tasks)} (or macro_id for a macro)")
         if body.chosen is not None and body.chosen not in task.labels:
-            raise InputError(f"chosen {body.chosen!r} is not a label of task {body.task!r}; "
-                             "send it byte for byte as in GET /v1/taxonomy")
+            raise InputError(
+                f"chosen {body.chosen!r} is not a label of task {body.task!r}; "
+                "send it byte for byte as in GET /v1/taxonomy"
+            )
         if body.suggested is not None and body.suggested not in task.labels and body.suggested not in task.groups:
             raise InputError(f"suggested {body.suggested!r} is neither a label nor a group of task {body.task!r}")
         return
     for field in ("macro_id", "chosen", "suggested"):
         value = getattr(body, field)
         if value is not None and value not in taxonomy.macros:
-            raise InputError(f"{field} {value!r} is not a macro of the served taxonomy; "
-                             f"use one of {sorted(taxonomy.macros)}")
+            raise InputError(
+                f"{field} {value!r} is not a macro of the served taxonomy; use one of {sorted(taxonomy.macros)}"
+            )
 
 
 class SameLabelError(InputError):
@@ -58,7 +61,8 @@ def _check_correction(body: FeedbackRequest) -> None:
         raise SameLabelError(
             f"chosen {body.chosen!r} is the suggested label itself: a correction names another label "
             "(to agree, send accepted: true) / исправление совпадает с подсказкой: выберите другую метку "
-            "или примите подсказку")
+            "или примите подсказку"
+        )
 
 
 def _closes(body: FeedbackRequest) -> bool | None:
@@ -80,8 +84,9 @@ def _write(holder: StoreHolder, feedback: Feedback, closed: bool | None) -> int:
 
 
 @router.post("/feedback", status_code=201, response_model=FeedbackResponse, responses=_ERRORS)
-async def feedback(body: FeedbackRequest, predictor: PredictorDep, http: Request,
-                   caller: OperatorDep) -> FeedbackResponse:
+async def feedback(
+    body: FeedbackRequest, predictor: PredictorDep, http: Request, caller: OperatorDep
+) -> FeedbackResponse:
     """Record what the operator did with a suggestion (accepted, corrected or rejected); role operator."""
     _check_against_taxonomy(body, predictor.taxonomy)
     _check_correction(body)
@@ -97,13 +102,20 @@ async def feedback(body: FeedbackRequest, predictor: PredictorDep, http: Request
     macro = body.macro_id is not None
     suggested_label = body.suggested if macro or body.suggested in predictor.taxonomy.tasks[body.task].labels else None
     record = Feedback(
-        interaction_id=body.interaction_id, model_version=body.model_version,
+        interaction_id=body.interaction_id,
+        model_version=body.model_version,
         task=MACROS_TASK if macro else body.task,
         suggested=(body.suggested or body.macro_id) if macro else body.suggested,
-        chosen=(body.chosen or (body.macro_id if body.accepted else None)) if macro else
-        (body.chosen or (suggested_label if body.accepted else None)),
-        accepted=body.accepted, operator_id=body.operator_id, client_id=body.client_id, channel=body.channel,
-        confidence=body.confidence, turns=turns or None, comment=body.comment,
+        chosen=(body.chosen or (body.macro_id if body.accepted else None))
+        if macro
+        else (body.chosen or (suggested_label if body.accepted else None)),
+        accepted=body.accepted,
+        operator_id=body.operator_id,
+        client_id=body.client_id,
+        channel=body.channel,
+        confidence=body.confidence,
+        turns=turns or None,
+        comment=body.comment,
     )
     closed = _closes(body)
     feedback_id = await run_in_threadpool(_write, http.app.state.store, record, closed)
@@ -125,5 +137,8 @@ def export(http: Request, _: AdminDep, model_version: str | None = Query(None, m
         for record in export_training_records(store, model_version=model_version):
             yield json.dumps(record, ensure_ascii=False) + "\n"
 
-    return StreamingResponse(lines(), media_type="application/x-ndjson",
-                             headers={"content-disposition": 'attachment; filename="feedback-export.jsonl"'})
+    return StreamingResponse(
+        lines(),
+        media_type="application/x-ndjson",
+        headers={"content-disposition": 'attachment; filename="feedback-export.jsonl"'},
+    )

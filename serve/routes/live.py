@@ -21,21 +21,29 @@ from fastapi import APIRouter, HTTPException, WebSocket
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.websockets import WebSocketDisconnect
 
+from model.conversation.record import MAX_CHARS, Interaction
 from model.errors import PodskazkaError
-from model.record import MAX_CHARS, Interaction
 from serve import metrics
 from serve.auth import Principal, principal_for
 from serve.duplicates import duplicate_for_request, problem_tasks
 from serve.limits import named_only
-from serve.live import LiveSession, NotOwner
+from serve.live_sessions import LiveSession, NotOwner
 from serve.pool import Busy
 from serve.schemas import ModelText, SuggestResponse
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["live"])
 
-CLOSE_CODES = {"ended": 1000, "origin": 1008, "not_ready": 1013, "idle": 4000, "taken_over": 4001, "evicted": 4002,
-               "unauthorized": 4401, "forbidden": 4403}
+CLOSE_CODES = {
+    "ended": 1000,
+    "origin": 1008,
+    "not_ready": 1013,
+    "idle": 4000,
+    "taken_over": 4001,
+    "evicted": 4002,
+    "unauthorized": 4401,
+    "forbidden": 4403,
+}
 
 
 class AuthMessage(BaseModel):
@@ -53,8 +61,13 @@ class StartMessage(BaseModel):
     tasks: list[str] | None = None
     top_k: int | None = Field(None, ge=1, le=100)
     resume_token: str | None = Field(None, max_length=200, description="from 'started': needed to resume")
-    domain: str | None = Field(None, min_length=1, max_length=100, description="the line's domain (e.g. 'telecom', "
-                               "'marketplace') when the queue knows it; tasks of another domain get no decision")
+    domain: str | None = Field(
+        None,
+        min_length=1,
+        max_length=100,
+        description="the line's domain (e.g. 'telecom', "
+        "'marketplace') when the queue knows it; tasks of another domain get no decision",
+    )
 
 
 class TurnMessage(BaseModel):
@@ -69,22 +82,30 @@ class TurnMessage(BaseModel):
 def predict_live(predictor, store_holder, settings, session: dict[str, Any], now: float) -> tuple[dict, Any]:
     """The model call of one live update (runs in the thread pool). Returns (result with every label
     ranked, duplicate block or ``False`` when the check did not run)."""
-    interaction = Interaction(turns=session["turns"], channel=session["channel"], id=session["interaction_id"],
-                              domain=session.get("domain"))
+    interaction = Interaction(
+        turns=session["turns"], channel=session["channel"], id=session["interaction_id"], domain=session.get("domain")
+    )
     tasks = list(session["tasks"])
     if session["check_duplicate"]:
         tasks += [t for t in problem_tasks(predictor.tasks) if t not in tasks]
     held = session["session"]  # the LiveSession: its running sums make an update cost only its new turns
     if held.model_state is None or held.model_state_of is not predictor:
         held.model_state, held.model_state_of = predictor.live_state(interaction.channel), predictor
-    result = predictor.predict_live(held.model_state, interaction, tasks=tasks, top_k=None,
-                                    top_macros=settings.top_macros)
+    result = predictor.predict_live(
+        held.model_state, interaction, tasks=tasks, top_k=None, top_macros=settings.top_macros
+    )
     held.state_bytes = predictor.live_state_bytes(held.model_state)
     duplicate: Any = False
     if session["check_duplicate"]:
         duplicate = duplicate_for_request(
-            predictor, store_holder, settings, interaction=interaction, interaction_id=session["interaction_id"],
-            client_id=session["client_id"], result=result, now=now,
+            predictor,
+            store_holder,
+            settings,
+            interaction=interaction,
+            interaction_id=session["interaction_id"],
+            client_id=session["client_id"],
+            result=result,
+            now=now,
         )
     return result, duplicate
 
@@ -117,8 +138,9 @@ class LiveConnection:
             while True:
                 receive = receive or asyncio.ensure_future(self.ws.receive())
                 stopped = asyncio.ensure_future(self.stop.wait())
-                done, _ = await asyncio.wait({receive, stopped}, timeout=self.settings.live_idle_seconds,
-                                             return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait(
+                    {receive, stopped}, timeout=self.settings.live_idle_seconds, return_when=asyncio.FIRST_COMPLETED
+                )
                 stopped.cancel()
                 if self.stop.is_set():
                     return await self.close(self.stop_reason)
@@ -151,8 +173,9 @@ class LiveConnection:
         if kind == "auth" or self.principal is None:
             return await self.on_auth(data, kind)
         if kind not in ("start", "turn", "end"):
-            return await self.error("unknown_type", f"unknown message type {kind!r}; "
-                                    "use 'start', 'turn', 'end' or 'ping'")
+            return await self.error(
+                "unknown_type", f"unknown message type {kind!r}; use 'start', 'turn', 'end' or 'ping'"
+            )
         if kind != "start" and self.session is None:
             return await self.error("not_started", "send {'type': 'start', 'interaction_id': ...} first")
         if self.session is not None:
@@ -165,8 +188,9 @@ class LiveConnection:
                     data["text"] = named_only(data["text"])
                 return await self.on_turn(TurnMessage.model_validate(data))
         except ValidationError as exc:
-            details = [{"field": ".".join(str(p) for p in e["loc"]) or "message", "problem": e["msg"]}
-                       for e in exc.errors()]
+            details = [
+                {"field": ".".join(str(p) for p in e["loc"]) or "message", "problem": e["msg"]} for e in exc.errors()
+            ]
             summary = "; ".join(f"{d['field']}: {d['problem']}" for d in details[:5])
             return await self.error("invalid_message", f"the {kind} message is invalid: {summary}", details)
         except PodskazkaError as exc:
@@ -176,8 +200,11 @@ class LiveConnection:
     async def on_auth(self, data: Any, kind: str | None) -> str | None:
         """The ``auth`` message (or anything sent before it): a bad or missing key closes the socket."""
         if kind != "auth":
-            await self.error("unauthorized", "authenticate first: send {'type': 'auth', 'key': 'pk_…'} "
-                             "(or connect with an 'Authorization: Bearer' header), then 'start'")
+            await self.error(
+                "unauthorized",
+                "authenticate first: send {'type': 'auth', 'key': 'pk_…'} "
+                "(or connect with an 'Authorization: Bearer' header), then 'start'",
+            )
             await self.close("unauthorized")
             return "ended"
         try:
@@ -192,20 +219,30 @@ class LiveConnection:
 
     async def on_start(self, msg: StartMessage) -> None:
         if self.session is not None and self.session.interaction_id != msg.interaction_id:
-            return await self.error("already_started", f"this connection streams {self.session.interaction_id!r}; "
-                                    "open a new connection for another interaction")
+            return await self.error(
+                "already_started",
+                f"this connection streams {self.session.interaction_id!r}; "
+                "open a new connection for another interaction",
+            )
         tasks = self.predictor.check_tasks(msg.tasks)
         top_k = msg.top_k or self.settings.default_top_k
         try:
             session, resumed, to_close = self.hub.sessions.open(
-                msg.interaction_id, self, key_id=self.principal.key_id, token=msg.resume_token,
-                make=lambda: self.hub.new_session(msg.interaction_id, channel=msg.channel, client_id=msg.client_id,
-                                                  tasks=tasks, top_k=top_k),
+                msg.interaction_id,
+                self,
+                key_id=self.principal.key_id,
+                token=msg.resume_token,
+                make=lambda: self.hub.new_session(
+                    msg.interaction_id, channel=msg.channel, client_id=msg.client_id, tasks=tasks, top_k=top_k
+                ),
             )
         except NotOwner:
-            return await self.error("not_owner", f"interaction {msg.interaction_id!r} is held by another session; "
-                                    "resume it with the same key and the resume_token its 'started' gave, "
-                                    "or start another interaction_id")
+            return await self.error(
+                "not_owner",
+                f"interaction {msg.interaction_id!r} is held by another session; "
+                "resume it with the same key and the resume_token its 'started' gave, "
+                "or start another interaction_id",
+            )
         if resumed and msg.tasks is not None:
             session.tasks = tasks
         if resumed and msg.top_k is not None:
@@ -215,12 +252,17 @@ class LiveConnection:
         for owner, reason in to_close:
             owner.kick(reason)
         self.session = session
-        await self.send({
-            "type": "started", "interaction_id": session.interaction_id,
-            "model_version": self.predictor.model_version, "resumed": resumed,
-            "last_seq": max(session.final_seqs, default=None), "final_seqs": session.final_seqs,
-            "resume_token": session.resume_token,
-        })
+        await self.send(
+            {
+                "type": "started",
+                "interaction_id": session.interaction_id,
+                "model_version": self.predictor.model_version,
+                "resumed": resumed,
+                "last_seq": max(session.final_seqs, default=None),
+                "final_seqs": session.final_seqs,
+                "resume_token": session.resume_token,
+            }
+        )
         if resumed and session.has_text():
             await self.update()
 
@@ -268,20 +310,28 @@ class LiveConnection:
             seq = session.last_seq
             final = session.is_final(seq)
             snapshot = {
-                "interaction_id": session.interaction_id, "channel": session.channel, "turns": session.window(),
-                "tasks": session.tasks or self.predictor.tasks, "client_id": session.client_id,
-                "check_duplicate": bool(final and session.client_id), "session": session, "domain": session.domain,
+                "interaction_id": session.interaction_id,
+                "channel": session.channel,
+                "turns": session.window(),
+                "tasks": session.tasks or self.predictor.tasks,
+                "client_id": session.client_id,
+                "check_duplicate": bool(final and session.client_id),
+                "session": session,
+                "domain": session.domain,
             }
             try:
                 result, duplicate = await self.hub.run_model(
-                    predict_live, self.predictor, self.app.state.store, self.settings, snapshot, time.time())
+                    predict_live, self.predictor, self.app.state.store, self.settings, snapshot, time.time()
+                )
             except PodskazkaError as exc:
                 return await self.error(exc.code, exc.message, exc.details)
             except Busy as exc:  # the next turn (or a resend) is answered when there is room
                 return await self.error("busy", exc.message, [{"retry_after": exc.retry_after}])
             except Exception:  # a bug must not end the session silently: log it, say so, go on
                 log.exception("live update failed for %s", session.interaction_id)
-                return await self.error("internal_error", "the server failed to update the suggestions; it has been logged")
+                return await self.error(
+                    "internal_error", "the server failed to update the suggestions; it has been logged"
+                )
             if duplicate is not False:
                 session.duplicate = duplicate
             if final:  # partials are not counted in the prediction metrics
@@ -298,9 +348,13 @@ class LiveConnection:
             confidence = next(x["confidence"] for x in ranked if x["label"] == label)
             stable[task] = {"label": label, "confidence": confidence, "held": held}
         body = SuggestResponse(  # the /v1/suggest body: every field the predictor gives, tasks as asked
-            **{**result, "predictions": {task: result["predictions"][task][: session.top_k] for task in tasks},
-               "decisions": {task: result["decisions"][task] for task in tasks}},
-            interaction_id=session.interaction_id, model_version=self.predictor.model_version,
+            **{
+                **result,
+                "predictions": {task: result["predictions"][task][: session.top_k] for task in tasks},
+                "decisions": {task: result["decisions"][task] for task in tasks},
+            },
+            interaction_id=session.interaction_id,
+            model_version=self.predictor.model_version,
             duplicate=session.duplicate,
         ).model_dump(mode="json")
         return {"type": "suggestions", "seq": seq, "final": final, **body, "stable": stable}
@@ -365,7 +419,13 @@ async def live(ws: WebSocket) -> None:
             await ws.send_json({"type": "error", "code": reason, "message": exc.detail, "details": []})
             return await ws.close(code=CLOSE_CODES[reason], reason=reason)
     if getattr(ws.app.state, "predictor", None) is None or getattr(ws.app.state, "live", None) is None:
-        await ws.send_json({"type": "error", "code": "not_ready", "details": [],
-                            "message": "no model is loaded yet; retry when /readyz answers 200"})
+        await ws.send_json(
+            {
+                "type": "error",
+                "code": "not_ready",
+                "details": [],
+                "message": "no model is loaded yet; retry when /readyz answers 200",
+            }
+        )
         return await ws.close(code=CLOSE_CODES["not_ready"], reason="not_ready")
     await LiveConnection(ws, principal).run()

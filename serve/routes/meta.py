@@ -22,8 +22,11 @@ def taxonomy(predictor: PredictorDep, _: OperatorDep) -> dict:
 def model_info(predictor: PredictorDep, request: Request, _: AnalystDep) -> dict:
     """The served bundle's manifest, metrics included (role analyst)."""
     reloader = getattr(request.app.state, "reloader", None)
-    return {"model_version": predictor.model_version, "manifest": predictor.bundle.manifest,
-            "reload": reloader.status() if reloader is not None else None}
+    return {
+        "model_version": predictor.model_version,
+        "manifest": predictor.bundle.manifest,
+        "reload": reloader.status() if reloader is not None else None,
+    }
 
 
 @router.get("/healthz")
@@ -43,6 +46,9 @@ async def readyz(request: Request):
         )
     reloader = getattr(request.app.state, "reloader", None)
     if reloader is not None and reloader.last_error is not None:  # still serving the old model; the
-        return {"status": "ready", "model_version": predictor.model_version,  # reason: GET /v1/model
-                "reload_failed": True}
+        return {
+            "status": "ready",
+            "model_version": predictor.model_version,  # reason: GET /v1/model
+            "reload_failed": True,
+        }
     return {"status": "ready", "model_version": predictor.model_version}

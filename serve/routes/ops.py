@@ -7,13 +7,13 @@ from fastapi.responses import Response
 from fastapi.security import HTTPAuthorizationCredentials
 
 from serve import metrics
-from serve.auth import AdminDep, _bearer, principal_for
+from serve.auth import AdminDep, bearer_scheme, principal_for
 from serve.schemas import ERRORS
 
 router = APIRouter(tags=["operations"])
 
 
-def metrics_access(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> None:
+def metrics_access(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer_scheme)) -> None:
     """A key with the role analyst (or admin), unless ``PODSKAZKA_METRICS_PUBLIC=true``."""
     if getattr(request.app.state.settings, "metrics_public", False):
         return
@@ -22,8 +22,7 @@ def metrics_access(request: Request, credentials: HTTPAuthorizationCredentials |
         raise HTTPException(403, f"the key {principal.key_id!r} lacks the role 'analyst' needed for /metrics")
 
 
-@router.get("/metrics", dependencies=[Depends(metrics_access)], responses=ERRORS,
-            response_class=Response)
+@router.get("/metrics", dependencies=[Depends(metrics_access)], responses=ERRORS, response_class=Response)
 def prometheus_metrics() -> Response:
     """Prometheus metrics in the text format (role analyst; see README «Operating it»)."""
     body, content_type = metrics.render()

@@ -6,7 +6,7 @@ import time
 
 from fastapi import APIRouter, Request
 
-from model.record import interaction_from_dict
+from model.conversation.record import interaction_from_dict
 from serve import metrics
 from serve.auth import OperatorDep
 from serve.deps import PredictorDep, SettingsDep
@@ -39,23 +39,32 @@ def _suggest(predictor, settings, requests: list[SuggestRequest], where: str, st
             duplicate = None
             if store is not None:  # with interaction_id and client_id: remember it, flag a likely duplicate
                 duplicate = duplicate_for_request(
-                    predictor, store, settings, interaction=interactions[i], interaction_id=requests[i].interaction_id,
-                    client_id=requests[i].client_id, result=result, now=time.time(),
+                    predictor,
+                    store,
+                    settings,
+                    interaction=interactions[i],
+                    interaction_id=requests[i].interaction_id,
+                    client_id=requests[i].client_id,
+                    result=result,
+                    now=time.time(),
                 )
             for task in extra:
                 result["predictions"].pop(task, None)
                 result["decisions"].pop(task, None)
             metrics.observe_result(result, tasks)  # confidence, abstention, top label per task
             out[i] = SuggestResponse(
-                interaction_id=requests[i].interaction_id, model_version=predictor.model_version, **result,
+                interaction_id=requests[i].interaction_id,
+                model_version=predictor.model_version,
+                **result,
                 duplicate=duplicate,
             )
     return out  # type: ignore[return-value]
 
 
 @router.post("/suggest", response_model=SuggestResponse, responses=_ERRORS)
-async def suggest(request: SuggestRequest, predictor: PredictorDep, settings: SettingsDep, http: Request,
-                  _: OperatorDep) -> SuggestResponse:
+async def suggest(
+    request: SuggestRequest, predictor: PredictorDep, settings: SettingsDep, http: Request, _: OperatorDep
+) -> SuggestResponse:
     """Ranked labels per task with confidences, and macros, for one conversation (or its turns so far).
     The model runs in the bounded pool: 503 with Retry-After when it is full."""
     results = await http.app.state.pool.run(_suggest, predictor, settings, [request], "request", http.app.state.store)
@@ -63,9 +72,11 @@ async def suggest(request: SuggestRequest, predictor: PredictorDep, settings: Se
 
 
 @router.post("/suggest/batch", response_model=BatchResponse, responses=_ERRORS)
-async def suggest_batch(request: BatchRequest, predictor: PredictorDep, settings: SettingsDep, http: Request,
-                        _: OperatorDep) -> BatchResponse:
+async def suggest_batch(
+    request: BatchRequest, predictor: PredictorDep, settings: SettingsDep, http: Request, _: OperatorDep
+) -> BatchResponse:
     """The same for up to 256 conversations in one call."""
     results = await http.app.state.pool.run(
-        _suggest, predictor, settings, request.interactions, "interactions[{i}]", http.app.state.store)
+        _suggest, predictor, settings, request.interactions, "interactions[{i}]", http.app.state.store
+    )
     return BatchResponse(model_version=predictor.model_version, results=results)

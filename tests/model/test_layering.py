@@ -25,7 +25,9 @@ def test_layering_package_does_not_import_forbidden(package):
     files = sorted((ROOT / package).rglob("*.py"))
     assert files, f"no Python files under {package}/"
     offenders = {
-        str(f.relative_to(ROOT)): sorted(_imports(f) & FORBIDDEN[package]) for f in files if _imports(f) & FORBIDDEN[package]
+        str(f.relative_to(ROOT)): sorted(_imports(f) & FORBIDDEN[package])
+        for f in files
+        if _imports(f) & FORBIDDEN[package]
     }
     assert not offenders, f"{package}/ imports what it must not: {offenders}"
 

@@ -7,7 +7,10 @@ from model.errors import InputError
 
 
 def _call(text):
-    return {"channel": "call", "turns": [{"role": "operator", "text": "билайн добрый день"}, {"role": "client", "text": text}]}
+    return {
+        "channel": "call",
+        "turns": [{"role": "operator", "text": "билайн добрый день"}, {"role": "client", "text": text}],
+    }
 
 
 def _chat(text):
@@ -48,8 +51,9 @@ def test_predictor_top_k_and_tasks(predictor):
 
 
 def test_predictor_macros_follow_labels(predictor):
-    [telecom, market] = predictor.predict([_call("сняли деньги непонятно с баланса"),
-                                           _chat("перевожу обращение на специалиста")], top_macros=3)
+    [telecom, market] = predictor.predict(
+        [_call("сняли деньги непонятно с баланса"), _chat("перевожу обращение на специалиста")], top_macros=3
+    )
     assert telecom["macros"][0]["id"] == "M01"
     # the client's words fill {суть}; nothing the operator did is in the text, so the rest stay {slot}
     assert telecom["macros"][0]["filled_slots"] == {"суть": "сняли деньги непонятно с баланса"}
@@ -77,7 +81,7 @@ def test_predictor_batch_equals_single_and_threads(predictor):
 
 
 def test_predictor_decision_label_group_or_abstain(predictor):
-    from model.decision import decide
+    from model.assist.decision import decide
 
     task = predictor.taxonomy.tasks["reason2"]
     classes = ["Не могу выйти в интернет", "Низкая скорость. Почему?", "Другое"]

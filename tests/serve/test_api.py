@@ -80,7 +80,13 @@ BAD_REQUESTS = [
     ("empty turns", {"turns": []}, 422, "invalid_request", "'turns' is empty"),
     ("no text", {"channel": "chat"}, 422, "invalid_request", "give 'turns'"),
     ("too long", {"text": "а" * 20_001}, 422, "invalid_request", "text"),
-    ("too long in total", {"turns": [{"role": "client", "text": "а" * 15_000}] * 2}, 422, "input_invalid", "limit is 20000"),
+    (
+        "too long in total",
+        {"turns": [{"role": "client", "text": "а" * 15_000}] * 2},
+        422,
+        "input_invalid",
+        "limit is 20000",
+    ),
     ("too many turns", {"turns": [{"role": "client", "text": "а"}] * 201}, 422, "invalid_request", "turns"),
     ("wrong type", {"turns": "hello"}, 422, "invalid_request", "turns"),
     ("wrong top_k", {**CHAT, "top_k": "three"}, 422, "invalid_request", "top_k"),
@@ -152,7 +158,9 @@ def test_api_real_server_process(trained_bundle_dir, tmp_path):
     env["PODSKAZKA_DEV_KEYS_FILE"] = str(tmp_path / "var" / "dev-keys.json")
     proc = subprocess.Popen(
         [sys.executable, "-m", "training.cli", "serve", "--model", str(trained_bundle_dir), "--port", str(port)],
-        stdout=log, stderr=subprocess.STDOUT, env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
     )
     try:
         deadline = time.time() + 60
@@ -163,12 +171,15 @@ def test_api_real_server_process(trained_bundle_dir, tmp_path):
                         break
             except OSError:
                 if time.time() > deadline or proc.poll() is not None:
-                    raise AssertionError((tmp_path / "server.log").read_text())
+                    raise AssertionError((tmp_path / "server.log").read_text()) from None
                 time.sleep(0.3)
         req = urllib.request.Request(
-            f"http://127.0.0.1:{port}/v1/suggest", data=json.dumps(CALL).encode(),
-            headers={"content-type": "application/json",
-                     "authorization": "Bearer " + (tmp_path / "var" / "dev-key.txt").read_text().strip()},
+            f"http://127.0.0.1:{port}/v1/suggest",
+            data=json.dumps(CALL).encode(),
+            headers={
+                "content-type": "application/json",
+                "authorization": "Bearer " + (tmp_path / "var" / "dev-key.txt").read_text().strip(),
+            },
         )
         with urllib.request.urlopen(req, timeout=10) as r:
             body = json.loads(r.read())

@@ -7,9 +7,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from serve.duplicates import check_duplicate, problem_of
+from serve.feedback_store import SQLiteStore
 from serve.main import create_app
 from serve.settings import Settings
-from serve.store import SQLiteStore
 
 ORDER_1 = "где мой заказ трек статус не меняется неделю"
 ORDER_2 = "пишу повторно где мой заказ статус не меняется"
@@ -18,15 +18,19 @@ CHARGE = "сняли деньги непонятно сто рублей с ба
 
 @pytest.fixture
 def client(predictor, tmp_path, api_keys):
-    app = create_app(Settings(model_dir=tmp_path, feedback_db=tmp_path / "fb.sqlite3", api_keys_file=api_keys.file),
-                     predictor=predictor)
+    app = create_app(
+        Settings(model_dir=tmp_path, feedback_db=tmp_path / "fb.sqlite3", api_keys_file=api_keys.file),
+        predictor=predictor,
+    )
     with TestClient(app, headers=api_keys.headers()) as c:
         yield c
 
 
 def _suggest(client, interaction_id, text, *, channel="email", client_id="c-1", **kw):
-    r = client.post("/v1/suggest", json={"interaction_id": interaction_id, "client_id": client_id,
-                                         "channel": channel, "text": text, **kw})
+    r = client.post(
+        "/v1/suggest",
+        json={"interaction_id": interaction_id, "client_id": client_id, "channel": channel, "text": text, **kw},
+    )
     assert r.status_code == 200, r.text
     return r.json()
 
@@ -38,8 +42,11 @@ def test_duplicate_flagged_for_same_client_channel_problem(client):
     dup = second["duplicate"]
     assert dup["duplicate_of"] == "em-1" and dup["resolution"] == "Дубликат"
     assert (dup["task"], dup["label"], dup["channel"]) == ("topic", "Статус заказа", "email")
-    assert dup["macro"] == {"id": "M23", "title": "Дубликат",
-                            "text": "Дубликат обращения № em-1 по той же проблеме в том же канале."}
+    assert dup["macro"] == {
+        "id": "M23",
+        "title": "Дубликат",
+        "text": "Дубликат обращения № em-1 по той же проблеме в том же канале.",
+    }
     # asking again about the earlier one does not flag it against the later one
     assert _suggest(client, "em-1", ORDER_1)["duplicate"] is None
 
@@ -71,22 +78,44 @@ def test_duplicate_not_flagged(client, second, why):
 
 def test_duplicate_not_flagged_once_earlier_closed(client):
     _suggest(client, "em-1", ORDER_1)
-    r = client.post("/v1/feedback", json={"interaction_id": "em-1", "model_version": "v1", "task": "resolution",
-                                          "suggested": "Решено", "accepted": True})
+    r = client.post(
+        "/v1/feedback",
+        json={
+            "interaction_id": "em-1",
+            "model_version": "v1",
+            "task": "resolution",
+            "suggested": "Решено",
+            "accepted": True,
+        },
+    )
     assert r.json()["closed"] is True
     assert _suggest(client, "em-2", ORDER_2)["duplicate"] is None
     # «Не решено» keeps a case open; closed: false reopens one
-    client.post("/v1/feedback", json={"interaction_id": "em-1", "model_version": "v1", "task": "resolution",
-                                      "suggested": "Решено", "accepted": False, "chosen": "Не решено",
-                                      "closed": False})
+    client.post(
+        "/v1/feedback",
+        json={
+            "interaction_id": "em-1",
+            "model_version": "v1",
+            "task": "resolution",
+            "suggested": "Решено",
+            "accepted": False,
+            "chosen": "Не решено",
+            "closed": False,
+        },
+    )
     assert _suggest(client, "em-3", ORDER_2)["duplicate"]["duplicate_of"] in {"em-1", "em-2"}
 
 
 def test_duplicate_in_batch(client):
-    r = client.post("/v1/suggest/batch", json={"interactions": [
-        {"interaction_id": "b-1", "client_id": "c-9", "channel": "email", "text": ORDER_1},
-        {"interaction_id": "b-2", "client_id": "c-9", "channel": "email", "text": ORDER_2},
-    ]})
+    r = client.post(
+        "/v1/suggest/batch",
+        json={
+            "interactions": [
+                {"interaction_id": "b-1", "client_id": "c-9", "channel": "email", "text": ORDER_1},
+                {"interaction_id": "b-2", "client_id": "c-9", "channel": "email", "text": ORDER_2},
+            ]
+        },
+    )
     assert [x["duplicate"] and x["duplicate"]["duplicate_of"] for x in r.json()["results"]] == [None, "b-1"]
 
 
@@ -102,9 +131,13 @@ def test_duplicate_window_limits_how_far_back(predictor, tmp_path):
 
 
 def test_problem_follows_top_domain(predictor):
-    result = {"predictions": {"reason2": [{"label": "Настройки", "confidence": 0.4}],
-                              "topic": [{"label": "Статус заказа", "confidence": 0.3}]},
-              "domains": [{"label": "telecom", "confidence": 0.9}, {"label": "marketplace", "confidence": 0.1}]}
+    result = {
+        "predictions": {
+            "reason2": [{"label": "Настройки", "confidence": 0.4}],
+            "topic": [{"label": "Статус заказа", "confidence": 0.3}],
+        },
+        "domains": [{"label": "telecom", "confidence": 0.9}, {"label": "marketplace", "confidence": 0.1}],
+    }
     assert problem_of(predictor.taxonomy, result) == ("reason2", "Настройки")
     result["domains"].reverse()
     assert problem_of(predictor.taxonomy, result) == ("topic", "Статус заказа")

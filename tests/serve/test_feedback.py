@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from serve.export import export_training_records
+from serve.feedback_store import Feedback, PostgresStore, SQLiteStore
 from serve.main import create_app
 from serve.settings import Settings
-from serve.export import export_training_records
-from serve.store import Feedback, PostgresStore, SQLiteStore
 
 PHONE_TURNS = [
     {"role": "operator", "text": "билайн здравствуйте"},
@@ -30,6 +30,7 @@ PHONE_TURNS = [
 
 
 # -- a throwaway PostgreSQL server --
+
 
 def _pg_bin() -> Path | None:
     for folder in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True):
@@ -51,8 +52,10 @@ def postgres_server():
     listens on a Unix socket only. Yields a URL template with {db}."""
     pg_bin = _pg_bin()
     if pg_bin is None:
-        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not found; install the postgresql package "
-                    "(bash .ci/system-deps.sh) to run the PostgreSQL store tests")
+        pytest.skip(
+            "PostgreSQL server binaries (initdb, pg_ctl) not found; install the postgresql package "
+            "(bash .ci/system-deps.sh) to run the PostgreSQL store tests"
+        )
     user = None
     if os.geteuid() == 0:  # the server refuses to run as root
         try:
@@ -70,8 +73,19 @@ def postgres_server():
 
     try:
         run(pg_bin / "initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8")
-        run(pg_bin / "pg_ctl", "-D", data, "-l", base / "server.log", "-w", "-t", "60", "-o",
-            f"-k {base} -c listen_addresses='' -p {port} -c fsync=off -c max_connections=50", "start")
+        run(
+            pg_bin / "pg_ctl",
+            "-D",
+            data,
+            "-l",
+            base / "server.log",
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            f"-k {base} -c listen_addresses='' -p {port} -c fsync=off -c max_connections=50",
+            "start",
+        )
     except subprocess.CalledProcessError as exc:
         shutil.rmtree(base, ignore_errors=True)
         raise RuntimeError(f"could not start PostgreSQL: {exc.stderr.decode(errors='replace')}") from exc
@@ -107,13 +121,24 @@ def store(request, tmp_path):
 
 
 def _fb(i: int = 0, **kw) -> Feedback:
-    base = dict(interaction_id=f"int-{i}", model_version="v1", task="reason2", suggested="За что списание?",
-                chosen="За что списание?", accepted=True, operator_id="op-1", client_id="c-1", channel="call",
-                confidence=0.8, turns=tuple(PHONE_TURNS))
+    base = dict(
+        interaction_id=f"int-{i}",
+        model_version="v1",
+        task="reason2",
+        suggested="За что списание?",
+        chosen="За что списание?",
+        accepted=True,
+        operator_id="op-1",
+        client_id="c-1",
+        channel="call",
+        confidence=0.8,
+        turns=tuple(PHONE_TURNS),
+    )
     return Feedback(**{**base, **kw})
 
 
 # -- the store, on both backends --
+
 
 def test_store_stats_per_task_label_and_version(store):
     store.add_feedback(_fb(1), now=1.0)
@@ -127,11 +152,22 @@ def test_store_stats_per_task_label_and_version(store):
         {"model_version": "v2", "total": 1, "accepted": 1, "acceptance_rate": 1.0},
     ]
     assert {r["task"]: r["total"] for r in stats["by_task"]} == {"macros": 1, "reason2": 3}
-    assert {"task": "reason2", "label": "За что списание?", "total": 3, "accepted": 2,
-            "acceptance_rate": 0.6667} in stats["by_label"]
+    assert {
+        "task": "reason2",
+        "label": "За что списание?",
+        "total": 3,
+        "accepted": 2,
+        "acceptance_rate": 0.6667,
+    } in stats["by_label"]
     assert store.stats(model_version="v2")["total"] == 1
-    assert store.stats(model_version="v9") == {"total": 0, "accepted": 0, "acceptance_rate": None,
-                                               "by_model_version": [], "by_task": [], "by_label": []}
+    assert store.stats(model_version="v9") == {
+        "total": 0,
+        "accepted": 0,
+        "acceptance_rate": None,
+        "by_model_version": [],
+        "by_task": [],
+        "by_label": [],
+    }
 
 
 def test_store_masks_personal_data_and_hashes_client(store):
@@ -144,8 +180,8 @@ def test_store_masks_personal_data_and_hashes_client(store):
 
 
 def test_store_export_is_valid_training_data(store, tmp_path, taxonomy_path):
-    from model.taxonomy import load_taxonomy
-    from training.data import load_data
+    from model.conversation.taxonomy import load_taxonomy
+    from training.data.load import load_data
 
     store.add_feedback(_fb(1), now=1.0)  # accepted
     store.add_feedback(_fb(2, accepted=False, chosen="Настройки"), now=2.0)  # corrected
@@ -160,8 +196,10 @@ def test_store_export_is_valid_training_data(store, tmp_path, taxonomy_path):
     path = tmp_path / "export.jsonl"
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
     loaded = load_data([path], load_taxonomy(taxonomy_path))
-    assert [row.interaction.labels for row in loaded.rows] == [{"reason2": "За что списание?"},
-                                                                {"reason2": "Настройки"}]
+    assert [row.interaction.labels for row in loaded.rows] == [
+        {"reason2": "За что списание?"},
+        {"reason2": "Настройки"},
+    ]
 
 
 def test_store_concurrent_writes_lose_nothing(store):
@@ -175,15 +213,24 @@ def test_store_concurrent_writes_lose_nothing(store):
 
 
 def test_store_remember_and_duplicate_lookup(store):
-    first = store.remember("a", client_id="c", channel="email", problem_task="topic", problem_label="Статус заказа",
-                           turns=PHONE_TURNS, now=100.0)
-    second = store.remember("b", client_id="c", channel="email", problem_task="topic",
-                            problem_label="Статус заказа", turns=None, now=200.0)
+    first = store.remember(
+        "a",
+        client_id="c",
+        channel="email",
+        problem_task="topic",
+        problem_label="Статус заказа",
+        turns=PHONE_TURNS,
+        now=100.0,
+    )
+    second = store.remember(
+        "b", client_id="c", channel="email", problem_task="topic", problem_label="Статус заказа", turns=None, now=200.0
+    )
     assert store.find_open_duplicate(second, client_id="c", since=0.0).interaction_id == "a"
     assert store.find_open_duplicate(first, client_id="c", since=0.0) is None  # the earlier is not the duplicate
     assert store.find_open_duplicate(second, client_id="c", since=150.0) is None  # out of the window
-    again = store.remember("a", client_id=None, channel="email", problem_task=None, problem_label=None,
-                           turns=None, now=300.0)
+    again = store.remember(
+        "a", client_id=None, channel="email", problem_task=None, problem_label=None, turns=None, now=300.0
+    )
     assert again.first_seen == 100.0 and again.problem_label == "Статус заказа"
     assert "[ТЕЛЕФОН]" in store.stored_turns("a")[1]["text"]
     store.set_status("a", "closed")
@@ -191,8 +238,15 @@ def test_store_remember_and_duplicate_lookup(store):
 
 
 def test_store_feedback_keeps_remembered_turns_after_pruning(store):
-    store.remember("a", client_id="c", channel="call", problem_task="reason2", problem_label="Настройки",
-                   turns=PHONE_TURNS, now=100.0)
+    store.remember(
+        "a",
+        client_id="c",
+        channel="call",
+        problem_task="reason2",
+        problem_label="Настройки",
+        turns=PHONE_TURNS,
+        now=100.0,
+    )
     store.add_feedback(_fb(0, interaction_id="a", turns=None, chosen="Настройки", accepted=False), now=110.0)
     assert store.prune_interactions(before=200.0) == 1 and store.stored_turns("a") is None
     [record] = export_training_records(store)
@@ -211,7 +265,7 @@ def test_sqlite_store_is_wal_and_shared_by_processes(tmp_path):
 
 
 def test_sqlite_store_unwritable_path_refused(tmp_path):
-    from serve.store import StoreError
+    from serve.feedback_store import StoreError
 
     (tmp_path / "a-file").write_text("x")
     with pytest.raises(StoreError, match="cannot open the feedback database"):
@@ -219,7 +273,7 @@ def test_sqlite_store_unwritable_path_refused(tmp_path):
 
 
 def test_postgres_store_bad_url_refused(postgres_server):
-    from serve.store import StoreError
+    from serve.feedback_store import StoreError
 
     with pytest.raises(StoreError, match="cannot connect to the PostgreSQL feedback store"):
         PostgresStore(postgres_server.format(db="no_such_database"))
@@ -227,17 +281,26 @@ def test_postgres_store_bad_url_refused(postgres_server):
 
 # -- the HTTP endpoints --
 
+
 @pytest.fixture
 def client(predictor, tmp_path, api_keys):
-    app = create_app(Settings(model_dir=tmp_path / "unused", feedback_db=tmp_path / "fb.sqlite3",
-                              api_keys_file=api_keys.file), predictor=predictor)
+    app = create_app(
+        Settings(model_dir=tmp_path / "unused", feedback_db=tmp_path / "fb.sqlite3", api_keys_file=api_keys.file),
+        predictor=predictor,
+    )
     with TestClient(app, headers=api_keys.headers()) as c:
         yield c
 
 
 def _post(client, **kw):
-    body = {"interaction_id": "call-1", "model_version": "v1", "task": "reason2", "suggested": "За что списание?",
-            "accepted": True, **kw}
+    body = {
+        "interaction_id": "call-1",
+        "model_version": "v1",
+        "task": "reason2",
+        "suggested": "За что списание?",
+        "accepted": True,
+        **kw,
+    }
     return client.post("/v1/feedback", json=body)
 
 
@@ -245,9 +308,19 @@ def test_feedback_endpoint_stats_and_export(client, predictor):
     r = _post(client, turns=PHONE_TURNS, operator_id="op-7", confidence=0.81, rank=1)
     assert r.status_code == 201, r.text
     assert r.json() == {"id": 1, "interaction_id": "call-1", "closed": None}
-    assert _post(client, interaction_id="call-2", accepted=False, chosen="Настройки", text="не приходят настройки").status_code == 201
-    assert client.post("/v1/feedback", json={"interaction_id": "call-2", "model_version": "v1", "macro_id": "M01",
-                                             "accepted": True}).status_code == 201
+    assert (
+        _post(
+            client, interaction_id="call-2", accepted=False, chosen="Настройки", text="не приходят настройки"
+        ).status_code
+        == 201
+    )
+    assert (
+        client.post(
+            "/v1/feedback",
+            json={"interaction_id": "call-2", "model_version": "v1", "macro_id": "M01", "accepted": True},
+        ).status_code
+        == 201
+    )
     stats = client.get("/v1/stats").json()
     assert (stats["total"], stats["accepted"]) == (3, 2)
     assert {"task": "macros", "label": "M01", "total": 1, "accepted": 1, "acceptance_rate": 1.0} in stats["by_label"]
@@ -268,7 +341,9 @@ def test_feedback_takes_turns_of_live_session(client):
         ws.receive_json()
         assert _post(client, interaction_id="live-fb").status_code == 201
     [record] = [json.loads(line) for line in client.get("/v1/feedback/export").text.splitlines()]
-    assert record["id"] == "live-fb" and record["turns"][0]["text"].startswith("сняли деньги непонятно, мой номер [ТЕЛЕФОН]")
+    assert record["id"] == "live-fb" and record["turns"][0]["text"].startswith(
+        "сняли деньги непонятно, мой номер [ТЕЛЕФОН]"
+    )
 
 
 @pytest.mark.parametrize(
@@ -287,8 +362,14 @@ def test_feedback_takes_turns_of_live_session(client):
     ],
 )
 def test_feedback_rejects_bad_requests(client, change, match):
-    body = {"interaction_id": "call-1", "model_version": "v1", "task": "reason2", "suggested": "За что списание?",
-            "accepted": True, **change}
+    body = {
+        "interaction_id": "call-1",
+        "model_version": "v1",
+        "task": "reason2",
+        "suggested": "За что списание?",
+        "accepted": True,
+        **change,
+    }
     r = client.post("/v1/feedback", json={k: v for k, v in body.items() if v is not None})
     assert r.status_code == 422, r.text
     assert match in r.json()["error"]["message"]
@@ -314,8 +395,12 @@ def test_feedback_many_concurrent_requests_lose_nothing(client):
 
 
 def test_feedback_on_postgres_through_the_service(predictor, tmp_path, postgres_url, api_keys):
-    settings = Settings(model_dir=tmp_path, database_url=postgres_url, feedback_db=tmp_path / "unused.sqlite3",
-                        api_keys_file=api_keys.file)
+    settings = Settings(
+        model_dir=tmp_path,
+        database_url=postgres_url,
+        feedback_db=tmp_path / "unused.sqlite3",
+        api_keys_file=api_keys.file,
+    )
     with TestClient(create_app(settings, predictor=predictor), headers=api_keys.headers()) as c:
         lock = threading.Lock()
         done = []

@@ -7,7 +7,6 @@ generated requests (seeded: hypothesis' derandomize), sent with an admin key. No
 
 from __future__ import annotations
 
-
 import pytest
 
 schemathesis = pytest.importorskip("schemathesis", reason="pip install -e '.[test]' (schemathesis)")
@@ -35,8 +34,9 @@ def fuzz_server(predictor, tmp_path_factory, api_keys):
 
 
 @schema.parametrize()
-@settings(max_examples=EXAMPLES, derandomize=True, deadline=None, database=None,
-          suppress_health_check=list(HealthCheck))
+@settings(
+    max_examples=EXAMPLES, derandomize=True, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+)
 def test_fuzz_api_no_5xx_and_answers_match_schema(case, fuzz_server, api_keys):
     response = case.call(base_url=fuzz_server[0], headers=api_keys.headers("admin"), timeout=30)
     case.validate_response(response, checks=[not_a_server_error, response_schema_conformance])

@@ -6,7 +6,7 @@ import pytest
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-from serve.live import LiveSession, SessionManager, Stabilizer
+from serve.live_sessions import LiveSession, SessionManager, Stabilizer
 from serve.main import create_app
 from serve.settings import Settings
 
@@ -26,6 +26,7 @@ class FakeClock:
 
 
 # -- hysteresis --
+
 
 def test_stabilizer_holds_label_against_small_flicker():
     stab = Stabilizer(margin=0.15, updates=3)
@@ -70,6 +71,7 @@ def test_stabilizer_rejects_bad_parameters():
 
 # -- one session's turns --
 
+
 def test_session_partial_replaced_final_fixed_and_stale_partial_ignored():
     session = LiveSession("x")
     assert session.apply_turn(0, "client", "ну", final=False)
@@ -98,6 +100,7 @@ def test_session_window_fits_model_character_limit():
 
 
 # -- the session manager --
+
 
 def _manager(clock, **kw) -> SessionManager:
     return SessionManager(clock=clock, **{"max_sessions": 3, "resume_seconds": 60, **kw})
@@ -171,9 +174,13 @@ def test_manager_rejects_bad_bound():
 
 # -- the WebSocket protocol --
 
+
 def _client(api_keys, predictor, tmp_path, *, role="operator", **overrides) -> TestClient:
-    settings = Settings(model_dir=tmp_path / "unused", feedback_db=tmp_path / "fb.sqlite3",
-                        **{"live_debounce_ms": 200, "api_keys_file": api_keys.file, **overrides})
+    settings = Settings(
+        model_dir=tmp_path / "unused",
+        feedback_db=tmp_path / "fb.sqlite3",
+        **{"live_debounce_ms": 200, "api_keys_file": api_keys.file, **overrides},
+    )
     return TestClient(create_app(settings, predictor=predictor), headers=api_keys.headers(role))
 
 
@@ -187,9 +194,15 @@ def _start(ws, interaction_id="live-1", **extra):
 def test_live_final_turns_answered_with_suggestions(predictor, tmp_path, api_keys):
     with _client(api_keys, predictor, tmp_path) as client, client.websocket_connect("/v1/live") as ws:
         started = _start(ws, tasks=["reason2"])
-        assert started == {"type": "started", "interaction_id": "live-1", "model_version": predictor.model_version,
-                           "resumed": False, "last_seq": None, "final_seqs": [],
-                           "resume_token": started["resume_token"]}
+        assert started == {
+            "type": "started",
+            "interaction_id": "live-1",
+            "model_version": predictor.model_version,
+            "resumed": False,
+            "last_seq": None,
+            "final_seqs": [],
+            "resume_token": started["resume_token"],
+        }
         assert len(started["resume_token"]) >= 32
         ws.send_json({"type": "turn", "seq": 0, "role": "operator", "text": CALL_TURNS[0][1], "final": True})
         first = ws.receive_json()
@@ -204,7 +217,10 @@ def test_live_final_turns_answered_with_suggestions(predictor, tmp_path, api_key
 
 
 def test_live_partials_debounced_into_one_update(predictor, tmp_path, api_keys):
-    with _client(api_keys, predictor, tmp_path, live_debounce_ms=1000) as client, client.websocket_connect("/v1/live") as ws:
+    with (
+        _client(api_keys, predictor, tmp_path, live_debounce_ms=1000) as client,
+        client.websocket_connect("/v1/live") as ws,
+    ):
         _start(ws)
         words = CALL_TURNS[2][1].split()
         for n in range(1, len(words) + 1):

@@ -36,19 +36,25 @@ def captured():
 
 
 def _client(predictor, tmp_path, api_keys) -> TestClient:
-    settings = Settings(model_dir=tmp_path / "unused", feedback_db=tmp_path / "fb.sqlite3",
-                        api_keys_file=api_keys.file)
+    settings = Settings(model_dir=tmp_path / "unused", feedback_db=tmp_path / "fb.sqlite3", api_keys_file=api_keys.file)
     return TestClient(create_app(settings, predictor=predictor), headers=api_keys.headers("operator"))
 
 
 def test_json_log_lines_carry_the_request_id_and_never_the_text(predictor, tmp_path, api_keys, captured):
-    body = {"interaction_id": "i-1", "client_id": SECRET_CLIENT, "channel": "call",
-            "turns": [{"role": "client", "text": f"сняли деньги {SECRET_TEXT}"}]}
+    body = {
+        "interaction_id": "i-1",
+        "client_id": SECRET_CLIENT,
+        "channel": "call",
+        "turns": [{"role": "client", "text": f"сняли деньги {SECRET_TEXT}"}],
+    }
     with _client(predictor, tmp_path, api_keys) as client:
         r = client.post("/v1/suggest", json=body, headers={"x-request-id": "req-abc.123"})
         assert r.status_code == 200 and r.headers["x-request-id"] == "req-abc.123"
-        bad = client.post("/v1/suggest", json={"channel": "call", "turns": []},
-                          headers={"x-request-id": "no spaces or\nnewlines allowed"})
+        bad = client.post(
+            "/v1/suggest",
+            json={"channel": "call", "turns": []},
+            headers={"x-request-id": "no spaces or\nnewlines allowed"},
+        )
         assert bad.status_code == 422
         generated = bad.headers["x-request-id"]
         assert generated != "no spaces or\nnewlines allowed" and len(generated) == 32

@@ -17,16 +17,18 @@ CHAT = {"channel": "chat", "text": "где мой заказ статус не �
 
 
 def _client(predictor, tmp_path, api_keys, **overrides) -> TestClient:
-    settings = Settings(model_dir=tmp_path / "unused", feedback_db=tmp_path / "fb.sqlite3",
-                        api_keys_file=api_keys.file, **overrides)
+    settings = Settings(
+        model_dir=tmp_path / "unused", feedback_db=tmp_path / "fb.sqlite3", api_keys_file=api_keys.file, **overrides
+    )
     return TestClient(create_app(settings, predictor=predictor), headers=api_keys.headers("operator"))
 
 
 def _value(text: str, name: str, **labels) -> float:
     total = 0.0
     for line in text.splitlines():
-        if (line.startswith(name + "{") or line.startswith(name + " ")) and \
-                all(f'{k}="{v}"' in line for k, v in labels.items()):
+        if (line.startswith(name + "{") or line.startswith(name + " ")) and all(
+            f'{k}="{v}"' in line for k, v in labels.items()
+        ):
             total += float(line.rsplit(" ", 1)[1])
     return total
 
@@ -41,20 +43,32 @@ def test_metrics_expose_the_named_series_after_requests(predictor, tmp_path, api
         r = client.get("/metrics", headers=api_keys.headers("analyst"))
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
     text = r.text
-    for name in ("podskazka_http_request_duration_seconds_bucket", "podskazka_http_requests_total",
-                 "podskazka_http_requests_in_flight", "podskazka_queue_rejections_total", "podskazka_model_info",
-                 "podskazka_prediction_confidence_bucket", "podskazka_decisions_total", "podskazka_abstentions_total",
-                 "podskazka_top_label_total", "podskazka_model_reloads_total"):
+    for name in (
+        "podskazka_http_request_duration_seconds_bucket",
+        "podskazka_http_requests_total",
+        "podskazka_http_requests_in_flight",
+        "podskazka_queue_rejections_total",
+        "podskazka_model_info",
+        "podskazka_prediction_confidence_bucket",
+        "podskazka_decisions_total",
+        "podskazka_abstentions_total",
+        "podskazka_top_label_total",
+        "podskazka_model_reloads_total",
+    ):
         assert name in text, name
     # latency per route template, never the raw path
-    assert _value(text, "podskazka_http_request_duration_seconds_count", route="/v1/suggest") - \
-        _value(before, "podskazka_http_request_duration_seconds_count", route="/v1/suggest") == 3
+    assert (
+        _value(text, "podskazka_http_request_duration_seconds_count", route="/v1/suggest")
+        - _value(before, "podskazka_http_request_duration_seconds_count", route="/v1/suggest")
+        == 3
+    )
     assert 'route="unmatched"' in text and "nothing-here" not in text
     assert _value(text, "podskazka_model_info", model_version=predictor.model_version) == 1
     # 5 conversations, every task counted once each
     for task in predictor.tasks:
-        grown = (_value(text, "podskazka_decisions_total", task=task)
-                 - _value(before, "podskazka_decisions_total", task=task))
+        grown = _value(text, "podskazka_decisions_total", task=task) - _value(
+            before, "podskazka_decisions_total", task=task
+        )
         assert grown == 5, task
         assert _value(text, "podskazka_prediction_confidence_count", task=task) >= 5
     assert _value(text, "podskazka_top_label_total", task="reason2", label="За что списание?") >= 2

@@ -27,8 +27,8 @@ try:
 except ImportError:  # the browser tests skip; the rest runs
     expect = sync_playwright = None
 
-from model.record import Interaction, Turn
-from model.taxonomy import parse_taxonomy
+from model.conversation.record import Interaction, Turn
+from model.conversation.taxonomy import parse_taxonomy
 from serve.main import create_app
 from serve.routes.page import STATIC_DIR
 from serve.schemas import SuggestRequest
@@ -39,8 +39,14 @@ ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = ROOT / "artifacts" / "page"
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 PASTED = """operator: билайн добрый день меня зовут анна
 client: сняли деньги непонятно за что с баланса
@@ -49,6 +55,7 @@ operator: сейчас проверю списания по номеру"""
 
 
 # --- the files, without a browser ----------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def client(trained_bundle_dir, tmp_path_factory, api_keys):
@@ -67,9 +74,16 @@ def test_page_index_served_with_csp(client):
     assert "default-src 'self'" in csp and "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
 
 
-@pytest.mark.parametrize("name, media", [("app.js", "text/javascript"), ("render.js", "text/javascript"),
-                                         ("api.js", "text/javascript"), ("style.css", "text/css"),
-                                         ("samples.json", "application/json")])
+@pytest.mark.parametrize(
+    "name, media",
+    [
+        ("app.js", "text/javascript"),
+        ("render.js", "text/javascript"),
+        ("api.js", "text/javascript"),
+        ("style.css", "text/css"),
+        ("samples.json", "application/json"),
+    ],
+)
 def test_page_static_files_served(client, name, media):
     r = client.get(f"/static/{name}")
     assert r.status_code == 200, name
@@ -91,7 +105,8 @@ def test_page_samples_are_valid_requests(client):
     for sample in samples:
         assert sample["title"] and sample["channel"] in {"call", "chat", "email"}
         request = SuggestRequest.model_validate(
-            {"channel": sample["channel"], "client_id": sample["client_id"], "turns": sample["turns"]})
+            {"channel": sample["channel"], "client_id": sample["client_id"], "turns": sample["turns"]}
+        )
         assert len(request.turns) >= 6
         assert {t.role for t in request.turns} >= {"client", "operator"}
         r = client.post("/v1/suggest", json={"channel": sample["channel"], "turns": sample["turns"]})
@@ -99,6 +114,7 @@ def test_page_samples_are_valid_requests(client):
 
 
 # --- the page in a real browser -----------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def base_url(trained_bundle_dir, tmp_path_factory, api_keys):
@@ -117,8 +133,11 @@ def browser_context(tmp_path_factory):
     with sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
             str(tmp_path_factory.mktemp("chromium-profile")),
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS,
-            viewport={"width": 1360, "height": 1000}, locale="ru-RU",
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1360, "height": 1000},
+            locale="ru-RU",
             permissions=["clipboard-read", "clipboard-write"],
         )
         yield context
@@ -288,19 +307,30 @@ def test_page_second_replay_of_the_same_call_is_flagged_duplicate(page):
 
 
 def test_page_macro_segments_mark_filled_and_missing_slots(page):
-    macro = {"id": "M04", "text": "Вопрос по интернету. Модель телефона: Redmi Note 10. Выполнено: {действие}.",
-             "filled_slots": {"интернет_MMS": "интернету", "модель": "Redmi Note 10"}, "missing_slots": ["действие"]}
+    macro = {
+        "id": "M04",
+        "text": "Вопрос по интернету. Модель телефона: Redmi Note 10. Выполнено: {действие}.",
+        "filled_slots": {"интернет_MMS": "интернету", "модель": "Redmi Note 10"},
+        "missing_slots": ["действие"],
+    }
     template = "Вопрос по {интернет_MMS}. Модель телефона: {модель}. Выполнено: {действие}."
     segments = page.evaluate(
         "([m, t]) => import('/static/render.js').then((r) => [r.macroSegments(m, t), r.macroSegments(m, null)])",
-        [macro, template])
+        [macro, template],
+    )
     by_template, by_search = segments
-    assert by_template == [{"text": "Вопрос по "}, {"slot": "интернет_MMS", "value": "интернету"},
-                           {"text": ". Модель телефона: "}, {"slot": "модель", "value": "Redmi Note 10"},
-                           {"text": ". Выполнено: "}, {"missing": "действие"}, {"text": "."}]
+    assert by_template == [
+        {"text": "Вопрос по "},
+        {"slot": "интернет_MMS", "value": "интернету"},
+        {"text": ". Модель телефона: "},
+        {"slot": "модель", "value": "Redmi Note 10"},
+        {"text": ". Выполнено: "},
+        {"missing": "действие"},
+        {"text": "."},
+    ]
     # without the template the values are found in the text and the placeholder is still marked
     assert {"slot": "модель", "value": "Redmi Note 10"} in by_search and {"missing": "действие"} in by_search
-    assert "".join(s.get("text") or s.get("value") or "{%s}" % s["missing"] for s in by_search) == macro["text"]
+    assert "".join(s.get("text") or s.get("value") or "{{{}}}".format(s["missing"]) for s in by_search) == macro["text"]
 
 
 def test_page_replay_resumes_after_a_dropped_socket(page):
@@ -319,6 +349,7 @@ def test_page_replay_resumes_after_a_dropped_socket(page):
             server.send(message)
             if number == 1 and len(from_page) == 8:  # start and a few turns, then the line drops
                 ws.close(code=4999, reason="dropped")
+
         ws.on_message(forward)
 
     page.route_web_socket("**/v1/live", route)
@@ -352,7 +383,8 @@ def test_page_replay_falls_back_to_http_without_websocket(page):
 
 def _render_tasks(page, result, taxonomy=None):
     """Render ``result`` into the task cards with the served taxonomy (or ``taxonomy``)."""
-    return page.evaluate("""async ([result, given]) => {
+    return page.evaluate(
+        """async ([result, given]) => {
         const r = await import('/static/render.js');
         const box = document.getElementById('tasks');
         const headers = { authorization: `Bearer ${localStorage.getItem('podskazka.apiKey')}` };
@@ -361,21 +393,31 @@ def _render_tasks(page, result, taxonomy=None):
             handlers: { suggestedFor: (t) => (result.predictions[t][0] || {}).label } });
         return [...box.querySelectorAll('article')].map((a) => ({ task: a.dataset.task, state: a.dataset.state,
             heading: a.querySelector('h4 .task-title').textContent, text: a.textContent }));
-    }""", [result, taxonomy])
+    }""",
+        [result, taxonomy],
+    )
 
 
 def test_page_certainty_is_one_explained_notion(page):
     """Point 4: the word comes from the decision level (not the percentage), percentages are clamped
     to 1–99 %, and a tooltip explains both."""
     result = {
-        "model_version": "m-1", "domains": [],
-        "predictions": {"reason2": [{"label": "Как подключить?", "confidence": 0.52},
-                                    {"label": "Как отключить?", "confidence": 0.3}, {"label": "Другое", "confidence": 0.0}],
-                        "topic": [{"label": "Статус заказа", "confidence": 0.9998}],
-                        "resolution": [{"label": "Решено", "confidence": 0.85}]},
-        "decisions": {"reason2": {"label": "Как подключить?", "confidence": 0.52, "level": "label"},
-                      "topic": {"label": None, "confidence": 0.9998, "level": None, "reason": "other_domain"},
-                      "resolution": {"label": None, "confidence": 0.85, "level": None}},
+        "model_version": "m-1",
+        "domains": [],
+        "predictions": {
+            "reason2": [
+                {"label": "Как подключить?", "confidence": 0.52},
+                {"label": "Как отключить?", "confidence": 0.3},
+                {"label": "Другое", "confidence": 0.0},
+            ],
+            "topic": [{"label": "Статус заказа", "confidence": 0.9998}],
+            "resolution": [{"label": "Решено", "confidence": 0.85}],
+        },
+        "decisions": {
+            "reason2": {"label": "Как подключить?", "confidence": 0.52, "level": "label"},
+            "topic": {"label": None, "confidence": 0.9998, "level": None, "reason": "other_domain"},
+            "resolution": {"label": None, "confidence": 0.85, "level": None},
+        },
         "macros": [],
     }
     cards = {c["task"]: c for c in _render_tasks(page, result)}
@@ -389,9 +431,25 @@ def test_page_certainty_is_one_explained_notion(page):
     # a group decision says «вероятно» and names the group
     result["decisions"]["reason2"] = {"label": "Услуги", "confidence": 0.61, "level": "group"}
     cards = {c["task"]: c for c in _render_tasks(page, result)}
-    assert cards["reason2"]["state"] == "group" and "вероятно" in cards["reason2"]["text"] and "«Услуги»" in cards["reason2"]["text"]
-    percents = page.evaluate("import('/static/render.js').then((r) => [0, 0.001, 0.004, 0.005, 0.5, 0.994, 0.995, 0.9998, 1].map(r.percent))")
-    assert [p.replace("\u00a0", " ") for p in percents] == ["<1 %", "<1 %", "<1 %", "1 %", "50 %", "99 %", ">99 %", ">99 %", ">99 %"]
+    assert (
+        cards["reason2"]["state"] == "group"
+        and "вероятно" in cards["reason2"]["text"]
+        and "«Услуги»" in cards["reason2"]["text"]
+    )
+    percents = page.evaluate(
+        "import('/static/render.js').then((r) => [0, 0.001, 0.004, 0.005, 0.5, 0.994, 0.995, 0.9998, 1].map(r.percent))"
+    )
+    assert [p.replace("\u00a0", " ") for p in percents] == [
+        "<1 %",
+        "<1 %",
+        "<1 %",
+        "1 %",
+        "50 %",
+        "99 %",
+        ">99 %",
+        ">99 %",
+        ">99 %",
+    ]
     _screenshot(page, "decisions.png")
     assert page.problems == []
 
@@ -410,14 +468,45 @@ def test_page_macros_that_contradict_the_decided_resolution_are_marked(page):
     assert claims["M18"] == {"resolution": ["Не решено - Эскалировать"]} and "M01" not in claims
     assert set(why) == {"M16"} and "«Не решено»" in why["M16"] and "«Решено»" in why["M16"]
     # on the page: the chat decides «Решено», the contradicting macro goes below the consistent one
-    page.route("**/v1/suggest", lambda route: route.fulfill(status=200, content_type="application/json", body=json.dumps({
-        "interaction_id": "x", "model_version": "m-1", "domains": [{"label": "marketplace", "confidence": 0.97}],
-        "predictions": {"resolution": [{"label": "Решено", "confidence": 0.62}, {"label": "Не решено", "confidence": 0.3}]},
-        "decisions": {"resolution": {"label": "Решено", "confidence": 0.62, "level": "label"}},
-        "macros": [{"id": "M16", "title": "Создано задание (Не решено)", "text": "Создано задание.", "confidence": 0.7,
-                    "filled_slots": {}, "missing_slots": []},
-                   {"id": "M15", "title": "Консультация по заказу (Решено)", "text": "Консультация.", "confidence": 0.4,
-                    "filled_slots": {}, "missing_slots": []}]})))
+    page.route(
+        "**/v1/suggest",
+        lambda route: route.fulfill(
+            status=200,
+            content_type="application/json",
+            body=json.dumps(
+                {
+                    "interaction_id": "x",
+                    "model_version": "m-1",
+                    "domains": [{"label": "marketplace", "confidence": 0.97}],
+                    "predictions": {
+                        "resolution": [
+                            {"label": "Решено", "confidence": 0.62},
+                            {"label": "Не решено", "confidence": 0.3},
+                        ]
+                    },
+                    "decisions": {"resolution": {"label": "Решено", "confidence": 0.62, "level": "label"}},
+                    "macros": [
+                        {
+                            "id": "M16",
+                            "title": "Создано задание (Не решено)",
+                            "text": "Создано задание.",
+                            "confidence": 0.7,
+                            "filled_slots": {},
+                            "missing_slots": [],
+                        },
+                        {
+                            "id": "M15",
+                            "title": "Консультация по заказу (Решено)",
+                            "text": "Консультация.",
+                            "confidence": 0.4,
+                            "filled_slots": {},
+                            "missing_slots": [],
+                        },
+                    ],
+                }
+            ),
+        ),
+    )
     page.fill("#conversation", "client: где мой заказ")
     page.get_by_role("button", name="Получить подсказки").click()
     macros = page.locator("article.macro[data-macro]")
@@ -430,20 +519,44 @@ def test_page_macros_that_contradict_the_decided_resolution_are_marked(page):
 
 def test_page_headings_come_from_the_taxonomy(page):
     """Point 6: another taxonomy's task shows its title (or question), never the raw task name."""
-    taxonomy = {"tasks": {
-        "label_l1": {"title": "Категория", "question": "Какая категория?", "domain": "",
-                     "labels": [{"label": "A", "group": None}, {"label": "B", "group": None}]},
-        "label_l2": {"question": "Какая подкатегория?", "domain": "",
-                     "labels": [{"label": "C", "group": None}, {"label": "D", "group": None}]}}, "macros": []}
-    result = {"model_version": "m-2", "domains": [],
-              "predictions": {"label_l1": [{"label": "A", "confidence": 0.7}], "label_l2": [{"label": "C", "confidence": 0.6}]},
-              "decisions": {"label_l1": {"label": "A", "confidence": 0.7, "level": "label"},
-                            "label_l2": {"label": None, "confidence": 0.6, "level": None}}, "macros": []}
+    taxonomy = {
+        "tasks": {
+            "label_l1": {
+                "title": "Категория",
+                "question": "Какая категория?",
+                "domain": "",
+                "labels": [{"label": "A", "group": None}, {"label": "B", "group": None}],
+            },
+            "label_l2": {
+                "question": "Какая подкатегория?",
+                "domain": "",
+                "labels": [{"label": "C", "group": None}, {"label": "D", "group": None}],
+            },
+        },
+        "macros": [],
+    }
+    result = {
+        "model_version": "m-2",
+        "domains": [],
+        "predictions": {
+            "label_l1": [{"label": "A", "confidence": 0.7}],
+            "label_l2": [{"label": "C", "confidence": 0.6}],
+        },
+        "decisions": {
+            "label_l1": {"label": "A", "confidence": 0.7, "level": "label"},
+            "label_l2": {"label": None, "confidence": 0.6, "level": None},
+        },
+        "macros": [],
+    }
     cards = {c["task"]: c["heading"] for c in _render_tasks(page, result, taxonomy)}
     assert cards == {"label_l1": "Категория", "label_l2": "Какая подкатегория?"}
     # the served taxonomy carries the titles
-    served = {c["task"]: c["heading"] for c in _render_tasks(page, {**result, "predictions": {
-        "reason2": [{"label": "Другое", "confidence": 0.5}]}, "decisions": {}})}
+    served = {
+        c["task"]: c["heading"]
+        for c in _render_tasks(
+            page, {**result, "predictions": {"reason2": [{"label": "Другое", "confidence": 0.5}]}, "decisions": {}}
+        )
+    }
     assert served == {"reason2": "Причина обращения"}
     assert page.problems == []
 
@@ -453,7 +566,10 @@ def test_taxonomy_titles_served_and_comment_rules_stay_with_their_taxonomy(clien
     do not run on a model whose taxonomy is another one."""
     tasks = client.get("/v1/taxonomy").json()["tasks"]
     assert {name: t["title"] for name, t in tasks.items()} == {
-        "reason2": "Причина обращения", "topic": "Тема обращения", "resolution": "Резолюция"}
+        "reason2": "Причина обращения",
+        "topic": "Тема обращения",
+        "resolution": "Резолюция",
+    }
     other = copy.copy(predictor)
     other.taxonomy = parse_taxonomy({"version": 1, "tasks": {"label_l1": {"title": "Категория", "labels": ["A", "B"]}}})
     complaint = Interaction(turns=(Turn(role="client", text="не могу войти, ничего не работает"),), channel="chat")
@@ -463,8 +579,14 @@ def test_taxonomy_titles_served_and_comment_rules_stay_with_their_taxonomy(clien
 
 def test_feedback_same_label_correction_refused(client):
     """Point 5: a «correction» to the suggested label is refused (it would be exported as training data)."""
-    body = {"interaction_id": "same-1", "model_version": "m", "task": "topic", "suggested": "Статус заказа",
-            "chosen": "Статус заказа", "accepted": False}
+    body = {
+        "interaction_id": "same-1",
+        "model_version": "m",
+        "task": "topic",
+        "suggested": "Статус заказа",
+        "chosen": "Статус заказа",
+        "accepted": False,
+    }
     r = client.post("/v1/feedback", json=body)
     assert r.status_code == 422 and r.json()["error"]["code"] == "same_label"
     assert "совпадает с подсказкой" in r.json()["error"]["message"]
@@ -588,7 +710,10 @@ def test_page_keyboard_shortcuts(page):
     page.locator("#suggestions").focus()
     page.keyboard.press("c")
     expect(page.locator("#status")).to_contain_text("скопирован")
-    assert page.evaluate("navigator.clipboard.readText()") == page.locator("article.macro[data-macro] .macro-text").first.inner_text()
+    assert (
+        page.evaluate("navigator.clipboard.readText()")
+        == page.locator("article.macro[data-macro] .macro-text").first.inner_text()
+    )
     page.locator("#suggestions").focus()
     page.keyboard.press("r")
     assert page.locator(f"#correct-{task}").evaluate("el => el === document.activeElement")
@@ -597,14 +722,19 @@ def test_page_keyboard_shortcuts(page):
 
 def test_page_parses_a_timestamped_crm_paste(page):
     """Point 5: CRM lines with times and names are turns, not one client turn."""
-    page.fill("#conversation", "\n".join([
-        "[12:01] Клиент: здравствуйте, где мой заказ",
-        "12:01:33 Оператор: сейчас посмотрю",
-        "(12:02) Оператор Анна: заказ в пути",
-        "2024-05-01 12:03:10 Покупатель: а когда привезут?",
-        "уже неделю жду",
-        "Оператор [12:04]: завтра до 18:00",
-    ]))
+    page.fill(
+        "#conversation",
+        "\n".join(
+            [
+                "[12:01] Клиент: здравствуйте, где мой заказ",
+                "12:01:33 Оператор: сейчас посмотрю",
+                "(12:02) Оператор Анна: заказ в пути",
+                "2024-05-01 12:03:10 Покупатель: а когда привезут?",
+                "уже неделю жду",
+                "Оператор [12:04]: завтра до 18:00",
+            ]
+        ),
+    )
     page.get_by_role("button", name="Получить подсказки").click()
     turns = page.locator("#transcript .turn")
     expect(turns).to_have_count(5)
@@ -618,8 +748,22 @@ def test_page_parses_a_timestamped_crm_paste(page):
 
 def test_page_errors_are_in_russian(page):
     """Point 5: the server's English messages never reach the operator; codes map to Russian text."""
-    page.route("**/v1/suggest", lambda route: route.fulfill(status=422, content_type="application/json", body=json.dumps(
-        {"error": {"code": "invalid_request", "message": "the request is invalid: turns: field required", "details": []}})))
+    page.route(
+        "**/v1/suggest",
+        lambda route: route.fulfill(
+            status=422,
+            content_type="application/json",
+            body=json.dumps(
+                {
+                    "error": {
+                        "code": "invalid_request",
+                        "message": "the request is invalid: turns: field required",
+                        "details": [],
+                    }
+                }
+            ),
+        ),
+    )
     page.fill("#conversation", "client: где мой заказ")
     page.get_by_role("button", name="Получить подсказки").click()
     expect(page.locator("#status")).to_have_class(re.compile("error"))
@@ -642,9 +786,17 @@ class _ServerProcess:
         sock.bind(("127.0.0.1", 0))
         self.port = sock.getsockname()[1]
         sock.close()
-        self.env = {**os.environ, "PODSKAZKA_MODEL_DIR": str(bundle), "PODSKAZKA_API_KEYS_FILE": str(keys_file),
-                    "PODSKAZKA_FEEDBACK_DB": str(db), "PODSKAZKA_PII_SECRET": "x" * 32, "PODSKAZKA_RELOAD_SECONDS": "0",
-                    "PODSKAZKA_MODEL_WORKERS": "1", "PODSKAZKA_LOG_REQUESTS": "false", "PODSKAZKA_DOCS": "false"}
+        self.env = {
+            **os.environ,
+            "PODSKAZKA_MODEL_DIR": str(bundle),
+            "PODSKAZKA_API_KEYS_FILE": str(keys_file),
+            "PODSKAZKA_FEEDBACK_DB": str(db),
+            "PODSKAZKA_PII_SECRET": "x" * 32,
+            "PODSKAZKA_RELOAD_SECONDS": "0",
+            "PODSKAZKA_MODEL_WORKERS": "1",
+            "PODSKAZKA_LOG_REQUESTS": "false",
+            "PODSKAZKA_DOCS": "false",
+        }
         self.proc = None
 
     @property
@@ -653,8 +805,21 @@ class _ServerProcess:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "serve.asgi:app", "--host", "127.0.0.1", "--port", str(self.port),
-             "--log-level", "warning"], cwd=ROOT, env=self.env)
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "serve.asgi:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--log-level",
+                "warning",
+            ],
+            cwd=ROOT,
+            env=self.env,
+        )
         for _ in range(600):
             try:
                 with urllib.request.urlopen(f"{self.url}/readyz", timeout=1) as r:
@@ -671,7 +836,9 @@ class _ServerProcess:
             self.proc.wait(10)
 
 
-def test_page_server_killed_mid_call_goes_offline_then_recovers(browser_context, api_keys, trained_bundle_dir, tmp_path):
+def test_page_server_killed_mid_call_goes_offline_then_recovers(
+    browser_context, api_keys, trained_bundle_dir, tmp_path
+):
     """Point 2: the server dies mid-call: a persistent «нет связи» with the time of the last update and
     greyed (stale) cards, never «Разговор завершён»; the server comes back: the page reconnects by
     itself (backoff, resume token), sends the turns again and finishes the call."""
@@ -686,7 +853,12 @@ def test_page_server_killed_mid_call_goes_offline_then_recovers(browser_context,
         page.goto(f"{server.url}/")
         page.wait_for_selector("body[data-ready='true']")
         starts = []
-        page.on("websocket", lambda ws: ws.on("framesent", lambda p: json.loads(p).get("type") == "start" and starts.append(json.loads(p))))
+        page.on(
+            "websocket",
+            lambda ws: ws.on(
+                "framesent", lambda p: json.loads(p).get("type") == "start" and starts.append(json.loads(p))
+            ),
+        )
         page.select_option("#sample", "call-spisanie")
         page.select_option("#speed", "10")
         page.get_by_role("button", name="▶ Воспроизвести").click()
@@ -702,13 +874,20 @@ def test_page_server_killed_mid_call_goes_offline_then_recovers(browser_context,
         assert "завершён" not in page.locator("#status").inner_text()
         assert "Нет связи с сервером" in page.locator("#status").inner_text()
         assert page.locator("article[data-task='reason2'] .ranked li").count() == 3  # the stale cards stay, greyed
-        assert page.locator("#suggestions").evaluate("el => getComputedStyle(el.querySelector('.tasks-region')).opacity") < "1"
+        assert (
+            page.locator("#suggestions").evaluate("el => getComputedStyle(el.querySelector('.tasks-region')).opacity")
+            < "1"
+        )
         _screenshot(page, "server-down.png")
         server.start()
         expect(page.locator("#status")).to_contain_text("завершён", timeout=60_000)
         expect(page.locator("#suggestions")).not_to_have_class(re.compile(r"\bstale\b"))
         expect(page.locator("#transport")).to_have_text("WebSocket /v1/live (переподключено)")
-        assert len(starts) >= 2 and starts[-1]["resume_token"] and starts[-1]["interaction_id"] == starts[0]["interaction_id"]
+        assert (
+            len(starts) >= 2
+            and starts[-1]["resume_token"]
+            and starts[-1]["interaction_id"] == starts[0]["interaction_id"]
+        )
         assert page.locator("#transcript .turn").count() == len(_sample("call-spisanie")["turns"])
         _screenshot(page, "server-back.png")
     finally:

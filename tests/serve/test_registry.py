@@ -3,6 +3,7 @@ under load in a real uvicorn server."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -59,6 +60,7 @@ def _cli(*args: str):
 
 
 # -- the registry and its CLI --------------------------------------------------------------------
+
 
 def test_registry_list_activate_rollback_through_cli(reg):
     listed = _cli("models", "list", "--registry", str(reg), "--json")
@@ -129,9 +131,11 @@ def test_smoke_test_refuses_a_model_whose_confidences_do_not_sum_to_one(predicto
 
 # -- hot reload in process -----------------------------------------------------------------------
 
+
 def test_reload_swaps_verified_bundle_and_keeps_old_on_failure(reg, tmp_path, api_keys):
-    settings = Settings(model_dir=reg, api_keys_file=api_keys.file, feedback_db=tmp_path / "fb.sqlite3",
-                        reload_seconds=0)
+    settings = Settings(
+        model_dir=reg, api_keys_file=api_keys.file, feedback_db=tmp_path / "fb.sqlite3", reload_seconds=0
+    )
     with TestClient(create_app(settings), headers=api_keys.headers()) as client:
         assert client.post("/v1/suggest", json=CALL).json()["model_version"] == "podskazka-test-a"
         with client.websocket_connect("/v1/live") as ws:  # a live session across the swap
@@ -170,6 +174,7 @@ def test_reload_swaps_verified_bundle_and_keeps_old_on_failure(reg, tmp_path, ap
 
 # -- hot reload under load in a real server ------------------------------------------------------
 
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -199,15 +204,37 @@ def _sample(text: str, name: str, **labels) -> float:
 @pytest.mark.parametrize("workers", [1, 2])
 def test_hot_reload_under_load_in_uvicorn(reg, tmp_path, api_keys, workers):
     port = _free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PODSKAZKA_API_KEYS_FILE": str(api_keys.file),
-           "PODSKAZKA_RELOAD_SECONDS": "0.3", "PODSKAZKA_FEEDBACK_DB": str(tmp_path / "fb.sqlite3"),
-           "PODSKAZKA_MODEL_WORKERS": "2", "PODSKAZKA_MODEL_QUEUE": "64"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "PODSKAZKA_API_KEYS_FILE": str(api_keys.file),
+        "PODSKAZKA_RELOAD_SECONDS": "0.3",
+        "PODSKAZKA_FEEDBACK_DB": str(tmp_path / "fb.sqlite3"),
+        "PODSKAZKA_MODEL_WORKERS": "2",
+        "PODSKAZKA_MODEL_QUEUE": "64",
+    }
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     log_path = tmp_path / "server.log"
     with open(log_path, "wb") as log:
         server = subprocess.Popen(
-            [sys.executable, "-m", "serve", "--model", str(reg), "--port", str(port), "--workers", str(workers),
-             "--log-format", "json"], cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "serve",
+                "--model",
+                str(reg),
+                "--port",
+                str(port),
+                "--workers",
+                str(workers),
+                "--log-format",
+                "json",
+            ],
+            cwd=tmp_path,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     base = f"http://127.0.0.1:{port}"
     headers = api_keys.headers()
     secret = "уникальнаяфраза" + "42"
@@ -224,18 +251,25 @@ def test_hot_reload_under_load_in_uvicorn(reg, tmp_path, api_keys, workers):
                 results.append((r.status_code, r.json().get("model_version") if r.status_code == 200 else r.text))
 
     try:
+
         def ready():
             try:
                 return httpx.get(base + "/readyz", timeout=2).status_code == 200
             except httpx.HTTPError:
                 if server.poll() is not None:
-                    raise AssertionError(log_path.read_text(errors="replace")[-3000:])
+                    raise AssertionError(log_path.read_text(errors="replace")[-3000:]) from None
                 return False
 
         _wait(ready, 90, "the server to start")
         # /readyz answers from the first worker up; the others may still be loading bundle a
-        _wait(lambda: _sample(httpx.get(base + "/metrics", headers=headers, timeout=10).text,
-                              "podskazka_workers_ready") == workers, 90, "every worker to load bundle a")
+        _wait(
+            lambda: (
+                _sample(httpx.get(base + "/metrics", headers=headers, timeout=10).text, "podskazka_workers_ready")
+                == workers
+            ),
+            90,
+            "every worker to load bundle a",
+        )
         thread = threading.Thread(target=load, daemon=True)
         thread.start()
         _wait(lambda: len(results) >= 10, 30, "requests on bundle a")
@@ -243,13 +277,21 @@ def test_hot_reload_under_load_in_uvicorn(reg, tmp_path, api_keys, workers):
         registry.activate(reg, "b")
         seen = len(results)
         # every worker has switched once the last 2 * workers * 5 answers all come from b
-        _wait(lambda: len(results) > seen + 10 * workers and
-              all(v == "podskazka-test-b" for _, v in results[-10 * workers:]), 60, "the switch to b")
+        _wait(
+            lambda: (
+                len(results) > seen + 10 * workers and all(v == "podskazka-test-b" for _, v in results[-10 * workers :])
+            ),
+            60,
+            "the switch to b",
+        )
 
         registry.activate(reg, "broken", check=False)
-        metrics_of = lambda: httpx.get(base + "/metrics", headers=headers, timeout=10).text  # noqa: E731
-        _wait(lambda: _sample(metrics_of(), "podskazka_model_reloads_total", result="failed") >= workers, 60,
-              "every worker to refuse the broken bundle")
+        metrics_of = lambda: httpx.get(base + "/metrics", headers=headers, timeout=10).text
+        _wait(
+            lambda: _sample(metrics_of(), "podskazka_model_reloads_total", result="failed") >= workers,
+            60,
+            "every worker to refuse the broken bundle",
+        )
         mark = len(results)
         _wait(lambda: len(results) >= mark + 10, 30, "requests after the refusal")
         stop.set()
@@ -261,7 +303,7 @@ def test_hot_reload_under_load_in_uvicorn(reg, tmp_path, api_keys, workers):
         assert set(versions) == {"podskazka-test-a", "podskazka-test-b"}
         assert versions[0] == "podskazka-test-a" and all(v == "podskazka-test-b" for v in versions[mark:])
         if workers == 1:  # one process: the version changes exactly once
-            changes = sum(1 for x, y in zip(versions, versions[1:]) if x != y)
+            changes = sum(1 for x, y in itertools.pairwise(versions) if x != y)
             assert changes == 1, changes
 
         text = metrics_of()

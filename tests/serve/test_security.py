@@ -22,15 +22,23 @@ from model.errors import ConfigError
 from model.predictor import Predictor
 from serve.auth import KeyRing, add_key, hash_key, load_keys
 from serve.cli import access_settings
-from serve.live import LiveSession, SessionManager
+from serve.live_sessions import LiveSession, SessionManager
 from serve.main import create_app
 from serve.settings import Settings
 from tests.factories import server_in_thread
 
-CALL = {"interaction_id": "call-1", "channel": "call",
-        "turns": [{"role": "client", "text": "сняли деньги непонятно за что с баланса"}]}
-FEEDBACK = {"interaction_id": "call-1", "model_version": "v1", "task": "reason2",
-            "suggested": "За что списание?", "accepted": True}
+CALL = {
+    "interaction_id": "call-1",
+    "channel": "call",
+    "turns": [{"role": "client", "text": "сняли деньги непонятно за что с баланса"}],
+}
+FEEDBACK = {
+    "interaction_id": "call-1",
+    "model_version": "v1",
+    "task": "reason2",
+    "suggested": "За что списание?",
+    "accepted": True,
+}
 TANGUT = "сняли 𗀀"  # U+17000: no Unicode name in this Python
 
 
@@ -48,9 +56,15 @@ def app_client(predictor, tmp_path, api_keys):
 
 # -- (3) keys and roles ------------------------------------------------------------------------
 
-PROTECTED = [("GET", "/v1/feedback/export", None), ("GET", "/v1/stats", None), ("GET", "/v1/model", None),
-             ("GET", "/v1/taxonomy", None), ("POST", "/v1/suggest", CALL), ("POST", "/v1/feedback", FEEDBACK),
-             ("POST", "/v1/suggest/batch", {"interactions": [CALL]})]
+PROTECTED = [
+    ("GET", "/v1/feedback/export", None),
+    ("GET", "/v1/stats", None),
+    ("GET", "/v1/model", None),
+    ("GET", "/v1/taxonomy", None),
+    ("POST", "/v1/suggest", CALL),
+    ("POST", "/v1/feedback", FEEDBACK),
+    ("POST", "/v1/suggest/batch", {"interactions": [CALL]}),
+]
 
 
 @pytest.mark.parametrize("method, path, body", PROTECTED)
@@ -63,11 +77,14 @@ def test_security_every_endpoint_needs_a_valid_key(app_client, method, path, bod
         assert r.headers["www-authenticate"] == "Bearer"
 
 
-@pytest.mark.parametrize("role, allowed", [
-    ("operator", {"/v1/suggest", "/v1/suggest/batch", "/v1/feedback", "/v1/taxonomy"}),
-    ("analyst", {"/v1/stats", "/v1/model"}),
-    ("admin", {path for _, path, _ in PROTECTED}),
-])
+@pytest.mark.parametrize(
+    "role, allowed",
+    [
+        ("operator", {"/v1/suggest", "/v1/suggest/batch", "/v1/feedback", "/v1/taxonomy"}),
+        ("analyst", {"/v1/stats", "/v1/model"}),
+        ("admin", {path for _, path, _ in PROTECTED}),
+    ],
+)
 def test_security_roles_decide_what_a_key_reaches(app_client, api_keys, role, allowed):
     """Finding 3: an operator's key does not read every stored conversation; 403 says which role is missing."""
     for method, path, body in PROTECTED:
@@ -107,7 +124,9 @@ def test_security_key_file_holds_hashes_only(tmp_path):
 
 
 def test_security_keys_from_env_and_bad_entries_say_the_fix(monkeypatch, tmp_path):
-    monkeypatch.setenv("PODSKAZKA_API_KEYS", json.dumps([{"id": "gw", "sha256": hash_key("pk_x"), "roles": ["operator"]}]))
+    monkeypatch.setenv(
+        "PODSKAZKA_API_KEYS", json.dumps([{"id": "gw", "sha256": hash_key("pk_x"), "roles": ["operator"]}])
+    )
     assert load_keys(Settings()).find("pk_x").key_id == "gw"
     with pytest.raises(ConfigError, match="store hashes, never keys"):
         load_keys(Settings(api_keys=[{"id": "gw", "sha256": "pk_plain", "roles": ["operator"]}]))
@@ -192,6 +211,7 @@ def test_security_405_says_which_methods(app_client):
 
 # -- (4) live sessions belong to whoever started them --------------------------------------------
 
+
 def _start(ws, interaction_id, **extra) -> dict:
     ws.send_json({"type": "start", "interaction_id": interaction_id, "channel": "call", **extra})
     return ws.receive_json()
@@ -204,10 +224,12 @@ def test_security_live_session_cannot_be_taken_over(app_client, api_keys, tmp_pa
         token = _start(owner, "victim-1")["resume_token"]
         owner.send_json({"type": "turn", "seq": 0, "role": "client", "text": "мой номер 89161234567", "final": True})
         assert owner.receive_json()["type"] == "suggestions"
-        attempts = [({"authorization": f"Bearer {second_operator}"}, {}),  # another key
-                    ({"authorization": f"Bearer {second_operator}"}, {"resume_token": token}),  # another key, the token
-                    (api_keys.headers("operator"), {}),  # the same key, no token
-                    (api_keys.headers("operator"), {"resume_token": "guess"})]
+        attempts = [
+            ({"authorization": f"Bearer {second_operator}"}, {}),  # another key
+            ({"authorization": f"Bearer {second_operator}"}, {"resume_token": token}),  # another key, the token
+            (api_keys.headers("operator"), {}),  # the same key, no token
+            (api_keys.headers("operator"), {"resume_token": "guess"}),
+        ]
         for headers, extra in attempts:
             with app_client.websocket_connect("/v1/live", headers=headers) as thief:
                 answer = _start(thief, "victim-1", **extra)
@@ -218,8 +240,11 @@ def test_security_live_session_cannot_be_taken_over(app_client, api_keys, tmp_pa
         with app_client.websocket_connect("/v1/live", headers=api_keys.headers("operator")) as again:
             assert _start(again, "victim-1", resume_token=token)["resumed"] is True  # the owner may
     # feedback of another key does not pick up the session's turns
-    r = app_client.post("/v1/feedback", json={**FEEDBACK, "interaction_id": "victim-1"},
-                        headers={"authorization": f"Bearer {second_operator}"})
+    r = app_client.post(
+        "/v1/feedback",
+        json={**FEEDBACK, "interaction_id": "victim-1"},
+        headers={"authorization": f"Bearer {second_operator}"},
+    )
     assert r.status_code == 201
 
 
@@ -232,18 +257,22 @@ def test_security_live_origin_checked(predictor, tmp_path, api_keys):
                 with client.websocket_connect("/v1/live", headers={"origin": origin}):
                     pass
             assert refused.value.code == 1008, origin
-        for n, origin in enumerate(("http://testserver", "https://testserver", "https://crm.example")):  # https: TLS proxy
+        for n, origin in enumerate(
+            ("http://testserver", "https://testserver", "https://crm.example")
+        ):  # https: TLS proxy
             with client.websocket_connect("/v1/live", headers={"origin": origin}) as ws:
                 assert _start(ws, f"origin-{n}")["type"] == "started", origin
 
 
 # -- (7) limits that hold ----------------------------------------------------------------------
 
+
 def test_security_chunked_body_over_the_limit_is_413(app_client, api_keys):
     """Finding 7: a chunked body (no Content-Length) was read whole and parsed, then answered 422."""
     chunks = (b" " * 65536 for _ in range(160))  # 10 MiB, past the 8 MB limit, with no Content-Length
-    r = app_client.post("/v1/suggest", content=chunks,
-                        headers={**api_keys.headers(), "content-type": "application/json"})
+    r = app_client.post(
+        "/v1/suggest", content=chunks, headers={**api_keys.headers(), "content-type": "application/json"}
+    )
     assert "content-length" not in r.request.headers
     assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large"
     assert "PODSKAZKA_MAX_BODY_BYTES" in r.json()["error"]["message"]
@@ -262,10 +291,20 @@ def test_security_body_reading_stops_at_the_limit(predictor, tmp_path, api_keys)
     async def send(message):
         sent.append(message)
 
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
-             "path": "/v1/suggest", "raw_path": b"/v1/suggest", "root_path": "", "query_string": b"",
-             "headers": [(b"content-type", b"application/json"), (b"transfer-encoding", b"chunked")],
-             "server": ("testserver", 80), "client": ("127.0.0.1", 1)}
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/suggest",
+        "raw_path": b"/v1/suggest",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/json"), (b"transfer-encoding", b"chunked")],
+        "server": ("testserver", 80),
+        "client": ("127.0.0.1", 1),
+    }
     asyncio.run(app(scope, receive, send))
     assert sent[0]["status"] == 413
     assert sum(received) <= 8_000_000 + 65536
@@ -311,15 +350,21 @@ def test_security_one_session_over_the_budget_drops_its_oldest_turns():
 
 # -- (8) unnamed code points --------------------------------------------------------------------
 
-@pytest.mark.parametrize("text", [TANGUT, "сняли \ud800 деньги", "сняли \U000f0000 \U0010fffd деньги", "\U00017000" * 50])
+
+@pytest.mark.parametrize(
+    "text", [TANGUT, "сняли \ud800 деньги", "сняли \U000f0000 \U0010fffd деньги", "\U00017000" * 50]
+)
 def test_security_unnamed_code_points_answered_over_http(app_client, api_keys, text):
     """Finding 8: {"text": "сняли 𗀀"} was a 500 (pymorphy3 on a character with no name)."""
     body = json.dumps({"text": text, "channel": "call"})  # ensure_ascii: a lone surrogate travels as \\ud800
     r = app_client.post("/v1/suggest", content=body, headers={**api_keys.headers(), "content-type": "application/json"})
     assert r.status_code == 200, r.text
     assert r.json()["predictions"]["reason2"]
-    r = app_client.post("/v1/feedback", content=json.dumps({**FEEDBACK, "text": text}),
-                        headers={**api_keys.headers(), "content-type": "application/json"})
+    r = app_client.post(
+        "/v1/feedback",
+        content=json.dumps({**FEEDBACK, "text": text}),
+        headers={**api_keys.headers(), "content-type": "application/json"},
+    )
     assert r.status_code == 201, r.text
 
 
@@ -334,6 +379,7 @@ def test_security_unnamed_code_points_answered_over_websocket(app_client, api_ke
 
 
 # -- (9) a bounded model queue --------------------------------------------------------------------
+
 
 class SlowPredictor(Predictor):
     """The real model, a quarter second slower per call (a loaded machine)."""

@@ -11,43 +11,48 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 from typer.testing import CliRunner
 
+from model.conversation.taxonomy import load_taxonomy
 from model.errors import ConfigError, DataError
-from model.taxonomy import load_taxonomy
 from tests.factories import make_rows, write_jsonl
 from training.cli import app
-from training.config import TrainConfig
-from training.data import load_data
+from training.data.load import load_data
+from training.fitting.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 HEAVY = ("sklearn", "torch", "pandas", "datasets", "spacy", "pyarrow", "scipy", "transformers")
 
 
 def _cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "training.cli", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "training.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=120
+    )
 
 
 # ----------------------------------------------------------------------------- 8: usage, help, version
 @pytest.mark.parametrize("argv", [["--help"], ["train", "--help"], ["--version"], ["trian"], ["info", "--help"]])
 def test_help_and_usage_errors_import_no_heavy_module(argv):
     """#8: --help answers without scikit-learn, pandas, datasets, torch, spaCy (heavy imports are lazy)."""
-    code = ("import sys\nfrom training.cli import main\nsys.argv = ['podskazka'] + %r\n"
-            "try:\n    main()\nexcept SystemExit:\n    pass\n"
-            "print('HEAVY=' + ','.join(sorted(m for m in %r if m in sys.modules)), file=sys.stderr)") % (argv, HEAVY)
+    code = (
+        f"import sys\nfrom training.cli import main\nsys.argv = ['podskazka'] + {argv!r}\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        f"print('HEAVY=' + ','.join(sorted(m for m in {HEAVY!r} if m in sys.modules)), file=sys.stderr)"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert "HEAVY=\n" in proc.stderr or proc.stderr.rstrip().endswith("HEAVY="), proc.stderr[-500:]
 
 
-@pytest.mark.parametrize("argv, expected", [
-    (["trian"], "No such command 'trian'. Did you mean 'train'?"),
-    (["train"], "Missing option '--data'"),
-    (["train", "--data", "x.jsonl", "--out", "m", "--bogus"], "No such option: --bogus"),
-    (["crossval", "--data", "x.jsonl", "--folds", "1"], "'--folds'"),
-    (["train", "--data", "missing.jsonl", "--out", "m"], "missing.jsonl: no such file or folder"),
-])
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["trian"], "No such command 'trian'. Did you mean 'train'?"),
+        (["train"], "Missing option '--data'"),
+        (["train", "--data", "x.jsonl", "--out", "m", "--bogus"], "No such option: --bogus"),
+        (["crossval", "--data", "x.jsonl", "--folds", "1"], "'--folds'"),
+        (["train", "--data", "missing.jsonl", "--out", "m"], "missing.jsonl: no such file or folder"),
+    ],
+)
 def test_usage_errors_are_one_line_with_the_fix(argv, expected):
     """#8: a usage error is one line on stderr (what is wrong, where to look), exit 2, no traceback."""
     proc = _cli(*argv)
@@ -71,14 +76,23 @@ def test_config_paths_resolve_from_the_config_file(tmp_path):
     """#9: `taxonomy:` in a config is relative to the config file, wherever the command runs."""
     folder = tmp_path / "project" / "configs"
     folder.mkdir(parents=True)
-    (folder / "tax.yaml").write_text((ROOT / "datasets" / "taxonomy.yaml").read_text(encoding="utf-8"), encoding="utf-8")
+    (folder / "tax.yaml").write_text(
+        (ROOT / "datasets" / "taxonomy.yaml").read_text(encoding="utf-8"), encoding="utf-8"
+    )
     (folder / "c.yaml").write_text("taxonomy: tax.yaml\n", encoding="utf-8")
     assert Path(TrainConfig.load(folder / "c.yaml").taxonomy) == folder / "tax.yaml"
     # the project's own configs work from any folder
-    code = "from training.config import TrainConfig; print(TrainConfig.load(%r).taxonomy)" % str(
-        ROOT / "training" / "configs" / "default.yaml")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, check=True,
-                         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}).stdout.strip()
+    code = "from training.fitting.config import TrainConfig; print(TrainConfig.load({!r}).taxonomy)".format(
+        str(ROOT / "training" / "configs" / "default.yaml")
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        check=True,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+    ).stdout.strip()
     assert Path(out) == ROOT / "datasets" / "taxonomy.yaml"
 
 
@@ -86,7 +100,9 @@ def test_set_checks_parameter_types_and_lists_valid_names():
     """#9: --set model.params.C=abc says what C must be; an unknown name lists the valid ones."""
     with pytest.raises(ConfigError, match=r"model.params.C .*must be a number, got 'abc'"):
         TrainConfig.load(None, ["model.params.C=abc"])
-    with pytest.raises(ConfigError, match=r"unknown parameter 'Cx' \(did you mean 'C'\?\); valid parameters are \[.*'C'.*'tol'"):
+    with pytest.raises(
+        ConfigError, match=r"unknown parameter 'Cx' \(did you mean 'C'\?\); valid parameters are \[.*'C'.*'tol'"
+    ):
         TrainConfig.load(None, ["model.params.Cx=3"])
     assert TrainConfig.load(None, ["model.params.C=3", "model.params.class_weight=null"]).model.params["C"] == 3
     proc = _cli("train", "--data", "x.jsonl", "--out", "m", "--set", "model.params.C=abc")
@@ -98,7 +114,10 @@ def test_broken_csv_names_the_line(tmp_path, taxonomy_path):
     """#9: an unreadable CSV names its line and the fix, not DatasetGenerationError."""
     tax = load_taxonomy(taxonomy_path)
     cases = {
-        "extra.csv": ('text,reason2\nпривет,Другое\n"раз, два",Другое,лишнее\n', r"extra.csv:3: 3 fields, the header has 2"),
+        "extra.csv": (
+            'text,reason2\nпривет,Другое\n"раз, два",Другое,лишнее\n',
+            r"extra.csv:3: 3 fields, the header has 2",
+        ),
         "quote.csv": ('text,reason2\nпривет,Другое\nок,Другое\n"не закрыта,Другое\n', r"quote.csv:4: .*quote"),
         "bytes.csv": (b"text,reason2\n\xd0\xbf\xd1\x80,\xd0\x94\n\xff\xfe,x\n", r"bytes.csv:3: not UTF-8"),
     }
@@ -140,8 +159,9 @@ def test_train_manifest_says_row_by_row(tmp_path, taxonomy_path):
     """#7: the manifest and the printed table never say "grouped by scenario" for a row split."""
     rows = [{k: v for k, v in r.items() if k != "scenario"} for r in make_rows(6)]
     path = write_jsonl(tmp_path / "bare.jsonl", rows)
-    result = CliRunner().invoke(app, ["train", "--data", str(path), "--out", str(tmp_path / "m"),
-                                      "--set", f"taxonomy={taxonomy_path}"])
+    result = CliRunner().invoke(
+        app, ["train", "--data", str(path), "--out", str(tmp_path / "m"), "--set", f"taxonomy={taxonomy_path}"]
+    )
     assert result.exit_code == 0, result.output
     assert "split: ROW BY ROW" in result.output and "WARNING: ROWS ARE SPLIT ONE BY ONE" in result.output
     manifest = json.loads((tmp_path / "m" / "manifest.json").read_text(encoding="utf-8"))
@@ -154,10 +174,17 @@ def test_train_manifest_says_row_by_row(tmp_path, taxonomy_path):
 
 def test_calibration_that_worsens_ece_is_flagged():
     """#7: ECE after calibration above ECE before is flagged in the report and the printed table."""
-    from training.metrics import flag_calibration, format_table
+    from training.evaluation.metrics import flag_calibration, format_table
 
-    task = {"n": 10, "accuracy": 0.5, "macro_f1": 0.5, "top3_accuracy": 0.9, "ece": 0.340, "ece_uncalibrated": 0.093,
-            "per_class": {}}
+    task = {
+        "n": 10,
+        "accuracy": 0.5,
+        "macro_f1": 0.5,
+        "top3_accuracy": 0.9,
+        "ece": 0.340,
+        "ece_uncalibrated": 0.093,
+        "per_class": {},
+    }
     good = dict(task, ece=0.05)
     report = {"tasks": {"a": task, "b": good}}
     warnings = flag_calibration(report)
@@ -173,16 +200,44 @@ def test_crossval_with_column_mapping_reports_per_fold_mean_and_std(tmp_path, ta
     rows = [{("категория" if k == "reason2" else k): v for k, v in r.items()} for r in make_rows(6)]
     path = write_jsonl(tmp_path / "renamed.jsonl", rows)
     out = tmp_path / "cv.json"
-    result = CliRunner().invoke(app, ["crossval", "--data", str(path), "--folds", "3", "--column", "reason2=категория",
-                                      "--set", f"taxonomy={taxonomy_path}", "--json", str(out)])
+    result = CliRunner().invoke(
+        app,
+        [
+            "crossval",
+            "--data",
+            str(path),
+            "--folds",
+            "3",
+            "--column",
+            "reason2=категория",
+            "--set",
+            f"taxonomy={taxonomy_path}",
+            "--json",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text(encoding="utf-8"))
     assert report["split"]["group_by"] == "scenario" and report["folds"] == 3
     summary = report["per_fold_summary"]["reason2"]["accuracy"]
     assert len(summary["values"]) == 3 and summary["std"] >= 0
     assert "per fold (mean ± std over 3 folds)" in result.output
-    again = CliRunner().invoke(app, ["crossval", "--data", str(path), "--folds", "3", "--column", "reason2=категория",
-                                     "--set", f"taxonomy={taxonomy_path}", "--json", str(out)])
+    again = CliRunner().invoke(
+        app,
+        [
+            "crossval",
+            "--data",
+            str(path),
+            "--folds",
+            "3",
+            "--column",
+            "reason2=категория",
+            "--set",
+            f"taxonomy={taxonomy_path}",
+            "--json",
+            str(out),
+        ],
+    )
     assert again.exit_code != 0 and "--force" in str(again.exception or again.output)
 
 
@@ -193,8 +248,22 @@ def test_audit_accepts_column_mapping_and_names_rows_by_line(tmp_path, taxonomy_
         r["текст"] = r.pop("turns")
     path = write_jsonl(tmp_path / "h.jsonl", rows)
     out = tmp_path / "s.jsonl"
-    result = CliRunner().invoke(app, ["audit", "--data", str(path), "--folds", "2", "--column", "turns=текст",
-                                      "--set", f"taxonomy={taxonomy_path}", "--out", str(out)])
+    result = CliRunner().invoke(
+        app,
+        [
+            "audit",
+            "--data",
+            str(path),
+            "--folds",
+            "2",
+            "--column",
+            "turns=текст",
+            "--set",
+            f"taxonomy={taxonomy_path}",
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     for s in (json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()):
         line = int(s["source"].rsplit(":", 1)[1])
@@ -231,8 +300,14 @@ def _helpdesk_csv(path: Path) -> Path:
     for (l1, l2), words in topics.items():
         for i in range(6):
             w = words.split()
-            rows.append({"text": f"{w[i % len(w)]} {w[(i + 1) % len(w)]} {w[(i + 2) % len(w)]} вопрос {i}",
-                         "label_l1": l1, "label_l2": l2 if i else l2.strip() + " ", "group_id": f"{l2.strip()}{i // 2}"})
+            rows.append(
+                {
+                    "text": f"{w[i % len(w)]} {w[(i + 1) % len(w)]} {w[(i + 2) % len(w)]} вопрос {i}",
+                    "label_l1": l1,
+                    "label_l2": l2 if i else l2.strip() + " ",
+                    "group_id": f"{l2.strip()}{i // 2}",
+                }
+            )
     pd.DataFrame(rows).to_csv(path, index=False)
     return path
 
@@ -259,16 +334,47 @@ def test_evaluate_scores_labels_unseen_in_training_as_errors(tmp_path):
     an error, the label is listed, nothing points at datasets/taxonomy.yaml."""
     data = _helpdesk_csv(tmp_path / "train.csv")
     runner = CliRunner()
-    assert runner.invoke(app, ["taxonomy-from-data", "--data", str(data), "--out", str(tmp_path / "t.yaml")]).exit_code == 0
-    result = runner.invoke(app, ["train", "--data", str(data), "--out", str(tmp_path / "m"), "--set",
-                                 f"taxonomy={tmp_path / 't.yaml'}", "--set", "split.group_by=group_id"])
+    assert (
+        runner.invoke(app, ["taxonomy-from-data", "--data", str(data), "--out", str(tmp_path / "t.yaml")]).exit_code
+        == 0
+    )
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "--data",
+            str(data),
+            "--out",
+            str(tmp_path / "m"),
+            "--set",
+            f"taxonomy={tmp_path / 't.yaml'}",
+            "--set",
+            "split.group_by=group_id",
+        ],
+    )
     assert result.exit_code == 0, result.output
     test = tmp_path / "test.csv"
-    pd.DataFrame([{"text": "загрузить видео ошибка", "label_l1": "ВИДЕО", "label_l2": "Загрузка видео"},
-                  {"text": "поиск не находит канал", "label_l1": "ПОИСК", "label_l2": "Текстовый поиск"}]).to_csv(test, index=False)
+    pd.DataFrame(
+        [
+            {"text": "загрузить видео ошибка", "label_l1": "ВИДЕО", "label_l2": "Загрузка видео"},
+            {"text": "поиск не находит канал", "label_l1": "ПОИСК", "label_l2": "Текстовый поиск"},
+        ]
+    ).to_csv(test, index=False)
     report_dir = tmp_path / "report"
-    result = runner.invoke(app, ["evaluate", "--model", str(tmp_path / "m"), "--data", str(test), "--json",
-                                 str(tmp_path / "r.json"), "--report", str(report_dir)])
+    result = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "--model",
+            str(tmp_path / "m"),
+            "--data",
+            str(test),
+            "--json",
+            str(tmp_path / "r.json"),
+            "--report",
+            str(report_dir),
+        ],
+    )
     assert result.exit_code == 0, result.output
     tasks = json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))["tasks"]
     assert tasks["label_l1"]["unseen_labels"] == {"ПОИСК": 1} and tasks["label_l1"]["accuracy"] <= 0.5
@@ -298,8 +404,17 @@ def test_relabel_reports_old_labels_missing_from_the_taxonomy(tmp_path, trained_
     rows[0]["reason2"] = "Старая метка"
     rows[1]["reason2"] = rows[1]["reason2"] + "\xa0"
     path = write_jsonl(tmp_path / "in.jsonl", rows)
-    proc = _cli("relabel", "--model", str(trained_bundle_dir), "--input", str(path), "--output", str(tmp_path / "out"),
-                "--workers", "1")
+    proc = _cli(
+        "relabel",
+        "--model",
+        str(trained_bundle_dir),
+        "--input",
+        str(path),
+        "--output",
+        str(tmp_path / "out"),
+        "--workers",
+        "1",
+    )
     assert proc.returncode == 0, proc.stderr
     assert "WARNING: reason2: 1 rows carry old labels not in the model's taxonomy: 'Старая метка' (1)" in proc.stderr
     diff = json.loads((tmp_path / "out" / "diff.json").read_text(encoding="utf-8"))
@@ -310,13 +425,23 @@ def test_relabel_reports_old_labels_missing_from_the_taxonomy(tmp_path, trained_
 # ----------------------------------------------------------------------------- 12: model card
 def test_info_prints_a_model_card_without_loading_the_model(trained_bundle_dir):
     """#12: info reads manifest.json only (no scikit-learn import) and prints every section."""
-    code = ("import sys\nfrom training.cli import main\nsys.argv = ['podskazka', 'info', %r]\n"
-            "try:\n    main()\nexcept SystemExit:\n    pass\n"
-            "print('HEAVY=' + ','.join(sorted(m for m in %r if m in sys.modules)))") % (str(trained_bundle_dir), HEAVY)
+    code = (
+        f"import sys\nfrom training.cli import main\nsys.argv = ['podskazka', 'info', {str(trained_bundle_dir)!r}]\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        f"print('HEAVY=' + ','.join(sorted(m for m in {HEAVY!r} if m in sys.modules)))"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert proc.stdout.rstrip().endswith("HEAVY="), proc.stdout[-300:] + proc.stderr[-500:]
-    for section in ("# Model card", "## Data", "## Metrics", "## Taxonomy", "## Thresholds", "## Intended use",
-                    "## Limits", "grouped by 'scenario'"):
+    for section in (
+        "# Model card",
+        "## Data",
+        "## Metrics",
+        "## Taxonomy",
+        "## Thresholds",
+        "## Intended use",
+        "## Limits",
+        "grouped by 'scenario'",
+    ):
         assert section in proc.stdout
     card = json.loads(CliRunner().invoke(app, ["info", str(trained_bundle_dir), "--json"]).output)
     assert card["metrics"]["reason2"]["accuracy"] is not None and card["thresholds"]["target_precision"] == 0.9

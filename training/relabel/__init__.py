@@ -11,13 +11,18 @@ __all__ = ["RelabelConfig", "output_schema", "read_output", "relabel", "relabel_
 
 # imported on first use, so that ``podskazka --help`` (which registers the relabel command from
 # training.relabel.cli) does not pull in pyarrow, the model and scikit-learn
-_LAZY = {"output_schema": "batch", "relabel_batch": "batch", "RelabelConfig": "job", "relabel": "job",
-         "read_output": "store"}
+_LAZY = {
+    "output_schema": "batch",
+    "relabel_batch": "batch",
+    "RelabelConfig": "job",
+    "relabel": "job",
+    "read_output": "outputs",
+}
 
 if TYPE_CHECKING:  # pragma: no cover
     from training.relabel.batch import output_schema, relabel_batch
     from training.relabel.job import RelabelConfig, relabel
-    from training.relabel.store import read_output
+    from training.relabel.outputs import read_output
 
 
 def __getattr__(name: str):

@@ -18,18 +18,24 @@ from typing import Any
 
 import pyarrow as pa
 
+from model.conversation.record import Interaction, interaction_from_dict
 from model.errors import InputError
 from model.predictor import Predictor
-from model.record import Interaction, interaction_from_dict
-from training.data import _turns_from_text_column
+from training.data.load import turns_from_text_column
 from training.relabel.sources import ERROR, RAW, SOURCE_ROW, InputFile, iter_chunks
 
 TOP_K = 3
 MAX_RECORD_CHARS = 2000
-REJECT_SCHEMA = pa.schema([
-    ("source_file", pa.string()), ("source_row", pa.int64()), ("id", pa.string()),
-    ("reason", pa.string()), ("detail", pa.string()), ("record", pa.string()),
-])
+REJECT_SCHEMA = pa.schema(
+    [
+        ("source_file", pa.string()),
+        ("source_row", pa.int64()),
+        ("id", pa.string()),
+        ("reason", pa.string()),
+        ("detail", pa.string()),
+        ("record", pa.string()),
+    ]
+)
 _TOP = pa.list_(pa.struct([("label", pa.string()), ("confidence", pa.float64())]))
 
 
@@ -38,14 +44,21 @@ def output_schema(tasks: list[str]) -> pa.Schema:
     its confidence, the decision (null when the model abstains) and its level, the top 3, the label the
     input had and whether the new top label differs from it; ``changed`` = any task changed."""
     fields = [
-        ("id", pa.string()), ("source_file", pa.string()), ("source_row", pa.int64()),
-        ("model_version", pa.string()), ("domain", pa.string()),
+        ("id", pa.string()),
+        ("source_file", pa.string()),
+        ("source_row", pa.int64()),
+        ("model_version", pa.string()),
+        ("domain", pa.string()),
     ]
     for task in tasks:
         fields += [
-            (f"{task}_label", pa.string()), (f"{task}_confidence", pa.float64()),
-            (f"{task}_decision", pa.string()), (f"{task}_decision_level", pa.string()),
-            (f"{task}_top3", _TOP), (f"{task}_old", pa.string()), (f"{task}_changed", pa.bool_()),
+            (f"{task}_label", pa.string()),
+            (f"{task}_confidence", pa.float64()),
+            (f"{task}_decision", pa.string()),
+            (f"{task}_decision_level", pa.string()),
+            (f"{task}_top3", _TOP),
+            (f"{task}_old", pa.string()),
+            (f"{task}_changed", pa.bool_()),
         ]
     fields.append(("changed", pa.bool_()))
     return pa.schema(fields)
@@ -87,19 +100,30 @@ def relabel_batch(
             row = _decode(record, fmt, column_map or {})
             interaction = _interaction(row, tasks)
             if duplicates and source_row in duplicates:
-                raise _Reject("duplicate_id", f"id {row['id']!r} was first seen at {duplicates[source_row]}; "
-                              "the first is kept, give each row its own id")
+                raise _Reject(
+                    "duplicate_id",
+                    f"id {row['id']!r} was first seen at {duplicates[source_row]}; "
+                    "the first is kept, give each row its own id",
+                )
             good.append((source_row, row["id"], interaction))
         except _Reject as bad:
             reasons[bad.reason] += 1
             row_id = row.get("id") if row is not None else _raw_id(record, (column_map or {}).get("id", "id"))
             _add_reject(rejects, source_file, source_row, record, bad, row_id)
     good, unknown_old = _check_old_labels(good, predictor.taxonomy, tasks)
-    results = predictor.predict([x for _, _, x in good], tasks=tasks, top_k=TOP_K, top_macros=0, comments=False) if good else []
+    results = (
+        predictor.predict([x for _, _, x in good], tasks=tasks, top_k=TOP_K, top_macros=0, comments=False)
+        if good
+        else []
+    )
     rows, task_stats = _output_rows(good, results, tasks, predictor.model_version, source_file)
     stats = {
-        "rows": chunk.num_rows, "labelled": len(good), "rejected": chunk.num_rows - len(good),
-        "reasons": dict(reasons), "tasks": task_stats, "unknown_old": unknown_old,
+        "rows": chunk.num_rows,
+        "labelled": len(good),
+        "rejected": chunk.num_rows - len(good),
+        "reasons": dict(reasons),
+        "tasks": task_stats,
+        "unknown_old": unknown_old,
     }
     return BatchResult(
         rows=pa.table(rows, schema=output_schema(tasks)),
@@ -108,8 +132,9 @@ def relabel_batch(
     )
 
 
-def find_duplicate_ids(files: list[InputFile], batch_size: int, tasks: list[str],
-                       column_map: dict[str, str] | None = None) -> dict[int, dict[int, str]]:
+def find_duplicate_ids(
+    files: list[InputFile], batch_size: int, tasks: list[str], column_map: dict[str, str] | None = None
+) -> dict[int, dict[int, str]]:
     """``{file_index: {source_row: where the id was first seen}}`` for each row that repeats the id of
     an earlier row that can be labelled (rows rejected for another reason claim no id). Holds a 12-byte
     digest per distinct id (about 100 bytes each in memory).
@@ -193,7 +218,7 @@ def _decode(record: bytes | dict, fmt: str, column_map: dict[str, str]) -> dict[
     for ours, theirs in column_map.items():
         row[ours] = row.get(theirs)
     if fmt == "csv" or isinstance(row.get("turns"), str):
-        row = _turns_from_text_column(row)
+        row = turns_from_text_column(row)
     row_id = row.get("id")
     if row_id is None or str(row_id).strip() == "":
         raise _Reject("missing_id", "no 'id' (every output row carries the input id)")
@@ -226,7 +251,8 @@ def _add_reject(rejects: dict[str, list], source_file: str, source_row, record, 
     else:
         shown = json.dumps(
             {k: v.decode("utf-8", errors="replace") if isinstance(v, bytes) else v for k, v in record.items()},
-            ensure_ascii=False, default=str,
+            ensure_ascii=False,
+            default=str,
         )
     rejects["source_file"].append(source_file)
     rejects["source_row"].append(source_row)
@@ -239,8 +265,10 @@ def _add_reject(rejects: dict[str, list], source_file: str, source_row, record, 
 def _output_rows(good, results, tasks: list[str], model_version: str, source_file: str):
     n = len(good)
     columns: dict[str, list] = {
-        "id": [row_id for _, row_id, _ in good], "source_file": [source_file] * n,
-        "source_row": [source_row for source_row, _, _ in good], "model_version": [model_version] * n,
+        "id": [row_id for _, row_id, _ in good],
+        "source_file": [source_file] * n,
+        "source_row": [source_row for source_row, _, _ in good],
+        "model_version": [model_version] * n,
         "domain": [r["domains"][0]["label"] if r["domains"] else None for r in results],
     }
     any_changed: list[bool | None] = [None] * n
@@ -318,7 +346,7 @@ def _check_old_labels(good, taxonomy, tasks: list[str]):
     would refuse them) and kept as they are in ``<task>_old``."""
     from dataclasses import replace
 
-    from training.data import normalize_label
+    from training.data.load import normalize_label
 
     canonical = {t: {normalize_label(label): label for label in taxonomy.tasks[t].labels} for t in tasks}
     unknown: dict[str, Counter] = {}

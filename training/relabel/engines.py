@@ -22,17 +22,18 @@ import json
 import multiprocessing
 import os
 import sys
+from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pyarrow as pa
 
 from model.predictor import Predictor
 from training.relabel.batch import relabel_batch
+from training.relabel.outputs import write_chunk
 from training.relabel.sources import InputFile, iter_chunks
-from training.relabel.store import write_chunk
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,9 @@ class WorkSpec:
     files: tuple[InputFile, ...]
     batch_size: int
     column_map: dict[str, str] = field(default_factory=dict)
-    duplicates: dict[int, dict[int, str]] = field(default_factory=dict)  # file → row → first seen (batch.find_duplicate_ids)
+    duplicates: dict[int, dict[int, str]] = field(
+        default_factory=dict
+    )  # file → row → first seen (batch.find_duplicate_ids)
 
 
 def pending_chunks(spec: WorkSpec, done: set[tuple[int, int]]) -> Iterator[tuple[int, int, pa.Table]]:
@@ -56,18 +59,27 @@ def pending_chunks(spec: WorkSpec, done: set[tuple[int, int]]) -> Iterator[tuple
                 yield file_index, chunk_index, table
 
 
-def process_chunk(predictor: Predictor, spec: WorkSpec, file_index: int, chunk_index: int, table: pa.Table) -> dict[str, Any]:
+def process_chunk(
+    predictor: Predictor, spec: WorkSpec, file_index: int, chunk_index: int, table: pa.Table
+) -> dict[str, Any]:
     """Label one chunk and write its parts; return its manifest entry."""
     info = spec.files[file_index]
     result = relabel_batch(
-        predictor, table, source_file=info.path, fmt=info.format, tasks=list(spec.tasks), column_map=spec.column_map,
+        predictor,
+        table,
+        source_file=info.path,
+        fmt=info.format,
+        tasks=list(spec.tasks),
+        column_map=spec.column_map,
         duplicates=spec.duplicates.get(file_index),
     )
     return write_chunk(Path(spec.out_dir), file_index, chunk_index, result.rows, result.rejects, result.stats)
 
 
 # -- local ----------------------------------------------------------------------------------------
-def run_local(spec: WorkSpec, done: set[tuple[int, int]], workers: int, predictor: Predictor | None = None) -> Iterator[dict]:
+def run_local(
+    spec: WorkSpec, done: set[tuple[int, int]], workers: int, predictor: Predictor | None = None
+) -> Iterator[dict]:
     chunks = pending_chunks(spec, done)
     if workers == 1:
         predictor = predictor or Predictor.load(spec.model_dir)
@@ -75,7 +87,9 @@ def run_local(spec: WorkSpec, done: set[tuple[int, int]], workers: int, predicto
             yield process_chunk(predictor, spec, file_index, chunk_index, table)
         return
     context = multiprocessing.get_context("spawn")  # no fork of a process that holds Arrow threads
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(spec, os.getpid())) as pool:
+    with ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_init_worker, initargs=(spec, os.getpid())
+    ) as pool:
         in_flight = set()
         for item in chunks:
             in_flight.add(pool.submit(_work, *item))
@@ -106,8 +120,15 @@ def _work(file_index: int, chunk_index: int, table: pa.Table) -> dict[str, Any]:
 
 
 # -- Ray ------------------------------------------------------------------------------------------
-def run_ray(spec: WorkSpec, done: set[tuple[int, int]], workers: int, *, cpus_per_worker: float = 1.0,
-            address: str | None = None, progress: bool = False) -> Iterator[dict]:
+def run_ray(
+    spec: WorkSpec,
+    done: set[tuple[int, int]],
+    workers: int,
+    *,
+    cpus_per_worker: float = 1.0,
+    address: str | None = None,
+    progress: bool = False,
+) -> Iterator[dict]:
     import ray
 
     started = not ray.is_initialized()
@@ -120,8 +141,9 @@ def run_ray(spec: WorkSpec, done: set[tuple[int, int]], workers: int, *, cpus_pe
             ray.shutdown()
 
 
-def _ray_entries(spec: WorkSpec, done: set[tuple[int, int]], workers: int, cpus_per_worker: float,
-                 progress: bool) -> Iterator[dict]:
+def _ray_entries(
+    spec: WorkSpec, done: set[tuple[int, int]], workers: int, cpus_per_worker: float, progress: bool
+) -> Iterator[dict]:
     import ray
 
     context = ray.data.DataContext.get_current()
@@ -129,13 +151,22 @@ def _ray_entries(spec: WorkSpec, done: set[tuple[int, int]], workers: int, cpus_
     # Ray's defaults retry a task or restart an actor when a worker process dies; an exception raised
     # by our code is never retried (bad rows do not raise: relabel_batch puts them in the rejects).
     context.actor_task_retry_on_errors = False
-    files = ray.data.from_items([{"file_index": i} for i in range(len(spec.files))], override_num_blocks=max(len(spec.files), 1))
+    files = ray.data.from_items(
+        [{"file_index": i} for i in range(len(spec.files))], override_num_blocks=max(len(spec.files), 1)
+    )
     chunks = files.map_batches(
-        _read_chunks, batch_size=1, fn_kwargs={"spec": spec, "done": done}, num_cpus=min(cpus_per_worker, 1.0),
+        _read_chunks,
+        batch_size=1,
+        fn_kwargs={"spec": spec, "done": done},
+        num_cpus=min(cpus_per_worker, 1.0),
     )
     entries = chunks.map_batches(
-        _RayRelabel, fn_constructor_kwargs={"spec": spec}, batch_size=1, batch_format="pyarrow",
-        concurrency=workers, num_cpus=cpus_per_worker,
+        _RayRelabel,
+        fn_constructor_kwargs={"spec": spec},
+        batch_size=1,
+        batch_format="pyarrow",
+        concurrency=workers,
+        num_cpus=cpus_per_worker,
     )
     for row in entries.iter_rows():
         yield json.loads(row["entry"])
@@ -190,9 +221,12 @@ def run_spark(spec: WorkSpec, done: set[tuple[int, int]], workers: int) -> Itera
     if started:
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # the workers run this interpreter
         spark = (
-            SparkSession.builder.master(f"local[{workers},{SPARK_TASK_ATTEMPTS}]").appName("podskazka-relabel")
-            .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
-            .config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1")
+            SparkSession.builder.master(f"local[{workers},{SPARK_TASK_ATTEMPTS}]")
+            .appName("podskazka-relabel")
+            .config("spark.ui.enabled", "false")
+            .config("spark.ui.showConsoleProgress", "false")
+            .config("spark.driver.host", "127.0.0.1")
+            .config("spark.driver.bindAddress", "127.0.0.1")
             .getOrCreate()
         )
     try:

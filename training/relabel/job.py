@@ -18,10 +18,10 @@ from tqdm import tqdm
 from model.errors import ConfigError
 from model.predictor import Predictor
 from training.relabel.batch import find_duplicate_ids, merge_stats
+from training.relabel.diff import diff_markdown, diff_report
 from training.relabel.engines import WorkSpec, run_local, run_ray, run_spark
-from training.relabel.report import diff_markdown, diff_report
+from training.relabel.outputs import JobStore, write_text_atomic
 from training.relabel.sources import count_rows, discover_inputs
-from training.relabel.store import JobStore, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -73,28 +73,52 @@ def relabel(config: RelabelConfig) -> dict[str, Any]:
     files = discover_inputs(config.inputs, config.column_map)
     duplicates = find_duplicate_ids(files, config.batch_size, tasks, config.column_map)
     if duplicates:
-        log.warning("%d rows repeat the id of an earlier row: the first is kept, the others go to rejects.jsonl "
-                    "(duplicate_id)", sum(len(rows) for rows in duplicates.values()))
+        log.warning(
+            "%d rows repeat the id of an earlier row: the first is kept, the others go to rejects.jsonl (duplicate_id)",
+            sum(len(rows) for rows in duplicates.values()),
+        )
     spec = WorkSpec(
-        model_dir=str(Path(config.model).resolve()), out_dir=str(Path(config.output).resolve()), tasks=tuple(tasks),
-        files=tuple(files), batch_size=config.batch_size, column_map=dict(config.column_map), duplicates=duplicates,
+        model_dir=str(Path(config.model).resolve()),
+        out_dir=str(Path(config.output).resolve()),
+        tasks=tuple(tasks),
+        files=tuple(files),
+        batch_size=config.batch_size,
+        column_map=dict(config.column_map),
+        duplicates=duplicates,
     )
     store = JobStore(config.output)
-    store.open({
-        "model_version": predictor.model_version, "tasks": tasks, "batch_size": config.batch_size,
-        "column_map": dict(sorted(config.column_map.items())), "inputs": [f.spec() for f in files],
-    })
+    store.open(
+        {
+            "model_version": predictor.model_version,
+            "tasks": tasks,
+            "batch_size": config.batch_size,
+            "column_map": dict(sorted(config.column_map.items())),
+            "inputs": [f.spec() for f in files],
+        }
+    )
     try:
         progress = _Progress()
         for entry in store.finished():
             progress.add(entry)
         if progress.done:
-            log.info("resuming: %d chunks (%d rows) already done in %s", len(progress.done), progress.totals["rows"], config.output)
+            log.info(
+                "resuming: %d chunks (%d rows) already done in %s",
+                len(progress.done),
+                progress.totals["rows"],
+                config.output,
+            )
         started, cpu, rows_before = time.perf_counter(), time.process_time(), progress.totals.get("rows", 0)
         show = sys.stderr.isatty() if config.progress is None else config.progress
         total = sum(count_rows(f) for f in files) if show else None
-        with tqdm(total=total, initial=rows_before, unit="rows", unit_scale=True, smoothing=0.1, disable=not show,
-                  desc="relabel") as bar:
+        with tqdm(
+            total=total,
+            initial=rows_before,
+            unit="rows",
+            unit_scale=True,
+            smoothing=0.1,
+            disable=not show,
+            desc="relabel",
+        ) as bar:
             for entry in _engine(config, spec, set(progress.done), predictor):
                 store.record(entry)
                 progress.add(entry)
@@ -103,8 +127,13 @@ def relabel(config: RelabelConfig) -> dict[str, Any]:
         report = _finish(store, progress, predictor.model_version, tasks)
         seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
         this_run = report["rows"] - rows_before
-        log.info("this run: %d rows in %.2f s (%.0f rows/s; %.2f s CPU in the coordinating process)",
-                 this_run, seconds, this_run / max(seconds, 1e-9), cpu)
+        log.info(
+            "this run: %d rows in %.2f s (%.0f rows/s; %.2f s CPU in the coordinating process)",
+            this_run,
+            seconds,
+            this_run / max(seconds, 1e-9),
+            cpu,
+        )
         return report
     finally:
         store.close()
@@ -130,8 +159,14 @@ class _Progress:
 
 def _engine(config: RelabelConfig, spec: WorkSpec, done: set, predictor: Predictor):
     if config.engine == "ray":
-        return run_ray(spec, done, config.workers, cpus_per_worker=config.cpus_per_worker,
-                       address=config.ray_address, progress=bool(config.progress))
+        return run_ray(
+            spec,
+            done,
+            config.workers,
+            cpus_per_worker=config.cpus_per_worker,
+            address=config.ray_address,
+            progress=bool(config.progress),
+        )
     if config.engine == "spark":
         return run_spark(spec, done, config.workers)
     return run_local(spec, done, config.workers, predictor)
@@ -146,6 +181,10 @@ def _finish(store: JobStore, progress: _Progress, model_version: str, tasks: lis
     write_text_atomic(store.root / "diff.md", diff_markdown(report))
     log.info(
         "relabel done: %d rows, %d labelled, %d rejected %s; report in %s",
-        report["rows"], report["labelled"], report["rejected"], report["rejected_by_reason"], store.root / "diff.md",
+        report["rows"],
+        report["labelled"],
+        report["rejected"],
+        report["rejected_by_reason"],
+        store.root / "diff.md",
     )
     return report

@@ -17,16 +17,16 @@ so that each engine only moves chunks around.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from model.errors import DataError
-from training.data import FORMATS, expand_paths
+from training.data.load import FORMATS, expand_paths
 
 RAW = "_raw"
 SOURCE_ROW = "_source_row"
@@ -121,8 +121,9 @@ def count_rows(info: InputFile) -> int:
         info.path,
         read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES, use_threads=False),
         parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=on_invalid),
-        convert_options=pacsv.ConvertOptions(include_columns=first, column_types={c: pa.binary() for c in first},
-                                             check_utf8=False),
+        convert_options=pacsv.ConvertOptions(
+            include_columns=first, column_types={c: pa.binary() for c in first}, check_utf8=False
+        ),
     )
     try:
         return sum(batch.num_rows for batch in reader) + invalid
@@ -161,11 +162,13 @@ def _jsonl_chunks(path: str, batch_size: int) -> Iterator[pa.Table]:
 
 
 def _jsonl_table(lines: list[bytes], numbers: list[int]) -> pa.Table:
-    return pa.table({
-        RAW: pa.array(lines, pa.binary()),
-        SOURCE_ROW: pa.array(numbers, pa.int64()),
-        ERROR: pa.nulls(len(lines), pa.string()),
-    })
+    return pa.table(
+        {
+            RAW: pa.array(lines, pa.binary()),
+            SOURCE_ROW: pa.array(numbers, pa.int64()),
+            ERROR: pa.nulls(len(lines), pa.string()),
+        }
+    )
 
 
 def _parquet_chunks(path: str, batch_size: int) -> Iterator[pa.Table]:
@@ -226,8 +229,11 @@ def _with_invalid(table: pa.Table, invalid: list[str], schema: pa.Schema) -> pa.
     if not invalid:
         return table
     rows = pa.table(
-        {**{c: pa.nulls(len(invalid), pa.binary()) for c in schema.names},
-         SOURCE_ROW: pa.nulls(len(invalid), pa.int64()), ERROR: pa.array(invalid, pa.string())}
+        {
+            **{c: pa.nulls(len(invalid), pa.binary()) for c in schema.names},
+            SOURCE_ROW: pa.nulls(len(invalid), pa.int64()),
+            ERROR: pa.array(invalid, pa.string()),
+        }
     )
     invalid.clear()
     return pa.concat_tables([table, rows])

@@ -1,0 +1,539 @@
+"""Durable store of operator feedback and of recent interactions (for the duplicate check).
+
+SQLite in WAL mode by default; PostgreSQL (psycopg 3, the ``postgres`` extra) when a database URL
+is configured. Both run the same SQL (``?`` placeholders, rewritten to ``%s`` for psycopg).
+
+No personal data is stored in the clear (152-ФЗ): every text (turns, comments) is masked first by
+:func:`model.text.pii.mask_pii` (phones and e-mails typed or dictated, passport, SNILS, INN, card numbers,
+birth dates, addresses, full names → ``[ТЕЛЕФОН]``, ``[ФИО]``...), and client and operator ids are kept
+as keyed HMAC-SHA256 pseudonyms: the key is ``PODSKAZKA_PII_SECRET``, or, for a local run without it,
+a random key generated once into ``pii-secret`` next to the SQLite file (mode 0600, said in the log).
+Without the key a pseudonym cannot be reversed by enumerating phone numbers, as the old unsalted hash
+could. Rows written before keep their old client hash; the duplicate check still matches them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import os
+import queue
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from model.errors import PodskazkaError
+from model.text.pii import mask_pii
+
+log = logging.getLogger(__name__)
+
+CLOSING_RESOLUTIONS = ("Решено", "НТО", "Спам", "Дубликат")
+MACROS_TASK = "macros"  # feedback on a macro is counted under this task, the macro id as its label
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS feedback (
+    id {pk},
+    created_at TEXT NOT NULL,
+    interaction_id TEXT NOT NULL,
+    model_version TEXT NOT NULL,
+    task TEXT NOT NULL,
+    suggested TEXT,
+    chosen TEXT,
+    accepted INTEGER NOT NULL,
+    operator_id TEXT,
+    client_key TEXT,
+    channel TEXT,
+    confidence DOUBLE PRECISION,
+    turns TEXT,
+    comment TEXT
+);
+CREATE INDEX IF NOT EXISTS feedback_interaction ON feedback (interaction_id);
+CREATE INDEX IF NOT EXISTS feedback_version ON feedback (model_version);
+CREATE TABLE IF NOT EXISTS interactions (
+    interaction_id TEXT PRIMARY KEY,
+    client_key TEXT,
+    channel TEXT NOT NULL,
+    problem_task TEXT,
+    problem_label TEXT,
+    first_seen DOUBLE PRECISION NOT NULL,
+    last_seen DOUBLE PRECISION NOT NULL,
+    status TEXT NOT NULL DEFAULT 'open',
+    turns TEXT
+);
+CREATE INDEX IF NOT EXISTS interactions_client ON interactions (client_key, channel, status);
+CREATE INDEX IF NOT EXISTS interactions_seen ON interactions (last_seen);
+"""
+
+
+class StoreError(PodskazkaError):
+    """The feedback store cannot be opened or written (the request can be retried)."""
+
+    code = "store_unavailable"
+    http_status = 503
+
+
+SECRET_FILE = "pii-secret"
+_MIN_SECRET_BYTES = 16
+
+
+def pseudonym(kind: str, value: str | None, secret: bytes) -> str | None:
+    """A keyed HMAC-SHA256 of ``value`` (32 hex digits): stable for one key, so rows of one client or
+    operator still match, and not reversible without the key."""
+    if value is None or value == "":
+        return None
+    return hmac.new(secret, f"podskazka-{kind}:{value}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def client_key(client_id: str | None, secret: bytes) -> str | None:
+    """The client id as stored: a keyed pseudonym, enough to match a client's interactions, not to name them."""
+    return pseudonym("client", client_id, secret)
+
+
+def operator_key(operator_id: str | None, secret: bytes) -> str | None:
+    return pseudonym("operator", operator_id, secret)
+
+
+def legacy_client_key(client_id: str | None) -> str | None:
+    """The unsalted hash rows were keyed by before (issue #11): looked up, never written."""
+    if client_id is None or client_id == "":
+        return None
+    return hashlib.sha256(f"podskazka-client:{client_id}".encode()).hexdigest()[:32]
+
+
+def local_secret(path: str | Path) -> bytes:
+    """The key in ``path``, generated there (random, mode 0600) when there is none yet. Two processes
+    starting at once agree: the file is created with a hard link, which fails if the other won."""
+    path = Path(path)
+    for _ in range(50):
+        try:
+            text = path.read_text(encoding="ascii").strip()
+        except FileNotFoundError:
+            text = None
+        except OSError as exc:
+            raise StoreError(f"cannot read the personal-data key {path}: {exc}; set PODSKAZKA_PII_SECRET") from exc
+        if text:
+            if path.stat().st_mode & 0o077:
+                log.warning("the personal-data key %s is readable by others: chmod 600 it", path)
+            return text.encode()
+        if text is None:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "w", encoding="ascii") as f:
+                    f.write(secrets.token_hex(32) + "\n")
+                try:
+                    os.link(tmp, path)
+                    log.warning(
+                        "PODSKAZKA_PII_SECRET is not set: generated a personal-data key into %s (mode 0600); "
+                        "set PODSKAZKA_PII_SECRET (the same on every server sharing a database) in production",
+                        path,
+                    )
+                except FileExistsError:
+                    pass  # another process made it first: read theirs
+                finally:
+                    tmp.unlink(missing_ok=True)
+            except OSError as exc:
+                raise StoreError(
+                    f"cannot create the personal-data key {path}: {exc}; set PODSKAZKA_PII_SECRET"
+                ) from exc
+            continue
+        time.sleep(0.02)  # created but not written yet
+    raise StoreError(f"the personal-data key {path} is empty; delete it or set PODSKAZKA_PII_SECRET")
+
+
+def pii_secret(settings) -> bytes:
+    """The HMAC key: ``PODSKAZKA_PII_SECRET``, else a key kept next to the SQLite file (``var/pii-secret``)."""
+    configured = getattr(settings, "pii_secret", None)
+    if configured is not None:
+        value = configured.get_secret_value() if hasattr(configured, "get_secret_value") else str(configured)
+        if len(value.encode()) < _MIN_SECRET_BYTES:
+            raise StoreError(
+                f"PODSKAZKA_PII_SECRET is {len(value.encode())} bytes; use at least {_MIN_SECRET_BYTES} "
+                "random bytes (python -c 'import secrets; print(secrets.token_hex(32))')"
+            )
+        return value.encode()
+    return local_secret(Path(settings.feedback_db).parent / SECRET_FILE)
+
+
+def mask_text(text: str | None) -> str | None:
+    return None if text is None else mask_pii(text)
+
+
+def mask_turns(turns: Sequence[dict] | None) -> str | None:
+    if not turns:
+        return None
+    return json.dumps([{"role": t["role"], "text": mask_pii(t["text"])} for t in turns], ensure_ascii=False)
+
+
+def iso_time(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """One operator reaction to one suggestion (a label of ``task``, or a macro: task ``macros``)."""
+
+    interaction_id: str
+    model_version: str
+    task: str
+    suggested: str | None
+    chosen: str | None
+    accepted: bool
+    operator_id: str | None = None
+    client_id: str | None = None
+    channel: str | None = None
+    confidence: float | None = None
+    turns: tuple[dict, ...] | None = None
+    comment: str | None = None
+
+
+@dataclass(frozen=True)
+class Remembered:
+    interaction_id: str
+    channel: str
+    problem_task: str | None
+    problem_label: str | None
+    first_seen: float
+    status: str
+
+
+class Store:
+    """The SQL shared by both backends; subclasses only say how to run a unit of work."""
+
+    placeholder = "?"
+    primary_key = "INTEGER PRIMARY KEY AUTOINCREMENT"
+    secret: bytes  # the HMAC key of client and operator pseudonyms
+
+    def client_key(self, client_id: str | None) -> str | None:
+        return client_key(client_id, self.secret)
+
+    # -- backend hooks --
+    def _run(self, work: Callable[[Any], Any]) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def close(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _sql(self, sql: str) -> str:
+        return sql if self.placeholder == "?" else sql.replace("?", self.placeholder)
+
+    def _exec(self, cur, sql: str, params: Sequence[Any] = ()):
+        cur.execute(self._sql(sql), tuple(params))
+        return cur
+
+    def _create_schema(self) -> None:
+        def work(cur):
+            for statement in _SCHEMA.format(pk=self.primary_key).split(";"):
+                if statement.strip():
+                    cur.execute(statement)
+
+        self._run(work)
+
+    # -- feedback --
+    def add_feedback(self, fb: Feedback, *, now: float) -> int:
+        """Store one feedback row (masked). Without turns it keeps the remembered interaction's turns,
+        so the export does not depend on how long interactions are remembered."""
+        row = (
+            iso_time(now),
+            fb.interaction_id,
+            fb.model_version,
+            fb.task,
+            fb.suggested,
+            fb.chosen,
+            int(fb.accepted),
+            operator_key(fb.operator_id, self.secret),
+            self.client_key(fb.client_id),
+            fb.channel,
+            fb.confidence,
+            mask_turns(fb.turns),
+            fb.interaction_id,
+            mask_text(fb.comment),
+        )
+
+        def work(cur):
+            self._exec(
+                cur,
+                "INSERT INTO feedback (created_at, interaction_id, model_version, task, suggested, chosen, accepted,"
+                " operator_id, client_key, channel, confidence, turns, comment)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
+                " COALESCE(?, (SELECT turns FROM interactions WHERE interaction_id = ?)), ?) RETURNING id",
+                row,
+            )
+            return int(cur.fetchone()[0])
+
+        return self._run(work)
+
+    def set_status(self, interaction_id: str, status: str) -> None:
+        self._run(
+            lambda cur: self._exec(
+                cur, "UPDATE interactions SET status = ? WHERE interaction_id = ?", (status, interaction_id)
+            )
+        )
+
+    def count_feedback(self) -> int:
+        return self._run(lambda cur: int(self._exec(cur, "SELECT COUNT(*) FROM feedback").fetchone()[0]))
+
+    def stats(self, *, model_version: str | None = None) -> dict[str, Any]:
+        """Acceptance counts and rates: overall, per model version, per task, per task and label."""
+        where, params = ("WHERE model_version = ?", (model_version,)) if model_version else ("", ())
+
+        def grouped(cur, keys: str) -> list[tuple]:
+            sql = f"SELECT {keys}, COUNT(*), SUM(accepted) FROM feedback {where} GROUP BY {keys} ORDER BY {keys}"
+            return list(self._exec(cur, sql, params).fetchall())
+
+        def work(cur):
+            total, accepted = self._exec(
+                cur, f"SELECT COUNT(*), SUM(accepted) FROM feedback {where}", params
+            ).fetchone()
+            return total, accepted, grouped(cur, "model_version"), grouped(cur, "task"), grouped(cur, "task, suggested")
+
+        total, accepted, versions, tasks, labels = self._run(work)
+
+        def rate(n, k) -> dict[str, Any]:
+            k = int(k or 0)
+            return {"total": int(n), "accepted": k, "acceptance_rate": round(k / n, 4) if n else None}
+
+        return {
+            **rate(total or 0, accepted),
+            "by_model_version": [{"model_version": v, **rate(n, k)} for v, n, k in versions],
+            "by_task": [{"task": t, **rate(n, k)} for t, n, k in tasks],
+            "by_label": [{"task": t, "label": s, **rate(n, k)} for t, s, n, k in labels],
+        }
+
+    def feedback_for(self, interaction_ids: Sequence[str], *, model_version: str | None = None) -> list[tuple]:
+        if not interaction_ids:
+            return []
+        marks = ", ".join("?" for _ in interaction_ids)
+        sql = (
+            "SELECT f.interaction_id, f.task, f.suggested, f.chosen, f.accepted, f.turns, f.channel,"
+            " f.client_key, f.created_at, i.turns, i.channel FROM feedback f"
+            " LEFT JOIN interactions i ON i.interaction_id = f.interaction_id"
+            f" WHERE f.interaction_id IN ({marks})"
+        )
+        params: list[Any] = list(interaction_ids)
+        if model_version:
+            sql += " AND f.model_version = ?"
+            params.append(model_version)
+        return self._run(lambda cur: list(self._exec(cur, sql + " ORDER BY f.interaction_id, f.id", params).fetchall()))
+
+    def interaction_ids_after(self, after: str, limit: int) -> list[str]:
+        sql = "SELECT DISTINCT interaction_id FROM feedback WHERE interaction_id > ? ORDER BY interaction_id LIMIT ?"
+        return self._run(lambda cur: [r[0] for r in self._exec(cur, sql, (after, limit)).fetchall()])
+
+    # -- recent interactions (duplicate check) --
+    def remember(
+        self,
+        interaction_id: str,
+        *,
+        client_id: str | None,
+        channel: str,
+        problem_task: str | None,
+        problem_label: str | None,
+        turns: Sequence[dict] | None,
+        now: float,
+    ) -> Remembered:
+        """Insert or refresh an interaction (first_seen kept, the problem and turns updated)."""
+
+        def work(cur):
+            self._exec(
+                cur,
+                "INSERT INTO interactions (interaction_id, client_key, channel, problem_task, problem_label,"
+                " first_seen, last_seen, status, turns) VALUES (?, ?, ?, ?, ?, ?, ?, 'open', ?)"
+                " ON CONFLICT (interaction_id) DO UPDATE SET"
+                " client_key = COALESCE(excluded.client_key, interactions.client_key),"
+                " channel = excluded.channel,"
+                " problem_task = COALESCE(excluded.problem_task, interactions.problem_task),"
+                " problem_label = COALESCE(excluded.problem_label, interactions.problem_label),"
+                " last_seen = excluded.last_seen, turns = COALESCE(excluded.turns, interactions.turns)",
+                (
+                    interaction_id,
+                    self.client_key(client_id),
+                    channel,
+                    problem_task,
+                    problem_label,
+                    now,
+                    now,
+                    mask_turns(turns),
+                ),
+            )
+            return self._exec(
+                cur,
+                "SELECT interaction_id, channel, problem_task, problem_label, first_seen, status FROM interactions"
+                " WHERE interaction_id = ?",
+                (interaction_id,),
+            ).fetchone()
+
+        return Remembered(*self._run(work))
+
+    def prune_interactions(self, *, before: float) -> int:
+        """Forget interactions last seen before ``before`` (they can no longer be duplicated)."""
+        return self._run(
+            lambda cur: self._exec(cur, "DELETE FROM interactions WHERE last_seen < ?", (before,)).rowcount
+        )
+
+    def find_open_duplicate(self, this: Remembered, *, client_id: str, since: float) -> Remembered | None:
+        """The latest open interaction of the same client, channel and problem that began before ``this``."""
+        row = self._run(
+            lambda cur: self._exec(
+                cur,
+                "SELECT interaction_id, channel, problem_task, problem_label, first_seen, status FROM interactions"
+                " WHERE client_key IN (?, ?) AND channel = ? AND problem_task = ? AND problem_label = ?"
+                " AND status = 'open' AND interaction_id <> ? AND first_seen < ? AND last_seen >= ?"
+                " ORDER BY first_seen DESC LIMIT 1",
+                (
+                    self.client_key(client_id),
+                    legacy_client_key(client_id),
+                    this.channel,
+                    this.problem_task,
+                    this.problem_label,
+                    this.interaction_id,
+                    this.first_seen,
+                    since,
+                ),
+            ).fetchone()
+        )
+        return None if row is None else Remembered(*row)
+
+    def stored_turns(self, interaction_id: str) -> list[dict] | None:
+        row = self._run(
+            lambda cur: self._exec(
+                cur, "SELECT turns FROM interactions WHERE interaction_id = ?", (interaction_id,)
+            ).fetchone()
+        )
+        return None if row is None or row[0] is None else json.loads(row[0])
+
+
+class SQLiteStore(Store):
+    """One connection in WAL mode behind a lock (several processes may share the file)."""
+
+    def __init__(self, path: str | Path, *, secret: bytes | None = None) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=30)
+            mode = self._conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.execute("PRAGMA busy_timeout=30000")
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(
+                f"cannot open the feedback database {self.path}: {exc}; set PODSKAZKA_FEEDBACK_DB to a writable path"
+            ) from exc
+        self.journal_mode = str(mode).lower()
+        self.secret = secret if secret is not None else local_secret(self.path.parent / SECRET_FILE)
+        self._lock = threading.Lock()
+        self._create_schema()
+
+    def _run(self, work):
+        with self._lock:
+            cur = self._conn.cursor()
+            try:
+                cur.execute("BEGIN IMMEDIATE")
+                result = work(cur)
+                cur.execute("COMMIT")
+                return result
+            except sqlite3.Error as exc:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                log.exception("feedback store (sqlite) failed")
+                raise StoreError("the feedback store failed to write or read; retry later") from exc
+            finally:
+                cur.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+
+class PostgresStore(Store):
+    """A small pool of psycopg connections; each unit of work is one transaction."""
+
+    placeholder = "%s"
+    primary_key = "BIGSERIAL PRIMARY KEY"
+
+    def __init__(self, url: str, *, pool_size: int = 4, secret: bytes | None = None) -> None:
+        self.secret = secret if secret is not None else local_secret(Path("var") / SECRET_FILE)
+        try:
+            import psycopg
+        except ImportError as exc:
+            raise StoreError(
+                "PODSKAZKA_DATABASE_URL is set but psycopg is not installed; pip install 'podskazka[postgres]'"
+            ) from exc
+        self._psycopg = psycopg
+        self._url = url
+        self._pool: queue.LifoQueue = queue.LifoQueue()
+        self._slots = threading.BoundedSemaphore(pool_size)
+        self._closed = False
+        self._create_schema()
+
+    def _connect(self):
+        try:
+            return self._psycopg.connect(self._url, autocommit=False, connect_timeout=10)
+        except self._psycopg.Error as exc:
+            log.exception("cannot connect to PostgreSQL")
+            raise StoreError("cannot connect to the PostgreSQL feedback store; check PODSKAZKA_DATABASE_URL") from exc
+
+    def _run(self, work):
+        with self._slots:
+            try:
+                conn = self._pool.get_nowait()
+            except queue.Empty:
+                conn = self._connect()
+            try:
+                with conn.transaction(), conn.cursor() as cur:
+                    result = work(cur)
+            except self._psycopg.Error as exc:
+                conn.close()
+                log.exception("feedback store (postgres) failed")
+                raise StoreError("the feedback store failed to write or read; retry later") from exc
+            if self._closed or conn.closed:
+                conn.close()
+            else:
+                self._pool.put(conn)
+            return result
+
+    def close(self) -> None:
+        self._closed = True
+        while True:
+            try:
+                self._pool.get_nowait().close()
+            except queue.Empty:
+                return
+
+
+def open_store(settings) -> Store:
+    """The store the settings ask for: PostgreSQL when ``database_url`` is set, else SQLite (WAL)."""
+    secret = pii_secret(settings)
+    if settings.database_url:
+        return PostgresStore(settings.database_url, pool_size=settings.database_pool_size, secret=secret)
+    return SQLiteStore(settings.feedback_db, secret=secret)
+
+
+class StoreHolder:
+    """Opens the store on first use (a service that never gets feedback creates no database)."""
+
+    def __init__(self, settings) -> None:
+        self.settings = settings
+        self._store: Store | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> Store:
+        if self._store is None:
+            with self._lock:
+                if self._store is None:
+                    self._store = open_store(self.settings)
+        return self._store
+
+    def close(self) -> None:
+        with self._lock:
+            if self._store is not None:
+                self._store.close()
+                self._store = None

@@ -1,0 +1,189 @@
+"""``podskazka info BUNDLE``: a model card read from the bundle's ``manifest.json`` alone.
+
+No model is loaded and nothing heavy is imported: the card is for a person deciding whether a bundle
+fits their traffic (what it was trained on, how it scored on held-out groups, which labels it knows,
+when it decides, what it is for and where it is weak).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from model.errors import BundleError
+
+WEAK_F1 = 0.5  # labels below this held-out F1 are listed under the limits
+FEW_ROWS = 20  # held-out support under this makes a per-class figure a rough one
+
+
+def read_card_manifest(bundle: str | Path) -> dict[str, Any]:
+    path = Path(bundle)
+    manifest = path / "manifest.json"
+    if not path.is_dir():
+        raise BundleError(f"{path}: no such bundle folder; give the folder that `podskazka train --out` wrote")
+    try:
+        data = json.loads(manifest.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BundleError(f"{path} is not a model bundle: manifest.json is missing") from None
+    except (OSError, ValueError) as exc:
+        raise BundleError(f"{manifest} cannot be read as JSON: {exc}") from None
+    if not isinstance(data, dict) or "model_id" not in data:
+        raise BundleError(f"{manifest} lacks 'model_id'; the bundle is incomplete")
+    return data
+
+
+def model_card(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The card as data (``--json``): each section from the manifest, plus the limits it implies."""
+    holdout = (manifest.get("metrics") or {}).get("holdout") or {}
+    split = holdout.get("split") or {}
+    tasks = manifest.get("tasks") or {}
+    decision = manifest.get("decision") or {}
+    config = manifest.get("config") or {}
+    metrics = {}
+    limits: list[str] = list(manifest.get("warnings") or [])
+    for task, m in (holdout.get("tasks") or {}).items():
+        cov = m.get("coverage") or {}
+        metrics[task] = {k: m.get(k) for k in ("n", "accuracy", "macro_f1", "top3_accuracy", "ece", "ece_uncalibrated")}
+        metrics[task].update(
+            {f"decided_{k}": cov.get(k) for k in ("label_coverage", "label_precision", "group_coverage", "abstained")}
+        )
+        weak = sorted((c["f1"], label) for label, c in (m.get("per_class") or {}).items() if c.get("f1", 1) < WEAK_F1)
+        if weak:
+            limits.append(
+                f"{task}: weak on "
+                + ", ".join(f"{label!r} (F1 {f1:.2f})" for f1, label in weak[:8])
+                + (f" and {len(weak) - 8} more" if len(weak) > 8 else "")
+            )
+        few = [label for label, c in (m.get("per_class") or {}).items() if c.get("support", FEW_ROWS) < FEW_ROWS]
+        if few:
+            limits.append(f"{task}: {len(few)} label(s) had under {FEW_ROWS} held-out rows; their figures are rough")
+        if (
+            m.get("ece_uncalibrated") is not None
+            and m.get("ece") is not None
+            and m["ece"] > m["ece_uncalibrated"] + 0.01
+        ):
+            text = f"{task}: calibration made the ECE worse ({m['ece_uncalibrated']:.3f} -> {m['ece']:.3f})"
+            if not any(text.split(" (")[0] in w and "calibration" in w for w in limits):
+                limits.append(text)
+    if split.get("group_by") == "row" and not any("ONE BY ONE" in w for w in limits):
+        limits.append("the held-out rows were split one by one (no group column): the metrics are optimistic")
+    if not holdout:
+        limits.append("no held-out metrics (split.test_size 0 or under 10 rows): evaluate it on labelled data first")
+    dropped = (manifest.get("weights") or {}).get("dropped_labels") or {}
+    for task, labels in dropped.items():
+        if labels:
+            limits.append(f"{task}: labels without training rows are never predicted: {labels}")
+    thresholds = {}
+    for task, policy in (decision.get("tasks") or {}).items():
+        per_label = policy.get("thresholds") or {}
+        thresholds[task] = {
+            "task_threshold": policy.get("threshold"),
+            "label_thresholds": len(per_label),
+            "label_threshold_range": [min(per_label.values()), max(per_label.values())] if per_label else None,
+            "group_threshold": policy.get("group_threshold"),
+        }
+    data = manifest.get("training_data") or {}
+    return {
+        "model_id": manifest.get("model_id"),
+        "kind": manifest.get("model_kind") or (config.get("model") or {}).get("kind"),
+        "created_at": manifest.get("created_at"),
+        "git_revision": manifest.get("git_revision"),
+        "libraries": manifest.get("libraries"),
+        "data": {
+            "rows": data.get("rows"),
+            "files": [{"path": f.get("path"), "rows": f.get("rows")} for f in data.get("files") or []],
+            "sha256": data.get("sha256"),
+            "split": split,
+        },
+        "metrics": metrics,
+        "taxonomy": {
+            **(manifest.get("taxonomy") or {}),
+            "source": config.get("taxonomy"),
+            "tasks": {t: len(labels) for t, labels in tasks.items()},
+        },
+        "labels": tasks,
+        "thresholds": {
+            "target_precision": decision.get("target_precision"),
+            "margin": decision.get("margin"),
+            "tasks": thresholds,
+        },
+        "intended_use": (
+            "Ranked label suggestions with calibrated confidences for a person handling a contact-centre "
+            f"conversation (tasks: {', '.join(tasks) or '—'}); a decision is made only when the confidence "
+            f"reaches the threshold fitted for precision {decision.get('target_precision', '—')} on held-out "
+            "groups, otherwise the model abstains. Also batch re-labelling of history for review."
+        ),
+        "not_for": (
+            "Unreviewed automatic actions on a customer; text unlike the training data (other domains, other "
+            "languages) without evaluating on it first (`podskazka evaluate`); labels outside its taxonomy."
+        ),
+        "limits": limits,
+    }
+
+
+def _f(value: Any, digits: int = 3) -> str:
+    return "—" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def _pct(value: Any) -> str:
+    return "—" if value is None else f"{value:.1%}"
+
+
+def format_card(card: dict[str, Any]) -> str:
+    d = card["data"]
+    split = d["split"]
+    lines = [
+        f"# Model card: {card['model_id']}",
+        "",
+        f"kind {card['kind']}; created {card['created_at']}; git {card['git_revision']}",
+        "libraries: " + ", ".join(f"{k} {v}" for k, v in (card.get("libraries") or {}).items()),
+        "",
+        "## Data",
+        f"{d['rows']} training rows from {len(d['files'])} file(s) (fingerprint {str(d['sha256'])[:12]}…)",
+    ]
+    lines += [f"- {f['path']}: {f['rows']} rows" for f in d["files"][:10]]
+    if len(d["files"]) > 10:
+        lines.append(f"- … and {len(d['files']) - 10} more files")
+    if split:
+        by = split.get("group_by")
+        lines.append(
+            f"held-out split: {split.get('train_rows')} fitting rows, {split.get('test_rows')} held-out rows, "
+            + ("ROW BY ROW (no group column)" if by == "row" else f"grouped by {by!r}")
+            + (f" ({split['groups']} groups)" if split.get("groups") else "")
+        )
+    lines += ["", "## Metrics (held-out groups, before the final refit on all rows)"]
+    if card["metrics"]:
+        lines += [
+            "| task | n | accuracy | macro-F1 | top-3 | ECE (before calibration) | decided at label (precision) | abstained |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for task, m in card["metrics"].items():
+            lines.append(
+                f"| {task} | {m['n']} | {_f(m['accuracy'])} | {_f(m['macro_f1'])} | {_f(m['top3_accuracy'])} | "
+                f"{_f(m['ece'])} ({_f(m['ece_uncalibrated'])}) | {_pct(m['decided_label_coverage'])} "
+                f"({_f(m['decided_label_precision'])}) | {_pct(m['decided_abstained'])} |"
+            )
+    else:
+        lines.append("none recorded")
+    t = card["taxonomy"]
+    lines += [
+        "",
+        "## Taxonomy",
+        f"version {t.get('version')} (sha256 {str(t.get('sha256'))[:12]}…), from {t.get('source')}",
+    ]
+    for task, labels in card["labels"].items():
+        shown = ", ".join(labels[:12]) + (f", … ({len(labels) - 12} more)" if len(labels) > 12 else "")
+        lines.append(f"- {task} ({len(labels)} labels): {shown}")
+    th = card["thresholds"]
+    lines += ["", "## Thresholds", f"target precision {th['target_precision']}, near-tie margin {th['margin']}"]
+    for task, p in th["tasks"].items():
+        rng = p["label_threshold_range"]
+        lines.append(
+            f"- {task}: task threshold {_f(p['task_threshold'])}; {p['label_thresholds']} label thresholds"
+            + (f" from {_f(rng[0])} to {_f(rng[1])}" if rng else "")
+            + (f"; group threshold {_f(p['group_threshold'])}" if p.get("group_threshold") is not None else "")
+        )
+    lines += ["", "## Intended use", card["intended_use"], "", "## Not for", card["not_for"], "", "## Limits"]
+    lines += [f"- {text}" for text in card["limits"]] or ["- none recorded"]
+    return "\n".join(lines) + "\n"
