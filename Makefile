@@ -9,7 +9,7 @@ CORPUS := datasets/corpus
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: install model serve test bench clean system-deps
+.PHONY: install model serve test lint bench clean system-deps
 
 $(STAMP): pyproject.toml model/kinds/_ngrams.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,7 +33,15 @@ system-deps:
 	bash .ci/system-deps.sh
 
 test: install system-deps
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q
+
+# style and types: ruff's lint and format check, mypy --strict on model/ and serve/ (config in pyproject.toml)
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 bench: model
 	$(BIN)/python bench/predict.py --model $(MODEL)

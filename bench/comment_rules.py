@@ -22,6 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 from model.assist.comments import comment_required  # noqa: E402
 from model.conversation.record import interaction_from_dict  # noqa: E402
+from model.conversation.taxonomy import load_taxonomy  # noqa: E402
 
 RULE_OF_MACRO = {
     "M01": "claim",
@@ -43,14 +44,18 @@ RULE_OF_MACRO = {
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(ROOT / "datasets" / "corpus"))
+    parser.add_argument("--taxonomy", default=str(ROOT / "datasets" / "taxonomy.yaml"), help="its comment_rules run")
     args = parser.parse_args()
+    rules = load_taxonomy(args.taxonomy).comment_rules
+    if rules is None:
+        raise SystemExit(f"{args.taxonomy} has no comment_rules section: nothing to measure")
     files = sorted(Path(args.data).glob("*.jsonl")) if Path(args.data).is_dir() else [Path(args.data)]
     rows = [json.loads(line) for f in files for line in f.open(encoding="utf-8") if line.strip()]
     rows = [r for r in rows if r.get("reason2") and r.get("macros") is not None]
     hit, pos, fired_neg, neg = (collections.Counter() for _ in range(4))
     required = {True: [0, 0], False: [0, 0]}
     for row in rows:
-        result = comment_required(interaction_from_dict(row), {"reason2": row["reason2"]})
+        result = comment_required(rules, interaction_from_dict(row), {"reason2": row["reason2"]})
         fired = {r["rule"] for r in result["reasons"]}
         wanted = {RULE_OF_MACRO[m] for m in row["macros"] if m in RULE_OF_MACRO}
         for rule in set(RULE_OF_MACRO.values()):

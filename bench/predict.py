@@ -164,8 +164,8 @@ def bench_in_process(
         result = predictor.predict([x])[0]
         times.append((time.perf_counter() - t) * 1000)
         cpu.append((time.process_time() - c) * 1000)
-        macros += len(result["macros"])
-        filled += sum(len(m["filled_slots"]) for m in result["macros"])
+        macros += len(result.macros)
+        filled += sum(len(m.filled_slots) for m in result.macros)
     print(
         f"in-process Predictor.predict, full response, {len(measured)} unseen calls of "
         f"{np.median(sizes):,.0f} characters ({np.median([len(x['turns']) for x in measured]):.0f} turns) at the median, "

@@ -257,7 +257,7 @@ def corpus_cv(config, taxonomy, data, folds: int) -> dict:
     for task, rows in oof.rows.items():
         classes = oof.classes[task]
         xs = [data.rows[i].interaction for i in rows]
-        probs = adjust_task(taxonomy, task, classes, oof.probs[task], xs, {})
+        probs = adjust_task(taxonomy, task, classes, oof.probs[task], xs, None)
         written = np.array([(x.id or "").startswith("w-") for x in xs])
         y = np.array([x.labels[task] for x in xs], dtype=object)
         entry = {}
@@ -272,12 +272,7 @@ def corpus_cv(config, taxonomy, data, folds: int) -> dict:
 def greetings(bundle) -> dict:
     """Decisions on greeting-only conversations (any task, any level): the target is none."""
     results = Predictor(bundle).predict(GREETINGS, top_macros=0)
-    decided = [
-        (GREETINGS[i], t, d["label"])
-        for i, r in enumerate(results)
-        for t, d in r["decisions"].items()
-        if d["level"] is not None
-    ]
+    decided = [(GREETINGS[i], t, d.label) for i, r in enumerate(results) for t, d in r.decisions.items() if d.decided]
     return {"n": len(GREETINGS), "decisions": len(decided), "examples": [str(x) for x in decided[:5]]}
 
 
@@ -302,7 +297,6 @@ def adapted_tweets(bundle, config, corpus) -> dict:
     """``podskazka adapt``'s cross-fitted before/after on the tweets (5 folds; nothing is kept)."""
     from training.fitting.adapt import cross_fitted
 
-    bundle.decision = bundle.decision or {}
     result = cross_fitted(bundle, config, corpus, tweets_data(bundle.taxonomy), folds=5, weight=3)
     r = result["report"]["tasks"]["reason2"]
     keys = ("accuracy", "macro_f1", "top3_accuracy")

@@ -6,13 +6,19 @@ was wrong and how to fix it. The HTTP layer maps these to its JSON error envelop
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
+Detail = str | dict[str, Any]
+"""One entry of an error's ``details``: a problem in words, or a structured one (``{"field", "problem", "type"}``)."""
+
 
 class PodskazkaError(Exception):
     """Base class of every error the project raises on purpose."""
 
     code = "podskazka_error"
 
-    def __init__(self, message: str, *, details: list | None = None) -> None:
+    def __init__(self, message: str, *, details: Sequence[Detail] | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.details = list(details or [])

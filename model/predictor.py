@@ -1,5 +1,10 @@
 """``Predictor``: ranked labels with confidences and macros for a batch of interactions.
 
+Like a Hugging Face pipeline, prediction runs in three public steps: :meth:`Predictor.prepare`
+(inputs → checked :class:`Interaction` records), :meth:`Predictor.score` (the model, once per batch →
+:class:`Scores`) and :meth:`Predictor.postprocess` (priors, ranking, decisions, macros, the comment
+rule → one :class:`~model.suggestion.Suggestion` per interaction); :meth:`Predictor.predict` chains them.
+
 Thread-safe for serving: it holds only read-only fitted state, and ``predict`` keeps nothing
 between calls, so one instance serves concurrent requests.
 """
@@ -7,20 +12,36 @@ between calls, so one instance serves concurrent requests.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from model.assist.adjust import adjust_probabilities, decisions_for
-from model.assist.comments import comment_required, rules_apply
+from model.assist.comments import comment_required
+from model.assist.decision import Decision
 from model.assist.slots import SlotFiller, fill_template
-from model.conversation.record import Interaction, interaction_from_dict
+from model.conversation.record import DEFAULT_CHANNEL, Interaction, interaction_from_dict
 from model.errors import InputError
 from model.storage.bundle import Bundle, load_bundle
+from model.suggestion import CommentHint, CommentReason, Macro, RankedLabel, Suggestion
+
+
+@dataclass(frozen=True)
+class Scores:
+    """What :meth:`Predictor.score` gives :meth:`Predictor.postprocess` for a batch: per task
+    ``(classes, probabilities [n, k])``, the domain head's ``(domains, probabilities)`` (``None``
+    without one) and the macro ranker's raw scores (``None`` when macros are not asked)."""
+
+    task_probs: dict[str, tuple[list[str], np.ndarray]]
+    domain_probs: tuple[list[str], np.ndarray] | None
+    macro_raw: Any = None
 
 
 class Predictor:
+    """Suggestions from one loaded bundle: :meth:`predict` for a batch, :meth:`predict_live` for a live call."""
+
     def __init__(self, bundle: Bundle) -> None:
         self.bundle = bundle
         self.taxonomy = bundle.taxonomy
@@ -68,90 +89,97 @@ class Predictor:
         top_k: int | None = 3,
         top_macros: int = 3,
         comments: bool = True,
-    ) -> list[dict[str, Any]]:
-        """For each interaction: ``predictions`` per task (ranked, ``top_k`` or all labels when
-        ``None``), ``decisions`` per task (a label, its group, or ``None`` = abstain), ``domains``
-        ranked, the ``macros`` ranked by confidence and (``comments``) whether the CRM's rules ask
-        for a comment (``comment_required`` is ``None`` when not asked: batch relabelling skips it)."""
-        items = [
-            x if isinstance(x, Interaction) else interaction_from_dict(x, where=f"interactions[{i}]")
-            for i, x in enumerate(interactions)
-        ]
+    ) -> list[Suggestion]:
+        """A :class:`Suggestion` per interaction: ``prepare`` → ``score`` → ``postprocess``.
+
+        Ranked labels per task (``top_k``, or all labels when ``None``), a decision per task, the
+        domains, the ``top_macros`` macros and (``comments``) whether the CRM's rules ask for a
+        comment (``comment_required`` is ``None`` when not asked: batch relabelling skips it)."""
+        items = self.prepare(interactions)
         if top_k is not None and top_k < 1:
             raise InputError(f"top_k must be >= 1, got {top_k}")
         selected = self.check_tasks(tasks)
         if not items:
             return []
-        task_probs, domain_probs, macro_raw = self.score(items, top_macros > 0)
-        return self.postprocess(items, task_probs, domain_probs, macro_raw, selected, top_k, top_macros, comments)
+        scores = self.score(items, with_macros=top_macros > 0)
+        return self.postprocess(items, scores, tasks=selected, top_k=top_k, top_macros=top_macros, comments=comments)
 
-    def score(self, items: list[Interaction], with_macros: bool = True):
-        """``(task probabilities, domain probabilities, macro raw scores or None)`` for a batch; the
-        model runs once for every task, the domain head and (when asked) the macro ranker."""
+    def prepare(self, interactions: Iterable[Interaction | Mapping[str, Any]]) -> list[Interaction]:
+        """The inputs as checked :class:`Interaction` records (a mapping is read as the API's request
+        body; :class:`InputError` names the first bad one, ``interactions[i]``)."""
+        return [
+            x if isinstance(x, Interaction) else interaction_from_dict(x, where=f"interactions[{i}]")
+            for i, x in enumerate(interactions)
+        ]
+
+    def score(self, items: list[Interaction], with_macros: bool = True) -> Scores:
+        """The raw scores of a batch: the model runs once for every task and the domain head, and
+        (``with_macros``) the macro ranker reads the text."""
         task_probs, domain_probs = self.model.predict_proba(items, self.tasks)
         macro_raw = None
         if with_macros and hasattr(self.bundle.macros, "raw_scores"):
             macro_raw = self.bundle.macros.raw_scores(items)
-        return task_probs, domain_probs, macro_raw
+        return Scores(task_probs=task_probs, domain_probs=domain_probs, macro_raw=macro_raw)
 
     def postprocess(
         self,
-        items,
-        task_probs,
-        domain_probs,
-        macro_raw,
-        selected,
-        top_k,
-        top_macros,
+        items: list[Interaction],
+        scores: Scores,
+        *,
+        tasks: list[str],
+        top_k: int | None,
+        top_macros: int,
         comments: bool = True,
-        slot_values: list[dict] | None = None,
+        slot_values: list[dict[str, str]] | None = None,
         comment_items: list[Interaction] | None = None,
-    ) -> list[dict[str, Any]]:
-        """Ranked labels, decisions, domains, macros and the comment rule from the scores."""
-        task_probs = adjust_probabilities(self.taxonomy, self.bundle.decision, items, task_probs)  # priors, evidence
+    ) -> list[Suggestion]:
+        """From the scores of ``items``: priors and evidence, ranked labels, decisions, domains,
+        macros and the comment rule. ``slot_values`` (per item) replace reading the slots from the
+        text; ``comment_items`` are what the comment rules read instead of ``items``."""
+        domain_probs = scores.domain_probs
+        task_probs = adjust_probabilities(self.taxonomy, self.bundle.decision, items, scores.task_probs)
         macro_scores = None
-        if top_macros > 0 and macro_raw is not None:
+        if top_macros > 0 and scores.macro_raw is not None:
             macro_scores = (
                 self.bundle.macros.macro_ids_,
-                self.bundle.macros.rank(items, task_probs, domain_probs, self._domains, raw=macro_raw),
+                self.bundle.macros.rank(items, task_probs, domain_probs, self._domains, raw=scores.macro_raw),
             )
-        ranked = {task: self._ranked_batch(task, *task_probs[task], top_k) for task in selected}
+        ranked = {task: self._ranked_batch(task, *task_probs[task], top_k) for task in tasks}
         results = []
         for row in range(len(items)):
-            predictions = {task: ranked[task][row] for task in selected}
-            domains = []
+            domains: tuple[RankedLabel, ...] = ()
             if domain_probs is not None:
                 order = np.argsort(-domain_probs[1][row], kind="stable")
-                domains = [{"label": domain_probs[0][j], "confidence": float(domain_probs[1][row][j])} for j in order]
+                domains = tuple(RankedLabel(domain_probs[0][j], float(domain_probs[1][row][j])) for j in order)
             # content check, domain routing, then the thresholds (model/assist/adjust.py)
             decisions = decisions_for(
-                self.taxonomy, self.bundle.decision, items[row], task_probs, row, selected, domain_probs
+                self.taxonomy, self.bundle.decision, items[row], task_probs, row, tasks, domain_probs
             )
+            macros = self._macros(
+                items[row],
+                macro_scores,
+                task_probs,
+                domain_probs,
+                row,
+                top_macros,
+                slot_values[row] if slot_values is not None else None,
+            )
+            hint = None
+            if comments:
+                hint = self._comment(comment_items[row] if comment_items else items[row], decisions, domains)
             results.append(
-                {
-                    "predictions": predictions,
-                    "decisions": decisions,
-                    "domains": domains,
-                    "macros": self._macros(
-                        items[row],
-                        macro_scores,
-                        task_probs,
-                        domain_probs,
-                        row,
-                        top_macros,
-                        slot_values[row] if slot_values is not None else None,
-                    ),
-                    "comment_required": self._comment(
-                        comment_items[row] if comment_items else items[row], task_probs, decisions, domains
-                    )
-                    if comments
-                    else None,
-                }
+                Suggestion(
+                    predictions={task: ranked[task][row] for task in tasks},
+                    decisions=decisions,
+                    domains=domains,
+                    macros=macros,
+                    comment_required=hint,
+                )
             )
         return results
 
     # ------------------------------------------------------------------------------ live
-    def live_state(self, channel: str = "chat"):
+    def live_state(self, channel: str = DEFAULT_CHANNEL):
         """A state for :meth:`predict_live` (``None`` when this model kind cannot score incrementally)."""
         if self._live_scorers is None:
             return None
@@ -170,7 +198,7 @@ class Predictor:
         tasks: Iterable[str] | None = None,
         top_k: int | None = 3,
         top_macros: int = 3,
-    ) -> dict[str, Any]:
+    ) -> Suggestion:
         """:meth:`predict` for one live conversation, keeping running sums in ``state`` (from
         :meth:`live_state`) so that an update costs what its new turns cost, not the whole conversation."""
         selected = self.check_tasks(tasks)
@@ -185,23 +213,20 @@ class Predictor:
             macro_scorer.update(macro_state, interaction.turns)
             macro_raw = macro_scorer.scores(macro_state)
         slots = self._live_slots(slot_state, interaction) if top_macros > 0 else None
-        result = self.postprocess(
+        [result] = self.postprocess(
             [interaction],
-            task_probs,
-            domain_probs,
-            macro_raw,
-            selected,
-            top_k,
-            top_macros,
+            Scores(task_probs=task_probs, domain_probs=domain_probs, macro_raw=macro_raw),
+            tasks=selected,
+            top_k=top_k,
+            top_macros=top_macros,
             slot_values=[slots] if slots is not None else None,
             comment_items=[self._live_comment_window(slot_state, interaction)],
-        )[0]
-        hint = result.get("comment_required")
-        top_domain = result["domains"][0]["label"] if result["domains"] else None
-        if hint is not None and slot_state["comment_reasons"] and top_domain == self._domains.get("reason2"):
-            seen = {r["rule"] for r in hint["reasons"]}
-            hint["reasons"] += [r for r in slot_state["comment_reasons"] if r["rule"] not in seen]
-            hint["required"] = bool(hint["reasons"])
+        )
+        hint, rules = result.comment_required, self.taxonomy.comment_rules
+        in_domain = rules is not None and result.top_domain == rules.domain
+        if hint is not None and in_domain and slot_state["comment_reasons"]:
+            older = (CommentReason.from_dict(r) for r in slot_state["comment_reasons"])
+            result = replace(result, comment_required=hint.with_reasons(older))
         return result
 
     def _live_comment_window(self, slot_state: dict, interaction: Interaction) -> Interaction:
@@ -209,9 +234,10 @@ class Predictor:
         triggered (their text rules) is kept in ``slot_state`` and added back to the hint."""
         older, recent = self._live_window(slot_state, "comment_upto", interaction)
         reasons = slot_state.setdefault("comment_reasons", [])
-        if older is not None and rules_apply(self.taxonomy):
+        rules = self.taxonomy.comment_rules
+        if older is not None and rules is not None:
             known = {r["rule"] for r in reasons}
-            for reason in comment_required(older, {}, None)["reasons"]:
+            for reason in comment_required(rules, older, {}, None)["reasons"]:
                 if reason["rule"] not in known:
                     reasons.append(reason)
                     known.add(reason["rule"])
@@ -255,7 +281,9 @@ class Predictor:
         slot_state[key] = settled
         return older, Interaction(turns=tuple(turns[settled:]), channel=interaction.channel)
 
-    def _ranked_batch(self, task: str, classes: list[str], probs: np.ndarray, top_k: int | None) -> list[list[dict]]:
+    def _ranked_batch(
+        self, task: str, classes: list[str], probs: np.ndarray, top_k: int | None
+    ) -> list[tuple[RankedLabel, ...]]:
         """Every row's labels ranked (taxonomy order on ties; labels the head never saw: 0), vectorised."""
         labels = self.taxonomy.tasks[task].labels
         position = {label: k for k, label in enumerate(labels)}
@@ -267,15 +295,19 @@ class Predictor:
             order = order[:, :top_k]
         values = np.round(np.take_along_axis(full, order, axis=1), 6).tolist()
         return [
-            [{"label": labels[j], "confidence": v} for j, v in zip(row_order, row_values)]
+            tuple(RankedLabel(labels[j], v) for j, v in zip(row_order, row_values))
             for row_order, row_values in zip(order.tolist(), values)
         ]
 
-    def _comment(self, item: Interaction, task_probs, decisions, domains) -> dict[str, Any] | None:
-        if not rules_apply(self.taxonomy):  # the telecom rule book only runs on its own taxonomy
+    def _comment(
+        self, item: Interaction, decisions: dict[str, Decision], domains: tuple[RankedLabel, ...]
+    ) -> CommentHint | None:
+        """The comment rule on the decided labels (``None`` when the rule book does not apply)."""
+        rules = self.taxonomy.comment_rules
+        if rules is None:  # a taxonomy without comment_rules: no hint, never another centre's rules
             return None
-        labels = {task: d["label"] for task, d in decisions.items() if d.get("level") == "label"}
-        return comment_required(item, labels, domains[0]["label"] if domains else None)
+        labels = {task: d.label for task, d in decisions.items() if d.level == "label"}
+        return CommentHint.from_dict(comment_required(rules, item, labels, domains[0].label if domains else None))
 
     def _macros(
         self,
@@ -286,9 +318,10 @@ class Predictor:
         row: int,
         top_macros: int,
         values: dict[str, str] | None = None,
-    ) -> list[dict[str, Any]]:
+    ) -> tuple[Macro, ...]:
+        """The ``top_macros`` best macros, their templates filled from ``values`` (else the text)."""
         if top_macros <= 0:
-            return []
+            return ()
         if macro_scores is not None:
             scores = dict(zip(macro_scores[0], macro_scores[1][row].tolist()))
         else:
@@ -303,13 +336,13 @@ class Predictor:
                 continue
             text, filled, missing = fill_template(macro.text, values)
             out.append(
-                {
-                    "id": macro_id,
-                    "title": macro.title,
-                    "text": text,
-                    "confidence": round(min(max(confidence, 0.0), 1.0), 6),
-                    "filled_slots": filled,
-                    "missing_slots": missing,
-                }
+                Macro(
+                    id=macro_id,
+                    title=macro.title,
+                    text=text,
+                    confidence=round(min(max(confidence, 0.0), 1.0), 6),
+                    filled_slots=filled,
+                    missing_slots=tuple(missing),
+                )
             )
-        return out
+        return tuple(out)

@@ -22,15 +22,19 @@ import ipaddress
 import json
 import os
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.datastructures import State
 
 from model.errors import ConfigError
+
+if TYPE_CHECKING:
+    from serve.settings import Settings
 
 ROLES = ("operator", "analyst", "admin")
 KEY_PREFIX = "pk_"
@@ -55,6 +59,7 @@ class Principal:
     roles: frozenset[str]
 
     def has(self, role: str) -> bool:
+        """Whether the caller may act as ``role``."""
         return role in self.roles or "admin" in self.roles
 
 
@@ -104,8 +109,8 @@ class KeyRing:
         return Principal(found.key_id, found.roles) if found else None
 
 
-def read_key_file(path: Path) -> list[dict]:
-    """The raw entries of a key file (``{"keys": [...]}``); a missing file is an empty list."""
+def read_key_file(path: Path) -> list[Any]:
+    """The raw entries of a key file (``{"keys": [...]}``, JSON not yet checked); a missing file is an empty list."""
     if not path.exists():
         return []
     try:
@@ -120,9 +125,9 @@ def read_key_file(path: Path) -> list[dict]:
     return keys
 
 
-def load_keys(settings) -> KeyRing:
+def load_keys(settings: Settings) -> KeyRing:
     """The keys of ``settings.api_keys_file`` and ``settings.api_keys``; a bad entry stops the start."""
-    entries = []
+    entries: list[_Entry] = []
     if settings.api_keys_file is not None:
         if not Path(settings.api_keys_file).exists():
             raise ConfigError(
@@ -185,10 +190,11 @@ bearer_scheme = HTTPBearer(auto_error=False, description="an API key: 'Authoriza
 
 
 def unauthorized(message: str) -> HTTPException:
+    """A 401 that asks for a bearer key."""
     return HTTPException(401, message, headers={"WWW-Authenticate": "Bearer"})
 
 
-def principal_for(app_state, key: str | None) -> Principal:
+def principal_for(app_state: State, key: str | None) -> Principal:
     """Check a presented key against the app's keys; raises 401 with what to do."""
     if app_state.settings.insecure_local:
         return LOCAL
@@ -206,7 +212,7 @@ def principal_for(app_state, key: str | None) -> Principal:
     return principal
 
 
-def require(role: str):
+def require(role: str) -> Callable[[Request, HTTPAuthorizationCredentials | None], Principal]:
     """A dependency that lets through callers holding ``role`` (401 without a valid key, 403 without
     the role) and gives the route the caller's :class:`Principal`."""
 

@@ -14,6 +14,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
@@ -80,10 +81,10 @@ def run(
     log_format = resolve_format(log_format or os.environ.get("PODSKAZKA_LOG_FORMAT") or "auto")
     log_config = logging_config(log_format)
     logging.config.dictConfig(log_config)
-    settings = Settings(
-        model_dir=model_dir, host=host, port=port, **({"insecure_local": True} if insecure_local else {})
-    )
-    settings = access_settings(settings)
+    given: dict[str, Any] = {"model_dir": model_dir, "host": host, "port": port}
+    if insecure_local:  # otherwise PODSKAZKA_INSECURE_LOCAL still applies
+        given["insecure_local"] = True
+    settings = access_settings(Settings(**given))
     if workers > 1:
         os.environ["PODSKAZKA_MODEL_DIR"] = str(model_dir)
         os.environ["PODSKAZKA_HOST"] = host
@@ -108,6 +109,7 @@ def run(
 
 
 def main(argv: list[str] | None = None) -> None:
+    """``python -m serve``: parse the command line and :func:`run`."""
     parser = argparse.ArgumentParser(prog="python -m serve", description="Serve the Podskazka HTTP API.")
     parser.add_argument("--model", type=Path, default=Settings().model_dir)
     parser.add_argument("--host", default=Settings().host)

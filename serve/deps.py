@@ -7,7 +7,6 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request
 
 from model.predictor import Predictor
-from serve.feedback_store import Store
 from serve.settings import Settings
 
 
@@ -24,11 +23,3 @@ def get_app_settings(request: Request) -> Settings:
 
 PredictorDep = Annotated[Predictor, Depends(get_predictor)]
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
-
-
-def get_store(request: Request) -> Store:
-    """The feedback store, opened on first use."""
-    return request.app.state.store.get()
-
-
-StoreDep = Annotated[Store, Depends(get_store)]

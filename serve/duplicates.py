@@ -1,46 +1,28 @@
-"""The duplicate check (seeds 002 «Повторным считается кейс…» and 004 «Резолюция Дубликат»).
+"""The duplicate check's storage and request glue; its rules are in :mod:`model.assist.duplicates`.
 
-A new interaction of the same client, in the same channel, on the same problem (the predicted
-``reason2`` for telecom, ``topic`` for marketplace), while an earlier one is still open and was seen
-within the window, is likely a duplicate: the earlier id is returned and «Дубликат» is proposed as
-the resolution. Never in chats (004: «Не используем в: чате»).
+Each checked request remembers its interaction (client, channel, problem, masked turns) in the store
+and looks there for an earlier open interaction of the same client, channel and problem within the
+window. The problem comes from the suggestion already computed for the request: the routes ask the
+model for the problem tasks too (:func:`duplicate_tasks`) and trim them from the answer afterwards.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from model.assist.duplicates import checked_channel, duplicate_block, duplicate_tasks, problem_of
+from model.conversation.record import Interaction
 from model.conversation.taxonomy import Taxonomy
-from serve.feedback_store import Store, StoreError, iso_time
+from model.suggestion import Suggestion
+from serve.feedback_store import Store, StoreError, StoreHolder, iso_time
+
+if TYPE_CHECKING:
+    from model.predictor import Predictor
+    from serve.settings import Settings
 
 log = logging.getLogger(__name__)
-
-PROBLEM_TASKS = ("reason2", "topic")
-NO_DUPLICATES_IN = ("chat",)
-DUPLICATE_RESOLUTION = "Дубликат"
-DUPLICATE_MACRO = "M23"
-
-
-def problem_tasks(available: Sequence[str]) -> list[str]:
-    return [task for task in PROBLEM_TASKS if task in available]
-
-
-def problem_of(taxonomy: Taxonomy, result: dict[str, Any]) -> tuple[str | None, str | None]:
-    """(task, top label) of the conversation's problem: the problem task of the top domain."""
-    predictions = result.get("predictions", {})
-    candidates = [task for task in PROBLEM_TASKS if predictions.get(task)]
-    if not candidates:
-        return None, None
-    domains = result.get("domains") or []
-    if domains:
-        top = domains[0]["label"]
-        for task in candidates:
-            if taxonomy.tasks[task].domain == top:
-                return task, predictions[task][0]["label"]
-    task = candidates[0]
-    return task, predictions[task][0]["label"]
 
 
 def check_duplicate(
@@ -51,12 +33,14 @@ def check_duplicate(
     client_id: str,
     channel: str,
     problem: tuple[str | None, str | None],
-    turns: Sequence[dict] | None,
+    turns: Sequence[dict[str, str]] | None,
     now: float,
     window_hours: float,
 ) -> dict[str, Any] | None:
     """Remember this interaction and return the duplicate block, or None (interactions older than the
-    window are forgotten on the way)."""
+    window are forgotten on the way; a taxonomy without a duplicate policy remembers nothing)."""
+    if taxonomy.duplicates is None:
+        return None
     store.prune_interactions(before=now - window_hours * 3600.0)
     this = store.remember(
         interaction_id,
@@ -67,61 +51,37 @@ def check_duplicate(
         turns=turns,
         now=now,
     )
-    if channel in NO_DUPLICATES_IN or problem[0] is None or this.status != "open":
+    if not checked_channel(taxonomy, channel) or problem[0] is None or this.status != "open":
         return None
     earlier = store.find_open_duplicate(this, client_id=client_id, since=now - window_hours * 3600.0)
     if earlier is None:
         return None
     return duplicate_block(
         taxonomy,
-        earlier.interaction_id,
-        earlier.problem_task,
-        earlier.problem_label,
-        earlier.channel,
-        earlier.first_seen,
+        earlier_id=earlier.interaction_id,
+        task=earlier.problem_task,
+        label=earlier.problem_label,
+        channel=earlier.channel,
+        first_seen=iso_time(earlier.first_seen),
     )
 
 
-def duplicate_block(
-    taxonomy: Taxonomy, earlier_id: str, task: str | None, label: str | None, channel: str, first_seen: float
-) -> dict[str, Any]:
-    macro = taxonomy.macros.get(DUPLICATE_MACRO)
-    if macro is None:  # another taxonomy: the macro titled «Дубликат», if any
-        macro = next((m for m in taxonomy.macros.values() if m.title == DUPLICATE_RESOLUTION), None)
-    macro_out = None
-    if macro is not None:
-        macro_out = {"id": macro.id, "title": macro.title, "text": macro.text.replace("{номер_обращения}", earlier_id)}
-    return {
-        "duplicate_of": earlier_id,
-        "task": task,
-        "label": label,
-        "channel": channel,
-        "first_seen": iso_time(first_seen),
-        "resolution": DUPLICATE_RESOLUTION,
-        "macro": macro_out,
-    }
-
-
 def duplicate_for_request(
-    predictor,
-    store_holder,
-    settings,
+    predictor: Predictor,
+    store_holder: StoreHolder,
+    settings: Settings,
     *,
-    interaction,
+    interaction: Interaction,
     interaction_id: str | None,
     client_id: str | None,
-    result: dict[str, Any],
+    result: Suggestion,
     now: float,
 ) -> dict[str, Any] | None:
-    """The duplicate block for one suggestion (``result`` as the predictor returns it), or None when
-    the request cannot be checked (no interaction id or client id)."""
-    if not interaction_id or not client_id:
+    """The duplicate block for one suggestion (``result``: the predictor's, with the problem tasks of
+    :func:`duplicate_tasks` among its predictions), or None when the request cannot be checked (no
+    interaction id or client id, or a taxonomy without a duplicate policy). The model is not run again."""
+    if not interaction_id or not client_id or not duplicate_tasks(predictor.taxonomy, predictor.tasks):
         return None
-    needed = problem_tasks(predictor.tasks)
-    if not needed:
-        return None
-    if any(task not in result.get("predictions", {}) for task in needed):
-        result = predictor.predict([interaction], tasks=needed, top_k=1, top_macros=0)[0]
     try:
         return check_duplicate(
             store_holder.get(),

@@ -7,21 +7,28 @@ their traceback and answered with a generic message (never the exception text).
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from model.errors import BundleError, InputError, PodskazkaError
+from model.errors import BundleError, Detail, InputError, PodskazkaError
 from serve.pool import Busy
 
 log = logging.getLogger(__name__)
 
 
 def envelope(
-    status: int, code: str, message: str, details: list | None = None, headers: dict[str, str] | None = None
+    status: int,
+    code: str,
+    message: str,
+    details: Sequence[Detail] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
+    """The error response: ``{"error": {"code", "message", "details"}}`` with ``status`` and ``headers``."""
     return JSONResponse(
         status_code=status,
         headers=headers,
@@ -29,13 +36,22 @@ def envelope(
     )
 
 
-def _field(loc) -> str:
-    parts = [str(p) for p in loc if p not in ("body",)]
-    return ".".join(parts) or "body"
+MAX_PROBLEMS_SUMMARISED = 5  # an invalid request's message names at most this many problems (details list all)
+
+
+def field_path(loc: Sequence[int | str], *, skip: tuple[str, ...] = ("body",), root: str = "body") -> str:
+    """A pydantic error location as a dotted path (``turns.0.role``) without the ``skip`` parts (FastAPI's
+    ``body``); ``root`` names an error of the whole."""
+    return ".".join(str(p) for p in loc if p not in skip) or root
+
+
+def problems_summary(details: Sequence[Mapping[str, Any]]) -> str:
+    """``field: problem; …`` for the first few validation problems, the message of an invalid request."""
+    return "; ".join(f"{d['field']}: {d['problem']}" for d in details[:MAX_PROBLEMS_SUMMARISED])
 
 
 async def _validation_handler(request: Request, exc: RequestValidationError) -> JSONResponse:
-    details = []
+    details: list[dict[str, Any]] = []
     for err in exc.errors():
         if err.get("type") == "json_invalid":
             return envelope(
@@ -44,10 +60,9 @@ async def _validation_handler(request: Request, exc: RequestValidationError) -> 
                 "the request body is not valid JSON: "
                 f"{err.get('ctx', {}).get('error', 'parse error')}; send a JSON object",
             )
-        field = _field(err.get("loc", ()))
+        field = field_path(err.get("loc", ()))
         details.append({"field": field, "problem": err.get("msg", "invalid"), "type": err.get("type")})
-    summary = "; ".join(f"{d['field']}: {d['problem']}" for d in details[:5])
-    return envelope(422, "invalid_request", f"the request is invalid: {summary}", details)
+    return envelope(422, "invalid_request", f"the request is invalid: {problems_summary(details)}", details)
 
 
 async def _podskazka_handler(request: Request, exc: PodskazkaError) -> JSONResponse:
@@ -83,8 +98,9 @@ async def _unexpected_handler(request: Request, exc: Exception) -> JSONResponse:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(RequestValidationError, _validation_handler)
-    app.add_exception_handler(PodskazkaError, _podskazka_handler)
-    app.add_exception_handler(StarletteHTTPException, _http_handler)
-    app.add_exception_handler(Busy, _busy_handler)
-    app.add_exception_handler(Exception, _unexpected_handler)
+    """Answer every error with the envelope (FastAPI's decorator form: typed for each exception class)."""
+    app.exception_handler(RequestValidationError)(_validation_handler)
+    app.exception_handler(PodskazkaError)(_podskazka_handler)
+    app.exception_handler(StarletteHTTPException)(_http_handler)
+    app.exception_handler(Busy)(_busy_handler)
+    app.exception_handler(Exception)(_unexpected_handler)

@@ -7,11 +7,17 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+from model.conversation.record import DEFAULT_CHANNEL
 from model.text.pii import mask_pii
 from serve.feedback_store import MACROS_TASK, Store
 
+FeedbackRow = tuple[Any, ...]
+"""One row of :meth:`serve.feedback_store.Store.feedback_for` (database values: text, flags, timestamps)."""
 
-def export_training_records(store: Store, *, model_version: str | None = None, page: int = 500) -> Iterator[dict]:
+
+def export_training_records(
+    store: Store, *, model_version: str | None = None, page: int = 500
+) -> Iterator[dict[str, Any]]:
     """Accepted and corrected labels as training records (the format of datasets/README.md).
 
     One record per interaction with masked turns: for each task the latest accepted or corrected
@@ -25,7 +31,7 @@ def export_training_records(store: Store, *, model_version: str | None = None, p
         if not ids:
             return
         rows = store.feedback_for(ids, model_version=model_version)
-        current: list[tuple] = []
+        current: list[FeedbackRow] = []
         for row in rows:
             if current and row[0] != current[0][0]:
                 record = _record_from_feedback(current)
@@ -40,7 +46,7 @@ def export_training_records(store: Store, *, model_version: str | None = None, p
         after = ids[-1]
 
 
-def _record_from_feedback(rows: list[tuple]) -> dict | None:
+def _record_from_feedback(rows: list[FeedbackRow]) -> dict[str, Any] | None:
     interaction_id = rows[0][0]
     labels: dict[str, str] = {}
     macros: dict[str, bool] = {}
@@ -65,7 +71,7 @@ def _record_from_feedback(rows: list[tuple]) -> dict | None:
         return None
     stored = json.loads(turns)
     masked = [{**t, "text": mask_pii(t.get("text") or "")} for t in stored if isinstance(t, dict)]
-    record: dict[str, Any] = {"id": interaction_id, "channel": channel or "chat", "turns": masked}
+    record: dict[str, Any] = {"id": interaction_id, "channel": channel or DEFAULT_CHANNEL, "turns": masked}
     if client:
         record["client_id"] = client
     record["created_at"] = created

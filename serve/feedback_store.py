@@ -35,7 +35,6 @@ from model.text.pii import mask_pii
 
 log = logging.getLogger(__name__)
 
-CLOSING_RESOLUTIONS = ("Решено", "НТО", "Спам", "Дубликат")
 MACROS_TASK = "macros"  # feedback on a macro is counted under this task, the macro id as its label
 
 _SCHEMA = """
@@ -279,9 +278,6 @@ class Store:
             )
         )
 
-    def count_feedback(self) -> int:
-        return self._run(lambda cur: int(self._exec(cur, "SELECT COUNT(*) FROM feedback").fetchone()[0]))
-
     def stats(self, *, model_version: str | None = None) -> dict[str, Any]:
         """Acceptance counts and rates: overall, per model version, per task, per task and label."""
         where, params = ("WHERE model_version = ?", (model_version,)) if model_version else ("", ())
@@ -402,14 +398,6 @@ class Store:
             ).fetchone()
         )
         return None if row is None else Remembered(*row)
-
-    def stored_turns(self, interaction_id: str) -> list[dict] | None:
-        row = self._run(
-            lambda cur: self._exec(
-                cur, "SELECT turns FROM interactions WHERE interaction_id = ?", (interaction_id,)
-            ).fetchone()
-        )
-        return None if row is None or row[0] is None else json.loads(row[0])
 
 
 class SQLiteStore(Store):

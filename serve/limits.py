@@ -14,23 +14,27 @@ import json
 import unicodedata
 from functools import lru_cache
 
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
 REPLACEMENT = "\ufffd"
 
 
 class BodyLimit:
     """Reads an HTTP request body up to ``max_bytes`` before the app sees it; more is a 413."""
 
-    def __init__(self, app, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The ASGI entry: an HTTP request's body is read (up to the limit) and replayed to the app."""
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         length = dict(scope.get("headers") or []).get(b"content-length", b"")
         if length.isdigit() and int(length) > self.max_bytes:
             return await self._too_large(send, f"the body is {int(length)} bytes")
-        chunks, total = [], 0
+        chunks: list[bytes] = []
+        total = 0
         while True:
             message = await receive()
             if message["type"] != "http.request":  # the client went away
@@ -45,7 +49,7 @@ class BodyLimit:
         body = b"".join(chunks)
         sent = False
 
-        async def replay():
+        async def replay() -> Message:
             nonlocal sent
             if not sent:
                 sent = True
@@ -54,7 +58,7 @@ class BodyLimit:
 
         await self.app(scope, replay, send)
 
-    async def _too_large(self, send, what: str) -> None:
+    async def _too_large(self, send: Send, what: str) -> None:
         content = json.dumps(
             {
                 "error": {

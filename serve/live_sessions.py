@@ -19,7 +19,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from model.conversation.record import MAX_CHARS, MAX_TURNS, Turn
+from model.conversation.record import DEFAULT_CHANNEL, MAX_CHARS, MAX_TURNS, Turn
 from serve.pool import ModelPool
 
 TURN_OVERHEAD = 200  # bytes a held turn costs besides its text (tuple, Turn, dict slot)
@@ -75,7 +75,7 @@ class LiveSession:
     """One interaction being streamed: its turns by ``seq`` (partial or final) and what was shown."""
 
     interaction_id: str
-    channel: str = "chat"
+    channel: str = DEFAULT_CHANNEL
     client_id: str | None = None
     tasks: list[str] | None = None
     top_k: int = 3
@@ -83,7 +83,6 @@ class LiveSession:
     stabilizer: Stabilizer = field(default_factory=Stabilizer)
     turns: dict[int, tuple[Turn, bool]] = field(default_factory=dict)
     duplicate: dict | None = None
-    last_result: dict | None = None
     last_active: float = 0.0
     owner: Any = None  # the connection streaming it now, None when detached
     compute_lock: asyncio.Lock = field(default_factory=asyncio.Lock)

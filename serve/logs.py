@@ -17,7 +17,10 @@ import re
 import sys
 import time
 import uuid
+from collections.abc import Iterable
 from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serve import metrics
 
@@ -40,6 +43,7 @@ class JsonFormatter(logging.Formatter):
     "model_version", ...}``: one line per record; keys without a value are left out."""
 
     def format(self, record: logging.LogRecord) -> str:
+        """The record as one JSON line."""
         entry: dict[str, Any] = {
             "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
@@ -71,6 +75,7 @@ class TextFormatter(logging.Formatter):
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     def format(self, record: logging.LogRecord) -> str:
+        """The record as one text line, its fields in brackets at the end."""
         line = super().format(record)
         fields = {"request_id": getattr(record, "request_id", None) or request_id_var.get()}
         fields.update({name: getattr(record, name, None) for name in EXTRA_FIELDS})
@@ -87,7 +92,7 @@ def resolve_format(log_format: str) -> str:
     return log_format
 
 
-def logging_config(log_format: str = "auto", level: str = "INFO") -> dict:
+def logging_config(log_format: str = "auto", level: str = "INFO") -> dict[str, Any]:
     """A ``logging.config.dictConfig`` for the service and uvicorn's own loggers (uvicorn applies it in
     every worker process)."""
     fmt = resolve_format(log_format)
@@ -106,12 +111,6 @@ def logging_config(log_format: str = "auto", level: str = "INFO") -> dict:
             "uvicorn.access": {"handlers": [], "level": "WARNING", "propagate": True},
         },
     }
-
-
-def configure(log_format: str = "auto", level: str = "INFO") -> None:
-    import logging.config
-
-    logging.config.dictConfig(logging_config(log_format, level))
 
 
 LIBRARY_LOGGERS = ("spacy",)  # libraries that add their own stderr handler when imported
@@ -135,8 +134,9 @@ def adopt_library_logs() -> None:
     logging.captureWarnings(True)
 
 
-def _request_id(scope) -> str:
-    for name, value in scope.get("headers") or ():
+def _request_id(scope: Scope) -> str:
+    headers: Iterable[tuple[bytes, bytes]] = scope.get("headers") or ()
+    for name, value in headers:
         if name == REQUEST_ID_HEADER:
             if _SAFE_ID.match(value):
                 return value.decode("ascii")
@@ -147,16 +147,18 @@ def _request_id(scope) -> str:
 class RequestContext:
     """Request id, metrics and one log line per HTTP request (see the module doc)."""
 
-    def __init__(self, app, *, log_requests: bool = True) -> None:
+    def __init__(self, app: ASGIApp, *, log_requests: bool = True) -> None:
         self.app = app
         self.log_requests = log_requests
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The ASGI entry: context variables set for the request, its metrics and log line once answered."""
         kind = scope["type"]
         if kind not in ("http", "websocket"):
             return await self.app(scope, receive, send)
         request_id = _request_id(scope)
-        predictor = getattr(scope.get("app").state, "predictor", None) if scope.get("app") else None
+        app = scope.get("app")
+        predictor = getattr(app.state, "predictor", None) if app else None
         tokens = (
             request_id_var.set(request_id),
             route_var.set(None),
@@ -171,7 +173,7 @@ class RequestContext:
         status = 500
         start = time.perf_counter()
 
-        async def send_with_id(message) -> None:
+        async def send_with_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
@@ -203,7 +205,7 @@ class RequestContext:
             _reset(tokens)
 
 
-def _reset(tokens) -> None:
+def _reset(tokens: tuple[contextvars.Token[str | None], ...]) -> None:
     for var, token in zip((request_id_var, route_var, model_version_var), tokens):
         try:
             var.reset(token)

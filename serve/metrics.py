@@ -20,8 +20,14 @@ Predictions are counted for ``/v1/suggest``, ``/v1/suggest/batch`` and the final
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+if TYPE_CHECKING:
+    from model.predictor import Predictor
+    from model.suggestion import Suggestion
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -59,35 +65,36 @@ _served: tuple[str, str] | None = None
 
 
 def observe_request(route: str, method: str, status: int, seconds: float) -> None:
+    """Count one answered HTTP request and its latency."""
     REQUESTS.labels(route, method, str(status)).inc()
     LATENCY.labels(route, method).observe(seconds)
 
 
 def rejected() -> None:
+    """Count one model call refused because the pool was full."""
     QUEUE_REJECTIONS.inc()
 
 
-def observe_result(result: dict, tasks) -> None:
+def observe_result(result: Suggestion, tasks: Iterable[str]) -> None:
     """Count one prediction (a ``Predictor.predict`` result) for ``tasks``."""
-    predictions, decisions = result.get("predictions") or {}, result.get("decisions") or {}
     for task in tasks:
-        ranked = predictions.get(task)
+        ranked = result.predictions.get(task)
         if ranked:
-            CONFIDENCE.labels(task).observe(ranked[0]["confidence"])
-            TOP_LABELS.labels(task, ranked[0]["label"]).inc()
-        decision = decisions.get(task)
+            CONFIDENCE.labels(task).observe(ranked[0].confidence)
+            TOP_LABELS.labels(task, ranked[0].label).inc()
+        decision = result.decisions.get(task)
         if decision is not None:
             DECISIONS.labels(task).inc()
-            if decision.get("label") is None:
+            if decision.label is None:
                 ABSTENTIONS.labels(task).inc()
 
 
-def model_served(predictor) -> None:
+def model_served(predictor: Predictor | None) -> None:
     """Mark ``predictor`` as the served model (the previous one goes to 0)."""
     global _served
     if predictor is None:
         return
-    current = (predictor.model_version, str(predictor.bundle.manifest.get("model_kind", "tfidf")))
+    current = (predictor.model_version, predictor.bundle.manifest.model_kind)
     if _served is not None and _served != current:
         MODEL_INFO.labels(*_served).set(0)
     MODEL_INFO.labels(*current).set(1)
@@ -96,11 +103,13 @@ def model_served(predictor) -> None:
 
 
 def reload_result(ok: bool) -> None:
+    """Count one reload attempt; the failure gauge follows the last one."""
     RELOADS.labels("ok" if ok else "failed").inc()
     RELOAD_FAILED.set(0 if ok else 1)
 
 
 def multiprocess() -> bool:
+    """Whether several server processes share their metrics (``PROMETHEUS_MULTIPROC_DIR`` is set)."""
     return bool(os.environ.get(MULTIPROC_ENV))
 
 

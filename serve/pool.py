@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar, TypeVarTuple
 
 from serve import metrics
+
+T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
 
 
 class Busy(Exception):
@@ -44,14 +48,16 @@ class ModelPool:
         return self._held
 
     def start(self) -> None:
+        """Start the worker threads (the app's startup)."""
         self._executor = ThreadPoolExecutor(self._workers, thread_name_prefix="podskazka-model")
 
     def shutdown(self) -> None:
+        """Stop taking calls; queued ones are cancelled, running ones finish (the app's shutdown)."""
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
 
-    async def run(self, fn: Callable[..., Any], *args) -> Any:
+    async def run(self, fn: Callable[[*Ts], T], *args: *Ts) -> T:
         """Run ``fn(*args)`` in the pool; raises :class:`Busy` at once when it is full. A call whose
         caller went away still holds its place until its thread is done with it."""
         if self._executor is None:
@@ -63,13 +69,14 @@ class ModelPool:
             self._held += 1
         try:
             # the caller's context (request id for log lines) goes with the call
-            future: Future = self._executor.submit(contextvars.copy_context().run, fn, *args)
+            call = functools.partial(fn, *args)
+            future: Future[T] = self._executor.submit(contextvars.copy_context().run, call)
         except BaseException:
             self._release(None)
             raise
         future.add_done_callback(self._release)
         return await asyncio.wrap_future(future)
 
-    def _release(self, _future) -> None:
+    def _release(self, _future: Future[Any] | None) -> None:
         with self._lock:
             self._held -= 1

@@ -38,6 +38,7 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 
 
 def is_bundle(path: Path) -> bool:
+    """A folder holding a bundle's manifest."""
     return (Path(path) / MANIFEST).is_file()
 
 
@@ -102,7 +103,8 @@ def _write_pointer(registry: Path, name: str) -> None:
 
 
 def history(registry: Path) -> list[dict[str, Any]]:
-    out = []
+    """The registry's activations and rollbacks, oldest first (a torn line is skipped)."""
+    out: list[dict[str, Any]] = []
     try:
         lines = (Path(registry) / HISTORY).read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
@@ -128,7 +130,7 @@ def _append_history(registry: Path, entry: dict[str, Any]) -> None:
 
 def _stack(entries: list[dict[str, Any]]) -> list[str]:
     """The activations still in force, oldest first: activate pushes, rollback pops."""
-    stack: list[str] = []
+    stack: list[object] = []  # the history's "to" values, checked to be names at the end
     for entry in entries:
         if entry.get("action") == "activate":
             stack.append(entry.get("to"))
@@ -162,24 +164,24 @@ def list_models(registry: Path) -> list[dict[str, Any]]:
             rows.append(row)
             continue
         row.update(
-            model_id=manifest.get("model_id"),
-            kind=manifest.get("model_kind"),
-            created=manifest.get("created_at"),
-            metrics=metrics_summary(manifest),
+            model_id=manifest.model_id,
+            kind=manifest.model_kind,
+            created=manifest.created_at,
+            metrics=metrics_summary(manifest.metrics or {}),
         )
         rows.append(row)
     return rows
 
 
-def metrics_summary(manifest: dict[str, Any]) -> dict[str, float]:
-    """Macro-F1 per task from the manifest's held-out (else cross-validated) metrics, when present."""
-    metrics = manifest.get("metrics") or {}
+def metrics_summary(metrics: dict[str, Any]) -> dict[str, float]:
+    """Macro-F1 per task from a manifest's held-out (else cross-validated) ``metrics``, when present."""
     for source in ("holdout", "crossval", "cv"):
         block = metrics.get(source)
         if not isinstance(block, dict):
             continue
-        tasks = block.get("tasks") if isinstance(block.get("tasks"), dict) else block
-        out = {}
+        nested = block.get("tasks")
+        tasks = nested if isinstance(nested, dict) else block
+        out: dict[str, float] = {}
         for task, values in tasks.items():
             if isinstance(values, dict):
                 value = values.get("macro_f1", values.get("f1_macro"))
@@ -256,6 +258,7 @@ def _user() -> str | None:
 
 
 def format_list(rows: list[dict[str, Any]]) -> str:
+    """:func:`list_models` rows as text, one bundle a line (``*`` marks the active one)."""
     if not rows:
         return "no bundles in this registry (train one with 'podskazka train --out REGISTRY/ID')"
     lines = []

@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from fastapi import FastAPI
+
 from model.errors import BundleError, PodskazkaError
 from model.predictor import Predictor
 from serve import metrics, registry
@@ -53,14 +55,14 @@ def smoke_test(predictor: Predictor) -> None:
         raise BundleError(f"smoke test: {len(results)} results for {len(SMOKE)} conversations")
     for result in results:
         for task in predictor.tasks:
-            ranked = result["predictions"].get(task)
+            ranked = result.predictions.get(task)
             if not ranked:
                 raise BundleError(f"smoke test: no prediction for task {task!r}")
-            values = [x["confidence"] for x in ranked]
+            values = [x.confidence for x in ranked]
             total = sum(values)
             if not all(math.isfinite(v) and 0.0 <= v <= 1.0 for v in values) or abs(total - 1.0) > 1e-3:
                 raise BundleError(f"smoke test: task {task!r} confidences sum to {total:.6f}, not 1")
-            if task not in result["decisions"]:
+            if task not in result.decisions:
                 raise BundleError(f"smoke test: no decision for task {task!r}")
 
 
@@ -71,9 +73,14 @@ def load_checked(path: Path) -> Predictor:
     return predictor
 
 
-def _key(source: Path) -> tuple:
+BundleKey = tuple[str, tuple[int, int, int] | None]
+"""The bundle folder a source resolves to, and its manifest's (inode, mtime in ns, size), ``None`` when unreadable."""
+
+
+def _key(source: Path) -> BundleKey:
     """What identifies the served bundle: the folder ``source`` resolves to and its manifest's identity."""
     target = registry.resolve(source)
+    stamp: tuple[int, int, int] | None
     try:
         st = os.stat(Path(target) / "manifest.json")
         stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
@@ -85,28 +92,31 @@ def _key(source: Path) -> tuple:
 class Reloader:
     """Watches ``source`` (a bundle or a registry) for one app; see the module doc."""
 
-    def __init__(self, app, source: Path, interval: float) -> None:
+    def __init__(self, app: FastAPI, source: Path, interval: float) -> None:
         self.app = app
         self.source = Path(source)
         self.interval = interval
-        self.current: tuple | None = None  # the key of the served bundle
-        self.failed: tuple | None = None  # the key that failed last (not retried until it changes)
+        self.current: BundleKey | None = None  # the key of the served bundle
+        self.failed: BundleKey | None = None  # the key that failed last (not retried until it changes)
         self.last_error: dict[str, Any] | None = None
         self.last_check: float | None = None
         self.loaded_at: float | None = None
         self._lock = asyncio.Lock()
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
 
     def target(self) -> Path:
         """At start-up: the bundle folder to load now (remembered as the served one)."""
-        self.served(_key(self.source))
-        return Path(self.current[0])
+        key = _key(self.source)
+        self.served(key)
+        return Path(key[0])
 
-    def served(self, key: tuple) -> None:
+    def served(self, key: BundleKey) -> None:
+        """Remember ``key`` as the bundle being served (loaded now)."""
         self.current = key
         self.loaded_at = time.time()
 
     def status(self) -> dict[str, Any]:
+        """What ``GET /v1/model`` and ``/readyz`` show of the watcher: source, bundle, times, last error."""
         return {
             "source": str(self.source),
             "bundle": self.current[0] if self.current else None,
@@ -151,7 +161,7 @@ class Reloader:
             )
             return self._answer(True)
 
-    def _failure(self, key: tuple | None, exc: Exception) -> dict[str, Any]:
+    def _failure(self, key: BundleKey | None, exc: Exception) -> dict[str, Any]:
         self.failed = key
         message = exc.message if isinstance(exc, PodskazkaError) else f"{type(exc).__name__}: {exc}"
         self.last_error = {
@@ -176,10 +186,12 @@ class Reloader:
         }
 
     def start(self) -> None:
+        """Start polling every ``interval`` seconds (none when it is 0)."""
         if self.interval > 0:
             self._task = asyncio.create_task(self._poll())
 
     async def stop(self) -> None:
+        """Stop polling and wait for the poller to end."""
         if self._task is not None:
             self._task.cancel()
             try:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from model.conversation.record import MAX_CHARS, MAX_TURNS
+from model.conversation.record import DEFAULT_CHANNEL, MAX_CHARS, MAX_TURNS, Channel, Role
 from serve.limits import named_only
+
+MAX_BATCH = 256  # conversations in one POST /v1/suggest/batch (README «API»); a larger batch is a 422
 
 # text for the model: code points Unicode does not name become U+FFFD (they crash text libraries)
 ModelText = Annotated[str, AfterValidator(named_only)]
@@ -15,14 +17,14 @@ ModelText = Annotated[str, AfterValidator(named_only)]
 
 class TurnIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    role: Literal["client", "operator", "bot"]
+    role: Role
     text: ModelText = Field(max_length=MAX_CHARS)
 
 
 class SuggestRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
     interaction_id: str | None = Field(None, max_length=200)
-    channel: Literal["call", "chat", "email"] = "chat"
+    channel: Channel = DEFAULT_CHANNEL
     turns: list[TurnIn] | None = Field(None, max_length=MAX_TURNS)
     text: ModelText | None = Field(None, max_length=MAX_CHARS)
     tasks: list[str] | None = None
@@ -47,7 +49,7 @@ class SuggestRequest(BaseModel):
 
 class BatchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    interactions: list[SuggestRequest] = Field(min_length=1, max_length=256)
+    interactions: list[SuggestRequest] = Field(min_length=1, max_length=MAX_BATCH)
 
 
 class LabelScore(BaseModel):
@@ -136,7 +138,9 @@ class ErrorResponse(BaseModel):
 
 
 # the error answers every /v1 route may give (documented in the OpenAPI schema)
-ERRORS = {status: {"model": ErrorResponse} for status in (400, 401, 403, 413, 422, 503)}
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse} for status in (400, 401, 403, 413, 422, 503)
+}
 
 
 class FeedbackRequest(BaseModel):
@@ -154,7 +158,7 @@ class FeedbackRequest(BaseModel):
     accepted: bool = Field(strict=True)
     operator_id: str | None = Field(None, max_length=200)
     client_id: str | None = Field(None, max_length=200)
-    channel: Literal["call", "chat", "email"] | None = None
+    channel: Channel | None = None
     confidence: float | None = Field(None, ge=0.0, le=1.0)
     rank: int | None = Field(None, ge=1, le=1000, description="1-based place of the suggestion in the list")
     turns: list[TurnIn] | None = Field(None, max_length=MAX_TURNS)

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
+    """Every setting of the service; each is read from ``PODSKAZKA_<NAME>`` unless given."""
+
     model_config = SettingsConfigDict(env_prefix="PODSKAZKA_", protected_namespaces=())
 
     model_dir: Path = Field(Path("models/default"), description="the model bundle to serve")
     host: str = "127.0.0.1"
     port: int = 8000
-    max_batch: int = Field(256, ge=1, le=10_000)
     max_body_bytes: int = Field(8_000_000, ge=1_000)
     default_top_k: int = Field(3, ge=1)
     top_macros: int = Field(3, ge=0, le=50)
@@ -42,7 +44,7 @@ class Settings(BaseSettings):
 
     # -- access (README «Access: keys, roles, origins») --
     api_keys_file: Path | None = Field(None, description="JSON file of hashed API keys (podskazka keys add)")
-    api_keys: list[dict] = Field([], description="more hashed keys as JSON: [{id, sha256, roles}]")
+    api_keys: list[dict[str, Any]] = Field([], description="more hashed keys as JSON: [{id, sha256, roles}]")
     insecure_local: bool = Field(False, description="no keys at all; only with a loopback host")
     dev_keys_file: Path = Field(
         Path("var/dev-keys.json"), description="the dev key 'podskazka serve' makes on loopback"
@@ -76,4 +78,5 @@ class Settings(BaseSettings):
 
 @lru_cache
 def get_settings() -> Settings:
+    """The settings from the environment, read once per process."""
     return Settings()

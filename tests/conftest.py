@@ -12,7 +12,6 @@ from tests.factories import make_rows, write_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
 TAXONOMY = ROOT / "datasets" / "taxonomy.yaml"
-SHARED = ROOT.parent / "shared"
 
 
 @pytest.fixture(scope="session")

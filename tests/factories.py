@@ -6,6 +6,10 @@ import contextlib
 import itertools
 import json
 from pathlib import Path
+from typing import Any
+
+# the evaluation-only benchmarks beside the clone (../shared/benchmarks): tests that read them skip without them
+SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 # Each label gets its own vocabulary so a model that learns anything separates them.
 TELECOM = {
@@ -25,6 +29,25 @@ OPERATOR = {
     "Не решено - Эскалировать": "перевожу обращение на специалиста другого отдела",
 }
 FILLERS = ["ну", "слушайте", "короче", "здравствуйте", "алло", "эээ", "вот", "подскажите"]
+
+
+TASKS = ("reason2", "topic", "resolution")  # the tasks make_rows labels
+# a transformer small enough to fine-tune in seconds on make_rows (with base_model=str(make_tiny_bert(folder)))
+TINY_BERT_PARAMS: dict[str, Any] = dict(
+    text_prefix="",
+    max_length=16,
+    window_overlap=4,
+    max_windows=4,
+    epochs=20,
+    batch_size=16,
+    learning_rate=3e-3,
+    head_learning_rate=3e-2,
+    warmup_fraction=0.05,
+    head_dropout=0.0,
+    calibration_fraction=0.15,
+    threads=1,
+    predict_batch_size=8,
+)
 
 
 def make_rows(n_per_label: int = 10, seed: int = 0) -> list[dict]:
@@ -91,10 +114,53 @@ def train_kind(tmp_path_factory, taxonomy_path, kind: str, params: dict):
     return train([str(data)], out, config), out
 
 
+def make_feedback(**overrides: Any):
+    """A :class:`serve.feedback_store.Feedback`: an accepted «За что списание?» on a call (no turns), with
+    ``overrides`` applied."""
+    from serve.feedback_store import Feedback
+
+    base: dict[str, Any] = dict(
+        interaction_id="int-1",
+        model_version="v1",
+        task="reason2",
+        suggested="За что списание?",
+        chosen="За что списание?",
+        accepted=True,
+        operator_id="op-1",
+        client_id="c-1",
+        channel="call",
+        confidence=0.8,
+        turns=None,
+    )
+    return Feedback(**{**base, **overrides})
+
+
 def labelled_accuracy(classes: list[str], probabilities, rows: list[dict], task: str) -> float:
     """Top-1 accuracy over the rows that carry ``task``'s label."""
     labelled = [(i, r[task]) for i, r in enumerate(rows) if task in r]
     return sum(classes[int(probabilities[i].argmax())] == label for i, label in labelled) / len(labelled)
+
+
+def labelled_interactions(rows: list[dict]) -> list:
+    """``rows`` as interactions that carry their labels of :data:`TASKS`."""
+    from model.conversation.record import interaction_from_dict
+
+    return [interaction_from_dict(r, label_tasks=TASKS) for r in rows]
+
+
+def assert_learns_the_rows(model, min_accuracy: float):
+    """A model trained on :func:`make_rows` gets at least ``min_accuracy`` of them right per task, with rows
+    that sum to 1; returns its domain scores ``(classes, probabilities)``."""
+    import numpy as np
+
+    rows = make_rows()
+    probs, domain = model.predict_proba(labelled_interactions(rows))
+    for task in TASKS:
+        classes, p = probs[task]
+        accuracy = labelled_accuracy(classes, p, rows, task)
+        assert accuracy >= min_accuracy, (task, accuracy)
+        assert np.allclose(p.sum(axis=1), 1.0)
+    return domain
 
 
 def make_tiny_bert(folder):

@@ -65,7 +65,7 @@ def train(
     if column:
         cfg.column_map.update(parse_columns(column))
     bundle = run_train([str(p) for p in data], out, cfg)
-    holdout = bundle.manifest.get("metrics", {}).get("holdout")
+    holdout = (bundle.manifest.metrics or {}).get("holdout")
     if holdout:
         typer.echo(format_table(holdout))
     typer.echo(f"model {bundle.model_id} written to {out}")

@@ -2,7 +2,7 @@
 gets no decision at all. Everything here is driven by data (the taxonomy and the bundle's decision
 section), never by label names in code.
 
-- **Priors** (``policy["priors"][task]``: ``{"train": {label: p}, "target": {label: p}}``): the heads
+- **Priors** (``policy.priors[task]``, a :class:`PriorEntry` of ``train`` and ``target`` label mixes): the heads
   were fitted under the training label mix (class-balanced: uniform); a contact centre's traffic is
   not. ``p_adj ∝ p · target / train``, renormalised (Saerens, Latinne & Decaestecker 2002).
 - **Evidence** (``needs`` in the taxonomy): a label defined by what the operator or the call did
@@ -16,11 +16,10 @@ section), never by label names in code.
 from __future__ import annotations
 
 import re
-from typing import Any
 
 import numpy as np
 
-from model.assist.decision import decide
+from model.assist.decision import Decision, DecisionPolicy, PriorEntry, Reason, decide
 from model.conversation.record import Interaction
 from model.conversation.taxonomy import Task, Taxonomy
 from model.errors import InputError
@@ -69,11 +68,11 @@ def allowed_mask(task: Task, classes: list[str], interaction: Interaction) -> np
 
 
 # ------------------------------------------------------------------------------- priors
-def prior_ratio(classes: list[str], entry: dict[str, Any] | None) -> np.ndarray | None:
+def prior_ratio(classes: list[str], entry: PriorEntry | None) -> np.ndarray | None:
     """``target / train`` per class, or None without priors."""
-    if not entry or not entry.get("target"):
+    if entry is None or not entry.target:
         return None
-    target, train = entry["target"], entry.get("train") or {}
+    target, train = entry.target, entry.train
     k = len(classes)
     ratio = np.array([float(target.get(c, 0.0)) / max(float(train.get(c, 1.0 / k)), 1e-12) for c in classes])
     return ratio if np.isfinite(ratio).all() and ratio.sum() > 0 else None
@@ -93,11 +92,12 @@ def adjust_task(
     classes: list[str],
     probs: np.ndarray,
     items: list[Interaction],
-    policy: dict[str, Any] | None,
+    policy: DecisionPolicy | None,
 ) -> np.ndarray:
-    """Priors, then the evidence rule, renormalised; rows keep their shape ``[n, len(classes)]``."""
+    """Priors (``policy.priors``; none when ``policy`` is None), then the evidence rule, renormalised;
+    rows keep their shape ``[n, len(classes)]``."""
     probs = np.asarray(probs, dtype=float)
-    ratio = prior_ratio(classes, ((policy or {}).get("priors") or {}).get(task))
+    ratio = prior_ratio(classes, policy.priors.get(task) if policy is not None else None)
     out = with_priors(probs, ratio)
     spec = taxonomy.tasks.get(task)
     if spec is not None and spec.needs:
@@ -115,7 +115,7 @@ def adjust_task(
 
 def adjust_probabilities(
     taxonomy: Taxonomy,
-    policy: dict[str, Any] | None,
+    policy: DecisionPolicy | None,
     items: list[Interaction],
     task_probs: dict[str, tuple[list[str], np.ndarray]],
 ):
@@ -147,36 +147,33 @@ def routed_domain(taxonomy: Taxonomy, item: Interaction, domain_probs, row: int)
 
 def decisions_for(
     taxonomy: Taxonomy,
-    policy: dict[str, Any],
+    policy: DecisionPolicy,
     item: Interaction,
     task_probs: dict[str, tuple[list[str], np.ndarray]],
     row: int,
     tasks: list[str],
     domain_probs=None,
-) -> dict[str, dict[str, Any]]:
+) -> dict[str, Decision]:
     """The decision of every task in ``tasks`` for one row, with the reason when a task is not
     decided for a reason other than confidence (``no_content``, ``other_domain``)."""
     content = has_content(item, taxonomy)
     domain = routed_domain(taxonomy, item, domain_probs, row)
     task_domain = domains_of(taxonomy)
-    out = {}
+    out: dict[str, Decision] = {}
     for task in tasks:
         classes, probs = task_probs[task]
         p = probs[row]
         if not content:  # first: a greeting has no domain either
-            out[task] = {
-                "label": None,
-                "confidence": round(float(np.max(p)), 6) if len(p) else 0.0,
-                "level": None,
-                "reason": "no_content",
-            }
+            out[task] = _undecided(p, "no_content")
         elif domain is not None and task_domain.get(task) != domain:
-            out[task] = {
-                "label": None,
-                "confidence": round(float(np.max(p)), 6) if len(p) else 0.0,
-                "level": None,
-                "reason": "other_domain",
-            }
+            out[task] = _undecided(p, "other_domain")
         else:
             out[task] = decide(taxonomy.tasks[task], classes, p, policy)
     return out
+
+
+def _undecided(probs: np.ndarray, reason: Reason) -> Decision:
+    """No decision whatever the confidence, with the reason (the top confidence is still given)."""
+    return Decision(
+        label=None, confidence=round(float(np.max(probs)), 6) if len(probs) else 0.0, level=None, reason=reason
+    )

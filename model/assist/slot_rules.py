@@ -27,12 +27,13 @@ from model.assist.slot_lexicon import (
     TARIFF_NAMES,
     TRANSFER_HEADS,
 )
+from model.text.pii import EMAIL_PATTERN
 
 # Every pattern reads text a client controls: each repetition is bounded (``\w{0,20}``, not ``\w*``), so a match
 # attempt costs a bounded number of steps at each position and a turn is read in linear time, whatever it holds
 # (tests/model/text/test_linear_time.py audits every pattern of this module).
 _ORDER = re.compile(r"(?<![\d-])(\d{6,10})-(\d{3,5})(?:-(\d{1,3}))?(?![\d-])")
-_EMAIL = re.compile(r"[\w.+-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63}){1,8}")
+_EMAIL = re.compile(EMAIL_PATTERN)
 _PHONE = re.compile(
     r"(?<![\w-])(?:\+7|8|7)?[\s(-]{0,6}9\d{2}[\s)-]{0,6}\d{3}[\s-]{0,6}\d{2}[\s-]{0,6}\d{2}(?![\d-])"
     r"|(?<![\w-])(?:\+7|8|7)[\s(-]{0,6}\d{3}[\s)-]{0,6}\d{3}[\s-]{0,6}\d{2}[\s-]{0,6}\d{2}(?![\d-])"
@@ -53,7 +54,7 @@ _PERIOD = re.compile(
     r"(?:\d{1,6}\s{1,3})?(?:месяц\w{0,20}|год\w{0,20}|квартал\w{0,20}|недел\w{1,20}|полгода|период)|"
     r"(?:(?:" + "|".join(MONTHS) + r")\w{0,20}(?:\s{0,3}(?:-|–|и|по)?\s{0,3})?){1,2}(?:\s\d{4})?)"
 )
-_TASK = re.compile(
+_ASSIGNMENT = re.compile(
     r"\b(?:создал\w{0,20}|оформил\w{0,20}|завел\w{0,20}|отправил\w{0,20}|создано|создан\w{0,20})\s{1,3}"
     r"(?:\w{1,40}\s{1,3})?(?:задание|заявк\w|запрос)\s{1,3}((?:в|на)\s{1,3}[\w-]{1,40}"
     r"(?:\s{1,3}(?!и\b|с\b|ответ)[\w-]{1,40}){0,3})"
@@ -413,13 +414,13 @@ def offers(turns, matches, filler) -> dict[str, str]:
     return out
 
 
-def task(turns, matches, filler) -> dict[str, str]:
-    """{тип_задания}, {срок}, {что_запрошено}, {цель}."""
+def assignment(turns, matches, filler) -> dict[str, str]:
+    """The work the operator set up: {тип_задания}, {срок}, {что_запрошено}, {цель}."""
     out: dict[str, str] = {}
     for turn in turns:
         if turn.role == "client":
             continue
-        if (m := _TASK.search(turn.text)) and "тип_задания" not in out:
+        if (m := _ASSIGNMENT.search(turn.text)) and "тип_задания" not in out:
             out["тип_задания"] = m.group(1)
         if (m := _TERM.search(turn.text)) and "срок" not in out:
             out["срок"] = m.group(1)
@@ -452,4 +453,4 @@ def gist(turns, matches, filler) -> dict[str, str]:
     return {"суть": value, "вопрос": value}
 
 
-EXTRACTORS: list[Callable] = [ids, device, topics, identification, actions, transfer, offers, task, gist]
+EXTRACTORS: list[Callable] = [ids, device, topics, identification, actions, transfer, offers, assignment, gist]

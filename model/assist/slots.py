@@ -19,21 +19,21 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
 
-from model.assist import slot_rules as R
 from model.assist.slot_lexicon import MATCHER_PATTERNS
+from model.assist.slot_rules import EXTRACTORS
 from model.conversation.record import Interaction
+from model.conversation.taxonomy import SLOT_PATTERN, template_slots
 from model.text.ru_numbers import NumberWords, morph_safe
 
 TURN_CACHE = 4096  # turns kept read and matched (a live session re-sends its turns on every update)
 TURN_CACHE_CHARS = 2_000  # only turns up to this long are kept, so the cache stays small
-_SLOT_RE = re.compile(r"\{([^{}]{1,64})\}")
 # a word (with the e-mail and dotted-number characters inside it) or one other sign; a word longer than
 # 64 characters is read in pieces, so no token is long enough to make a pattern or pymorphy3 slow
 _TOKEN = re.compile(r"[\w@.+-]{0,63}\w|[^\w\s]", re.UNICODE)
 
 
 @dataclass
-class Turn:
+class ReadTurn:
     """One turn as the extractors see it: role, original text, digitised text, tokens and lemmas."""
 
     role: str
@@ -53,7 +53,7 @@ class SlotFiller:
         self._matcher = None
         self._numbers: NumberWords | None = None
         self._lemmas: dict[str, str] = {}
-        self._turn_cache: OrderedDict[tuple[str, str], tuple[Turn, list]] = OrderedDict()
+        self._turn_cache: OrderedDict[tuple[str, str], tuple[ReadTurn, list]] = OrderedDict()
 
     def _ready(self):
         with self._lock:
@@ -95,7 +95,7 @@ class SlotFiller:
     def morph(self):
         return self._ready()[2].morph
 
-    def _turn(self, role: str, text: str) -> tuple[Turn, list[tuple[str, int, int]]]:
+    def _turn(self, role: str, text: str) -> tuple[ReadTurn, list[tuple[str, int, int]]]:
         """One turn read and matched, cached by (role, text): a live update reads only its new turn."""
         key = (role, text)
         with self._lock:
@@ -108,7 +108,7 @@ class SlotFiller:
         words = numbers.digitise(_TOKEN.findall(raw.lower()))
         joined = " ".join(words)
         doc = self._lemmatized(nlp, joined)
-        turn = Turn(role, raw, joined, [t.text for t in doc], [t.lemma_ for t in doc], doc)
+        turn = ReadTurn(role, raw, joined, [t.text for t in doc], [t.lemma_ for t in doc], doc)
         found = [(nlp.vocab.strings[m], s, e) for m, s, e in matcher(doc)]
         if len(text) <= TURN_CACHE_CHARS:  # long turns are read again rather than held
             with self._lock:
@@ -117,7 +117,8 @@ class SlotFiller:
                     self._turn_cache.popitem(last=False)
         return turn, found
 
-    def turns(self, interaction: Interaction) -> list[Turn]:
+    def turns(self, interaction: Interaction) -> list[ReadTurn]:
+        """Every turn of the conversation as the extractors read it."""
         return [self._turn(t.role, t.text)[0] for t in interaction.turns]
 
     def extract(self, interaction: Interaction) -> dict[str, str]:
@@ -128,15 +129,11 @@ class SlotFiller:
         for i, (_, found) in enumerate(read):
             matches += [(i, rule, s, e) for rule, s, e in found]
         values: dict[str, str] = {}
-        for extractor in R.EXTRACTORS:
+        for extractor in EXTRACTORS:
             for slot, value in extractor(turns, matches, self).items():
                 if value and slot not in values:
                     values[slot] = value
         return values
-
-
-def template_slots(text: str) -> list[str]:
-    return list(dict.fromkeys(_SLOT_RE.findall(text)))
 
 
 def fill_template(text: str, values: dict[str, str]) -> tuple[str, dict[str, str], list[str]]:
@@ -153,4 +150,4 @@ def fill_template(text: str, values: dict[str, str]) -> tuple[str, dict[str, str
     def sub(match: re.Match) -> str:
         return filled.get(match.group(1), match.group(0))
 
-    return _SLOT_RE.sub(sub, text), filled, missing
+    return SLOT_PATTERN.sub(sub, text), filled, missing

@@ -9,12 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
 from model.errors import InputError
 
-ROLES = ("client", "operator", "bot")
-CHANNELS = ("call", "chat", "email")
+# who speaks and over what: the one definition of the role and channel names (the API schemas, the taxonomy's
+# ``needs`` and the model's role/channel tokens all take them from here)
+Role = Literal["client", "operator", "bot"]
+Channel = Literal["call", "chat", "email"]
+ROLES: tuple[Role, ...] = get_args(Role)
+CHANNELS: tuple[Channel, ...] = get_args(Channel)
+DEFAULT_CHANNEL: Channel = "chat"
 MAX_TURNS = 200
 MAX_CHARS = 20_000
 
@@ -28,7 +33,7 @@ class Turn:
 @dataclass(frozen=True)
 class Interaction:
     turns: tuple[Turn, ...]
-    channel: str = "chat"
+    channel: str = DEFAULT_CHANNEL
     id: str | None = None
     client_id: str | None = None
     created_at: str | None = None
@@ -69,7 +74,7 @@ def interaction_from_dict(
     else:
         raise InputError(f"{where}: give 'turns' (a list of {{'role', 'text'}}) or a plain 'text'")
     check_limits(turns, where=where)
-    channel = row.get("channel") or "chat"
+    channel = row.get("channel") or DEFAULT_CHANNEL
     if channel not in CHANNELS:
         raise InputError(f"{where}: channel is {channel!r}; use one of {list(CHANNELS)}")
     labels = {}

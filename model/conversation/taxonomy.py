@@ -1,11 +1,14 @@
-"""The label sets and the macro library, loaded from data (``datasets/taxonomy.yaml``).
+"""The label sets, the macro library and the domain rules, loaded from data (``datasets/taxonomy.yaml``).
 
 Nothing here knows any label: another contact centre swaps in its own file. Loading validates the
-file and refuses an inconsistent one with a message that points at the offending entry.
+file and refuses an inconsistent one with a message that points at the offending entry. The domain
+rules (problem tasks, closing labels, the duplicate policy, the comment rule book) are parsed by
+:mod:`model.conversation.domain_rules`; a file without their sections has no such rules.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 from dataclasses import dataclass, field
@@ -14,9 +17,26 @@ from typing import Any
 
 import yaml
 
+from model.conversation.domain_rules import (
+    Closing,
+    CommentRules,
+    DuplicatePolicy,
+    parse_closing,
+    parse_comment_rules,
+    parse_duplicates,
+    parse_problems,
+)
+from model.conversation.record import CHANNELS, ROLES
 from model.errors import TaxonomyError
 
-_SLOT_RE = re.compile(r"\{([^{}]+)\}")
+# a macro text's ``{slot}`` placeholders: the one definition, used by the taxonomy and by slot filling
+# (model.assist.slots); a slot name is 1 to 64 characters, so a text is read in linear time
+SLOT_PATTERN = re.compile(r"\{([^{}]{1,64})\}")
+
+
+def template_slots(text: str) -> tuple[str, ...]:
+    """The ``{slot}`` names of a macro text, each once, in the order they first appear."""
+    return tuple(dict.fromkeys(SLOT_PATTERN.findall(text)))
 
 
 @dataclass(frozen=True)
@@ -52,7 +72,8 @@ class Macro:
 
     @property
     def slots(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(_SLOT_RE.findall(self.text)))
+        """The slots the macro's text holds, in order (:func:`template_slots`)."""
+        return template_slots(self.text)
 
 
 @dataclass(frozen=True)
@@ -63,10 +84,20 @@ class Taxonomy:
     sha256: str = ""
     # the content check's lexicon: a conversation whose client words are all in it gets no decision
     filler_words: frozenset[str] = frozenset()
+    # domain rules (model/conversation/domain_rules.py); a taxonomy without their sections has none
+    problems: dict[str, str] = field(default_factory=dict)  # domain -> its problem task
+    closing: Closing | None = None
+    duplicates: DuplicatePolicy | None = None
+    comment_rules: CommentRules | None = None
 
     @property
     def task_names(self) -> tuple[str, ...]:
         return tuple(self.tasks)
+
+    @property
+    def problem_tasks(self) -> tuple[str, ...]:
+        """The problem task of each domain (``domains:`` in the file), in the file's order."""
+        return tuple(self.problems.values())
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -111,13 +142,7 @@ def load_taxonomy(path: str | Path) -> Taxonomy:
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise TaxonomyError(f"the taxonomy file {path} is not valid UTF-8 YAML: {exc}") from exc
     taxonomy = parse_taxonomy(raw, source=str(path))
-    return Taxonomy(
-        version=taxonomy.version,
-        tasks=taxonomy.tasks,
-        macros=taxonomy.macros,
-        sha256=hashlib.sha256(raw_bytes).hexdigest(),
-        filler_words=taxonomy.filler_words,
-    )
+    return dataclasses.replace(taxonomy, sha256=hashlib.sha256(raw_bytes).hexdigest())
 
 
 def parse_taxonomy(raw: Any, *, source: str = "taxonomy") -> Taxonomy:
@@ -131,15 +156,20 @@ def parse_taxonomy(raw: Any, *, source: str = "taxonomy") -> Taxonomy:
         raise TaxonomyError(f"{source}: 'tasks' must be a non-empty mapping of task name -> labels")
     tasks = {str(name): _parse_task(str(name), spec, source) for name, spec in tasks_raw.items()}
     macros = _parse_macros(raw.get("macros") or {}, source)
+    problems = parse_problems(raw.get("domains"), tasks, source)
     return Taxonomy(
         version=str(raw["version"]),
         tasks=tasks,
         macros=macros,
         filler_words=_parse_content_check(raw.get("content_check"), source),
+        problems=problems,
+        closing=parse_closing(raw.get("closing"), tasks, source),
+        duplicates=parse_duplicates(raw.get("duplicates"), tasks, macros, problems, source),
+        comment_rules=parse_comment_rules(raw.get("comment_rules"), tasks, source),
     )
 
 
-NEED_KEYS = {"roles": ("client", "operator", "bot"), "channel": ("call", "chat", "email")}
+NEED_KEYS: dict[str, tuple[str, ...]] = {"roles": ROLES, "channel": CHANNELS}
 
 
 def _parse_needs(raw: Any, labels: list[str], where: str) -> dict[str, tuple[dict[str, tuple[str, ...]], ...]]:

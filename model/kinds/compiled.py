@@ -17,19 +17,20 @@ files the manifest lists with a checksum, inside the bundle.
 
 from __future__ import annotations
 
-import json
 import re
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
+import numpy.typing as npt
 import scipy.sparse as sp
 
+from model.arrays import Float32Array, FloatArray, Int32Array, Int64Array, IntArray
 from model.errors import BundleError
-from model.storage.files import write_json
+from model.storage.files import read_json, write_json
 
 ANALYZERS = ("word", "char_wb")
 CALIBRATIONS = ("temperature", "sigmoid", "isotonic", "none")
@@ -37,9 +38,11 @@ _WHITE_SPACES = re.compile(r"\s\s+")
 _DEFAULT_TOKEN = r"(?u)\b\w+\b"
 
 try:  # the compiled featurizer (model/kinds/_ngrams.c, built by pip install); the Python path gives the same terms
-    from model.kinds import _ngrams
+    from model.kinds._ngrams import build_table, count_terms, hash_terms
+
+    HAS_COMPILED = True
 except ImportError:  # pragma: no cover - a source tree without a C compiler
-    _ngrams = None
+    HAS_COMPILED = False
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -71,11 +74,19 @@ def as_reader(source: Reader | Path) -> Reader:
     return plain_reader(Path(source)) if isinstance(source, (str, Path)) else source
 
 
-def load_array(read: Reader, rel: str, *, ndim: int, dtype: str | None = None) -> np.ndarray:
+RealArray = npt.NDArray[np.floating[Any] | np.integer[Any]]
+"""What :func:`load_array` reads when no dtype kind is asked: a float or integer array."""
+
+
+@overload
+def load_array(read: Reader, rel: str, *, ndim: int, dtype: Literal["f"]) -> FloatArray: ...
+@overload
+def load_array(read: Reader, rel: str, *, ndim: int, dtype: None = None) -> RealArray: ...
+def load_array(read: Reader, rel: str, *, ndim: int, dtype: Literal["f"] | None = None) -> RealArray:
     """An ``.npy`` file without pickles, of the expected rank (and kind of dtype)."""
     path = read(rel)
     try:
-        array = np.load(path, allow_pickle=False)
+        array: RealArray = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:
         raise BundleError(f"{rel}: cannot be read as a plain array ({exc}); retrain the model") from exc
     if array.ndim != ndim or array.dtype.kind not in "fiu" or (dtype and array.dtype.kind != dtype):
@@ -87,11 +98,8 @@ def load_array(read: Reader, rel: str, *, ndim: int, dtype: str | None = None) -
 
 
 def load_json(read: Reader, rel: str) -> Any:
-    path = read(rel)
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise BundleError(f"{rel}: cannot be read as JSON ({exc}); retrain the model") from exc
+    """The JSON file ``rel`` of a bundle (:func:`model.storage.files.read_json`: a bad one is a BundleError)."""
+    return read_json(read(rel))
 
 
 # ------------------------------------------------------------------------------- features
@@ -115,7 +123,7 @@ class NgramSpec:
 class NgramFeaturizer:
     """TF-IDF features of one view, equal to scikit-learn's ``TfidfVectorizer.transform``."""
 
-    def __init__(self, spec: NgramSpec, vocabulary: Sequence[str], idf: np.ndarray, cache_size: int = 200_000):
+    def __init__(self, spec: NgramSpec, vocabulary: Sequence[str], idf: FloatArray, cache_size: int = 200_000) -> None:
         if len(vocabulary) != idf.shape[0]:
             raise BundleError(
                 f"vocabulary of {len(vocabulary)} terms but {idf.shape[0]} IDF weights; retrain the model"
@@ -127,42 +135,45 @@ class NgramFeaturizer:
             raise BundleError("the vocabulary repeats a term; the bundle is inconsistent: retrain the model")
         self.idf = np.asarray(idf, dtype=np.float32)
         self._token = re.compile(spec.token_pattern)
-        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache: OrderedDict[str, Int32Array] = OrderedDict()
         self._cache_size = cache_size
         self._empty = np.zeros(0, dtype=np.int32)
         self._table = self._hash_table()
 
-    def _hash_table(self):
+    def _hash_table(self) -> tuple[npt.NDArray[np.uint64], Int32Array] | None:
         """``(hash-table keys, term ids)`` for the compiled featurizer, or ``None`` (Python path) when it
         is not built, the view is not one it reads, or two terms' hashes collide."""
         spec = self.spec
-        if _ngrams is None or (spec.analyzer == "word" and spec.token_pattern != _DEFAULT_TOKEN):
+        if not HAS_COMPILED or (spec.analyzer == "word" and spec.token_pattern != _DEFAULT_TOKEN):
             return None
         try:
-            keys, vals = _ngrams.build_table(_ngrams.hash_terms(self.vocabulary))
+            keys, vals = build_table(hash_terms(self.vocabulary))
         except ValueError:  # two terms share a hash: read this view in Python
             return None
         return np.frombuffer(keys, dtype=np.uint64), np.frombuffer(vals, dtype=np.int32)
 
     @property
     def compiled(self) -> bool:
+        """Whether this view's terms are counted by the C extension (else by the Python path)."""
         return self._table is not None
 
-    def counts(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def counts(self, texts: Sequence[str]) -> tuple[Int64Array, Int32Array, Int32Array]:
         """``(indptr, term ids, counts)`` of a batch: each text's unique ids, ascending."""
         lowered = [t.lower() for t in texts] if self.spec.lowercase else list(texts)
         if self._table is not None:
             lo, hi = self.spec.ngram_range
-            ptr, idx, cnt = _ngrams.count_terms(
+            ptr_bytes, idx_bytes, cnt_bytes = count_terms(
                 lowered, 0 if self.spec.analyzer == "word" else 1, lo, hi, *self._table, self.n_features
             )
             # writable copies: scipy sorts a matrix's indices in place when an operation needs them sorted
             return (
-                np.frombuffer(ptr, dtype=np.int64).copy(),
-                np.frombuffer(idx, dtype=np.int32).copy(),
-                np.frombuffer(cnt, dtype=np.int32).copy(),
+                np.frombuffer(ptr_bytes, dtype=np.int64).copy(),
+                np.frombuffer(idx_bytes, dtype=np.int32).copy(),
+                np.frombuffer(cnt_bytes, dtype=np.int32).copy(),
             )
-        indptr, ids, cnts = [0], [], []
+        indptr: list[int] = [0]
+        ids: list[Int32Array] = []
+        cnts: list[Int32Array] = []
         for text in lowered:
             idx, cnt = np.unique(self._terms_lowered(text), return_counts=True)
             ids.append(idx.astype(np.int32))
@@ -174,7 +185,7 @@ class NgramFeaturizer:
             np.concatenate(cnts) if cnts else self._empty,
         )
 
-    def weights(self, indptr: np.ndarray, idx: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    def weights(self, indptr: IntArray, idx: IntArray, counts: IntArray) -> Float32Array:
         """TF-IDF values (sublinear TF, IDF, L2 per row) for :meth:`counts`, in float32 like scikit-learn."""
         values = counts.astype(np.float32)
         if self.spec.sublinear_tf:
@@ -193,11 +204,12 @@ class NgramFeaturizer:
 
     @property
     def n_features(self) -> int:
+        """The number of terms in the vocabulary (this view's columns)."""
         return len(self.vocabulary)
 
     # -- from and to scikit-learn / files
     @classmethod
-    def from_sklearn(cls, vec) -> NgramFeaturizer:
+    def from_sklearn(cls, vec: Any) -> NgramFeaturizer:  # a fitted TfidfVectorizer (scikit-learn ships no types)
         """Compile a fitted ``TfidfVectorizer`` (word or char_wb analyzer, default pre-processing)."""
         if (
             vec.analyzer not in ANALYZERS
@@ -231,6 +243,7 @@ class NgramFeaturizer:
 
     @classmethod
     def load(cls, read: Reader, prefix: str) -> NgramFeaturizer:
+        """Read a view written by :meth:`save` (``<prefix>.json`` and ``<prefix>.idf.npy``)."""
         raw = load_json(read, f"{prefix}.json")
         try:
             spec_raw = dict(raw["spec"])
@@ -259,7 +272,7 @@ class NgramFeaturizer:
                     out.append(i)
         return out
 
-    def _char_word(self, word: str) -> np.ndarray:
+    def _char_word(self, word: str) -> Int32Array:
         """The vocabulary indices of one word's ``char_wb`` n-grams (with repeats), cached."""
         hit = self._cache.get(word)
         if hit is not None:
@@ -283,14 +296,14 @@ class NgramFeaturizer:
             self._cache[word] = terms
         return terms
 
-    def terms(self, text: str) -> np.ndarray:
+    def terms(self, text: str) -> Int32Array:
         """Vocabulary indices of every term occurrence in ``text`` (unsorted, with repeats)."""
         if self._table is not None:
             _, idx, counts = self.counts([text])
             return np.repeat(idx, counts)
         return self._terms_lowered(text.lower() if self.spec.lowercase else text)
 
-    def _terms_lowered(self, text: str) -> np.ndarray:
+    def _terms_lowered(self, text: str) -> Int32Array:
         if self.spec.analyzer == "word":
             return np.asarray(self._word_terms(text), dtype=np.int32)
         words = _WHITE_SPACES.sub(" ", text).split()
@@ -299,21 +312,22 @@ class NgramFeaturizer:
         parts = [self._char_word(w) for w in words]
         return np.concatenate(parts) if len(parts) > 1 else parts[0]
 
-    def transform_one(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+    def transform_one(self, text: str) -> tuple[Int32Array, Float32Array]:
         """One text's ``(unique term ids, TF-IDF values)``."""
         indptr, idx, counts = self.counts([text])
         return idx, self.weights(indptr, idx, counts)
 
-    def transform_parts(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def transform_parts(self, texts: Sequence[str]) -> tuple[Int64Array, Int32Array, Float32Array]:
         """A batch as CSR parts ``(indptr, indices, values)``."""
         indptr, idx, counts = self.counts(texts)
         return indptr, idx, self.weights(indptr, idx, counts)
 
     def transform(self, texts: Iterable[str]) -> sp.csr_matrix:
-        texts = list(texts)
-        indptr, idx, values = self.transform_parts(texts)
+        """A batch's TF-IDF features as a CSR matrix ``[n, n_features]`` (float32)."""
+        batch = list(texts)
+        indptr, idx, values = self.transform_parts(batch)
         # ids come sorted within each row (scikit-learn's order: the same float32 sums, to the last bit)
-        X = sp.csr_matrix((values, idx, indptr), shape=(len(texts), self.n_features))
+        X = sp.csr_matrix((values, idx, indptr), shape=(len(batch), self.n_features))
         X.has_sorted_indices = True
         return X
 
@@ -342,15 +356,17 @@ class HeadSpec:
             )
 
 
-def softmax(z: np.ndarray) -> np.ndarray:
+def softmax(z: FloatArray) -> FloatArray:
+    """Row-wise softmax of scores ``[n, k]``, in their precision."""
     z = z - z.max(axis=1, keepdims=True)
     np.exp(z, out=z)
     z /= z.sum(axis=1, keepdims=True)
     return z
 
 
-def _expit(z: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * z))
+def _expit(z: FloatArray) -> FloatArray:
+    p: FloatArray = 0.5 * (1.0 + np.tanh(0.5 * z))
+    return p
 
 
 class LinearHeads:
@@ -360,9 +376,9 @@ class LinearHeads:
     def __init__(
         self,
         heads: list[HeadSpec],
-        coef: np.ndarray,
-        intercept: np.ndarray,
-        calibrators: dict[str, dict[str, np.ndarray]] | None = None,
+        coef: FloatArray,
+        intercept: FloatArray,
+        calibrators: dict[str, dict[str, RealArray]] | None = None,
     ) -> None:
         self.heads = {h.name: h for h in heads}
         self.coef = np.ascontiguousarray(coef)
@@ -382,13 +398,17 @@ class LinearHeads:
 
     @property
     def n_features(self) -> int:
-        return self.coef.shape[0]
+        """The number of input features (rows of ``coef``)."""
+        return int(self.coef.shape[0])
 
     # -- from scikit-learn
     @classmethod
     def from_sklearn(cls, heads: dict[str, Any], n_features: int) -> LinearHeads:
         """Stack fitted ``CalibratedClassifierCV`` heads (``ensemble=False``, a linear estimator)."""
-        specs, blocks, biases, calibrators = [], [], [], {}
+        specs: list[HeadSpec] = []
+        blocks: list[FloatArray] = []
+        biases: list[FloatArray] = []
+        calibrators: dict[str, dict[str, RealArray]] = {}
         start = 0
         for name, head in heads.items():
             calibrated = head.calibrated_classifiers_
@@ -431,16 +451,12 @@ class LinearHeads:
         return cls(specs, coef, intercept, calibrators)
 
     # -- evaluation
-    def scores(self, X) -> np.ndarray:
+    def scores(self, X: sp.csr_matrix | FloatArray) -> FloatArray:
         """Raw scores ``[n, n_columns]`` of a sparse (or dense) feature matrix."""
         out = X @ self.coef
         return np.asarray(out) + self.intercept
 
-    def scores_one(self, idx: np.ndarray, values: np.ndarray) -> np.ndarray:
-        """Raw scores ``[1, n_columns]`` of one sparse row given as (indices, values)."""
-        return (values.astype(self.coef.dtype) @ self.coef[idx] + self.intercept)[None, :]
-
-    def proba(self, name: str, scores: np.ndarray, *, calibrated: bool = True) -> np.ndarray:
+    def proba(self, name: str, scores: FloatArray, *, calibrated: bool = True) -> FloatArray:
         """The calibrated probabilities of head ``name`` from the stacked raw scores (``calibrated=False``:
         the estimator's own probabilities, softmax of its scores; a logistic sigmoid for a binary head)."""
         h = self.heads[name]
@@ -473,23 +489,26 @@ class LinearHeads:
 
     # -- files
     def save(self, folder: Path, prefix: str = "heads") -> list[str]:
+        """``<prefix>.json`` (head specs), the stacked arrays and each calibration's arrays; returns the file names."""
         written = [f"{prefix}.json", f"{prefix}.coef.npy", f"{prefix}.intercept.npy"]
-        meta = {"heads": [asdict(h) for h in self.heads.values()], "calibrators": {}}
+        files: dict[str, dict[str, str]] = {}
+        meta = {"heads": [asdict(h) for h in self.heads.values()], "calibrators": files}
         np.save(folder / f"{prefix}.coef.npy", self.coef, allow_pickle=False)
         np.save(folder / f"{prefix}.intercept.npy", self.intercept, allow_pickle=False)
         for name, arrays in self.calibrators.items():
             safe = safe_name(name, "head")
-            meta["calibrators"][name] = {}
+            files[name] = {}
             for key, array in arrays.items():
                 rel = f"{prefix}.{safe}.{key}.npy"
                 np.save(folder / rel, np.asarray(array), allow_pickle=False)
-                meta["calibrators"][name][key] = rel
+                files[name][key] = rel
                 written.append(rel)
         write_json(folder / f"{prefix}.json", meta)
         return written
 
     @classmethod
     def load(cls, read: Reader, prefix: str = "heads") -> LinearHeads:
+        """Read heads written by :meth:`save`; each file through ``read``."""
         meta = load_json(read, f"{prefix}.json")
         try:
             specs = [HeadSpec(**h) for h in meta["heads"]]

@@ -27,10 +27,12 @@ import os
 import threading
 from collections import OrderedDict
 from importlib import metadata
+from types import ModuleType
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from model.arrays import Float32Array
 from model.errors import BundleError, ConfigError
 
 ENCODERS = ("use", "e5")
@@ -39,12 +41,16 @@ E5_PREFIXES = ("query", "passage")
 
 @runtime_checkable
 class SentenceEncoder(Protocol):
+    """A sentence encoder: its identity and ``encode`` (one L2-normalised float32 row per text)."""
+
     name: str
     package: str
     version: str
     dim: int
 
-    def encode(self, texts: list[str]) -> np.ndarray: ...
+    def encode(self, texts: list[str]) -> Float32Array:
+        """The embeddings of ``texts``, ``(len(texts), dim)``."""
+        ...
 
 
 def _package_version(package: str) -> str:
@@ -54,7 +60,7 @@ def _package_version(package: str) -> str:
         return "unknown"
 
 
-def _import(module: str, package: str):
+def _import(module: str, package: str) -> ModuleType:
     try:
         return __import__(module)
     except ImportError as exc:
@@ -77,7 +83,8 @@ class UseEncoder:
         self.version = _package_version(self.package)
         self.dim = 512
 
-    def encode(self, texts: list[str]) -> np.ndarray:
+    def encode(self, texts: list[str]) -> Float32Array:
+        """The embeddings of ``texts``, ``(len(texts), 512)``."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         return np.asarray(self._model.encode(list(texts)), dtype=np.float32)
@@ -110,7 +117,8 @@ class E5Encoder:
         self.version = _package_version(self.package)
         self.dim = int(self._model.dim)
 
-    def encode(self, texts: list[str]) -> np.ndarray:
+    def encode(self, texts: list[str]) -> Float32Array:
+        """The embeddings of ``texts`` with the configured prefix, ``(len(texts), 384)``."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         return np.asarray(self._model.encode(list(texts), is_query=self._is_query), dtype=np.float32)
@@ -124,10 +132,11 @@ class MemoEncoder:
         self.inner = encoder
         self.name, self.package, self.version, self.dim = encoder.name, encoder.package, encoder.version, encoder.dim
         self.cache_size = cache_size
-        self._memo: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._memo: OrderedDict[str, Float32Array] = OrderedDict()
         self._lock = threading.Lock()
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, str | int]:
+        """What a bundle's manifest records of the encoder: name, package, version, dimensions."""
         return {"name": self.name, "package": self.package, "version": self.version, "dim": self.dim}
 
     def clear(self) -> None:
@@ -135,7 +144,8 @@ class MemoEncoder:
         with self._lock:
             self._memo.clear()
 
-    def encode(self, texts: list[str]) -> np.ndarray:
+    def encode(self, texts: list[str]) -> Float32Array:
+        """The embeddings of ``texts`` (memoised ones reused), ``(len(texts), dim)``."""
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         with self._lock:
             missing = list(dict.fromkeys(t for t in texts if t not in self._memo))

@@ -20,10 +20,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
+from model.arrays import Float32Array
 from model.conversation.record import Interaction
 from model.errors import BundleError, ConfigError, NotFittedError
 from model.kinds.compiled import Reader
@@ -110,18 +112,19 @@ def _packed(turns: list[list[str]], max_words: int) -> list[str]:
     return [" ".join(w) for w in windows]
 
 
-def _unit(matrix: np.ndarray) -> np.ndarray:
+def _unit(matrix: Float32Array) -> Float32Array:
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    return np.divide(matrix, norms, out=np.zeros_like(matrix), where=norms > 0)
+    unit: Float32Array = np.divide(matrix, norms, out=np.zeros_like(matrix), where=norms > 0)
+    return unit
 
 
 def pool_embeddings(
     encoder: MemoEncoder, interactions: list[Interaction], segmentation: str = "turn", max_words: int = 64
-) -> np.ndarray:
+) -> Float32Array:
     """``(n, 2 * dim)``: per conversation the normalised mean of its client segments' embeddings and
     of all its segments' embeddings. Every segment of the batch is embedded in one call."""
     texts: list[str] = []
-    spans = []  # per interaction: (start, n_all, n_client) into texts
+    spans: list[tuple[int, int, int]] = []  # per interaction: (start, n_all, n_client) into texts
     for x in interactions:
         every, client = segment(x, segmentation, max_words)
         spans.append((len(texts), len(every), len(client)))
@@ -143,6 +146,8 @@ class HybridMultiTask(TfidfMultiTask):
 
     kind = "hybrid"
     config_class = HybridConfig
+    config: HybridConfig
+    encoder_: MemoEncoder  # set by fit or load
 
     def __init__(self, config: HybridConfig | None = None) -> None:
         self.config = config or HybridConfig()
@@ -163,25 +168,28 @@ class HybridMultiTask(TfidfMultiTask):
     def _dense_width(self) -> int:
         return 2 * self.encoder_.dim
 
-    def embed(self, interactions: list[Interaction]) -> np.ndarray:
+    def embed(self, interactions: list[Interaction]) -> Float32Array:
         """The pooled embedding block of the features, ``(n, 2 * dim)``, before weighting."""
         if not hasattr(self, "encoder_"):
             raise NotFittedError("this HybridMultiTask is not trained yet; call fit() or load a bundle")
         return pool_embeddings(self.encoder_, interactions, self.config.segmentation, self.config.max_words)
 
     def transform(self, interactions: list[Interaction]) -> sp.csr_matrix:
+        """The n-gram features of every view, then the weighted embedding block."""
         ngrams = super().transform(interactions)
         dense = self.embed(interactions) * np.float32(self.config.embedding_weight)
-        return sp.hstack([ngrams, sp.csr_matrix(dense)], format="csr")
+        features: sp.csr_matrix = sp.hstack([ngrams, sp.csr_matrix(dense)], format="csr")
+        return features
 
     # ------------------------------------------------------------ persistence
-    def save(self, folder: Path) -> dict:
+    def save(self, folder: Path) -> dict[str, Any]:
+        """The TF-IDF model's files, the encoder's drift probe (``encoder_probe.npy``) and its description."""
         info = super().save(folder)
         np.save(folder / "encoder_probe.npy", self.encoder_.encode(list(PROBE_TEXTS)), allow_pickle=False)
         info["encoder"] = self.encoder_.describe()
         return info
 
-    def _prepare_load(self, read: Reader, info: dict) -> None:
+    def _prepare_load(self, read: Reader, info: dict[str, Any]) -> None:
         """Load the encoder and refuse a bundle whose encoder embeds differently now (drift probe)."""
         recorded = info.get("encoder") or {}
         encoder = self._encoder()

@@ -14,10 +14,12 @@ bigram with the part. The result equals a full :meth:`TfidfMultiTask.scores` cal
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from model.arrays import Float64Array, FloatArray, Int32Array, IntArray
 from model.conversation.record import Turn
 from model.kinds.compiled import NgramFeaturizer
 from model.text.normalize import CHANNEL_TOKENS, ROLE_TOKENS, normalize_text
@@ -29,7 +31,7 @@ EMPTY_CLIENT = "__empty__"
 class _Part:
     """One rendered piece of a view's text: its term occurrences and its edge tokens."""
 
-    terms: np.ndarray
+    terms: Int32Array
     first: str | None
     last: str | None
 
@@ -39,7 +41,7 @@ class _ViewState:
     """Running counts and sums of one view (see the module docstring)."""
 
     counts: dict[int, int] = field(default_factory=dict)
-    S: np.ndarray | None = None
+    S: Float64Array = field(default_factory=lambda: np.zeros(0, dtype=np.float64))  # [n_outputs]
     Q: float = 0.0
     parts: list[_Part] = field(default_factory=list)
 
@@ -47,7 +49,7 @@ class _ViewState:
 class IncrementalView:
     """One TF-IDF view and the rows of the weight matrix it feeds."""
 
-    def __init__(self, name: str, featurizer: NgramFeaturizer, weights: np.ndarray) -> None:
+    def __init__(self, name: str, featurizer: NgramFeaturizer, weights: FloatArray) -> None:
         self.name = name
         self.featurizer = featurizer
         self.weights = weights  # [n_features of the view, n_outputs]
@@ -58,22 +60,24 @@ class IncrementalView:
             raise ValueError("incremental scoring supports word n-grams up to 2")
 
     def new_state(self) -> _ViewState:
+        """The state of an empty text."""
         return _ViewState(S=np.zeros(self.weights.shape[1], dtype=np.float64))
 
     def part(self, text: str) -> _Part:
+        """One piece of the view's text, analysed once (added or removed as a whole)."""
         f = self.featurizer
         if self.word:
             tokens = f._token.findall(text.lower() if f.spec.lowercase else text)
             return _Part(f.terms(text), tokens[0] if tokens else None, tokens[-1] if tokens else None)
         return _Part(f.terms(text), None, None)
 
-    def _boundary(self, left: _Part, right: _Part) -> np.ndarray:
+    def _boundary(self, left: _Part, right: _Part) -> Int32Array:
         if not self.bigrams or left.last is None or right.first is None:
             return np.zeros(0, dtype=np.int32)
         i = self.featurizer.index.get(f"{left.last} {right.first}")
         return np.array([i], dtype=np.int32) if i is not None else np.zeros(0, dtype=np.int32)
 
-    def _apply(self, state: _ViewState, terms: np.ndarray, sign: int) -> None:
+    def _apply(self, state: _ViewState, terms: Int32Array, sign: int) -> None:
         if terms.size == 0:
             return
         idx, add = np.unique(terms, return_counts=True)
@@ -92,19 +96,21 @@ class IncrementalView:
         state.S += delta @ self.weights[idx]
         state.Q += float(v_new @ v_new - v_old @ v_old)
 
-    def _tf(self, counts: np.ndarray) -> np.ndarray:
+    def _tf(self, counts: IntArray) -> Float64Array:
         c = counts.astype(np.float64)
         if self.featurizer.spec.sublinear_tf:
             return np.where(c > 0, 1.0 + np.log(np.maximum(c, 1.0)), 0.0)
         return c
 
     def append(self, state: _ViewState, part: _Part) -> None:
+        """Add ``part`` at the end of the view's text."""
         if state.parts:
             self._apply(state, self._boundary(state.parts[-1], part), +1)
         self._apply(state, part.terms, +1)
         state.parts.append(part)
 
     def remove(self, state: _ViewState, i: int) -> None:
+        """Remove the ``i``-th part (its terms and the bigrams across its edges)."""
         parts = state.parts
         part = parts[i]
         self._apply(state, part.terms, -1)
@@ -116,11 +122,13 @@ class IncrementalView:
             self._apply(state, self._boundary(parts[i - 1], parts[i + 1]), +1)
         del parts[i]
 
-    def scores(self, state: _ViewState) -> np.ndarray:
+    def scores(self, state: _ViewState) -> Float64Array:
+        """The view's contribution to the raw scores, ``[n_outputs]``."""
         if state.Q <= 1e-30 or not state.counts:
             return np.zeros_like(state.S)
         if self.featurizer.spec.norm == "l2":
-            return state.S / np.sqrt(state.Q)
+            normed: Float64Array = state.S / np.sqrt(state.Q)
+            return normed
         return state.S.copy()
 
 
@@ -148,7 +156,7 @@ class IncrementalScorer:
         self,
         full_views: list[IncrementalView],
         client_views: list[IncrementalView],
-        intercept: np.ndarray,
+        intercept: FloatArray,
         *,
         channel_token: bool = True,
     ) -> None:
@@ -159,11 +167,12 @@ class IncrementalScorer:
         self._empty = {v.name: self._static_scores(v, EMPTY_CLIENT) for v in client_views}
 
     @staticmethod
-    def _static_scores(view: IncrementalView, text: str) -> np.ndarray:
+    def _static_scores(view: IncrementalView, text: str) -> Float64Array:
         idx, values = view.featurizer.transform_one(text)
         return values.astype(np.float64) @ view.weights[idx]
 
     def new_state(self, channel: str) -> LiveState:
+        """The state of a conversation on ``channel`` with no turns yet."""
         state = LiveState(channel=channel)
         token = self._channel(channel)
         for view in self.full_views:
@@ -210,7 +219,7 @@ class IncrementalScorer:
                 view.remove(state.client[view.name], position)
         del state.keys[k], state.full_index[k], state.client_index[k]
 
-    def update(self, state: LiveState, turns: tuple[Turn, ...] | list[Turn]) -> None:
+    def update(self, state: LiveState, turns: Sequence[Turn]) -> None:
         """Bring ``state`` to ``turns``: drop turns gone from the front or changed at the end, add the new."""
         new = [(t.role, t.text) for t in turns]
         old = state.keys
@@ -225,7 +234,7 @@ class IncrementalScorer:
         for role, text in new[same:]:
             self._push(state, role, text)
 
-    def scores(self, state: LiveState) -> np.ndarray:
+    def scores(self, state: LiveState) -> Float64Array:
         """The raw stacked scores ``[1, n_outputs]`` for the state's turns."""
         total = self.intercept.astype(np.float64).copy()
         for view in self.full_views:
@@ -236,7 +245,7 @@ class IncrementalScorer:
         return total[None, :]
 
 
-def _front_trim(old: list, new: list) -> int:
+def _front_trim(old: list[tuple[str, str]], new: list[tuple[str, str]]) -> int:
     """How many turns left the front: the smallest ``j`` with ``old[j:]`` starting like ``new``."""
     if not old or not new or old[0] == new[0]:
         return 0

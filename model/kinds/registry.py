@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, Self, cast, runtime_checkable
 
-import numpy as np
-
+from model.arrays import FloatArray
 from model.conversation.record import Interaction
 from model.errors import BundleError, ConfigError
+from model.kinds.compiled import Reader
 
-TaskProbs = dict[str, tuple[list[str], np.ndarray]]
-DomainProbs = tuple[list[str], np.ndarray] | None
+TaskProbs = dict[str, tuple[list[str], FloatArray]]
+"""``{task: (classes, probabilities [n, k])}``, the columns in the order of ``classes``."""
+DomainProbs = tuple[list[str], FloatArray] | None
+"""``(domains, probabilities [n, d])`` of the domain head, or ``None`` for a model without one."""
+
 
 # the pip extra that brings a kind's dependencies (pyproject.toml [project.optional-dependencies])
 KIND_EXTRAS = {"hybrid": "embeddings", "transformer": "transformer"}
@@ -28,27 +31,45 @@ MODEL_KINDS = {
 
 @runtime_checkable
 class MultiTaskModel(Protocol):
+    """What every model kind implements (the classes of :data:`MODEL_KINDS`)."""
+
     kind: str
+    config_class: type[Any]  # the kind's hyper-parameter dataclass, built from the config's ``model.params``
+
+    def __init__(self, config: object = None) -> None:
+        """A new, untrained model with ``config`` (an instance of ``config_class``; ``None``: defaults)."""
 
     @property
-    def tasks(self) -> list[str]: ...
+    def tasks(self) -> list[str]:
+        """The tasks the model predicts."""
+        ...
 
     @property
-    def task_classes(self) -> dict[str, list[str]]: ...
+    def task_classes(self) -> dict[str, list[str]]:
+        """Each task's labels, in the order of its probability columns."""
+        ...
 
-    def fit(self, interactions: list[Interaction], tasks: list[str], domains: dict[str, str] | None = None): ...
+    def fit(self, interactions: list[Interaction], tasks: list[str], domains: dict[str, str] | None = None) -> Self:
+        """Train on labelled interactions; ``domains`` maps a task to its domain (for the domain head)."""
+        ...
 
     def predict_proba(
         self, interactions: list[Interaction], tasks: list[str] | None = None
-    ) -> tuple[TaskProbs, DomainProbs]: ...
+    ) -> tuple[TaskProbs, DomainProbs]:
+        """Each task's probabilities for a batch, and the domain head's (``None`` without one)."""
+        ...
 
-    def save(self, folder: Path) -> dict: ...
+    def save(self, folder: Path) -> dict[str, Any]:
+        """Write the trained state into the new folder ``folder``; return what the manifest records."""
+        ...
 
     @classmethod
-    def load(cls, folder: Path, info: dict) -> MultiTaskModel: ...
+    def load(cls, read: Reader | Path, info: dict[str, Any]) -> Self:
+        """Rebuild a trained model from files (``read`` admits only a bundle's verified files) and ``info``."""
+        ...
 
 
-def model_class(kind: str):
+def model_class(kind: str) -> type[MultiTaskModel]:
     """The class implementing a model kind (imported on first use)."""
     if kind not in MODEL_KINDS:
         raise ConfigError(f"unknown model kind {kind!r}; known kinds are {sorted(MODEL_KINDS)}")
@@ -64,4 +85,5 @@ def model_class(kind: str):
                 else "reinstall the project (pip install -e .)"
             )
         ) from exc
-    return getattr(module, class_name)
+    # the kinds listed in MODEL_KINDS implement the protocol (tests/model/kinds/test_contract.py checks each)
+    return cast(type[MultiTaskModel], getattr(module, class_name))

@@ -18,14 +18,21 @@ import logging
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
+import numpy.typing as npt
 import scipy.sparse as sp
 
+from model.arrays import FloatArray
 from model.conversation.record import Interaction
 from model.errors import BundleError, ConfigError, DataError, NotFittedError
 from model.kinds.compiled import LinearHeads, NgramFeaturizer, Reader, as_reader, safe_name
+from model.kinds.registry import DomainProbs, TaskProbs
 from model.text.normalize import client_text, render_interaction, render_turns
+
+if TYPE_CHECKING:
+    from model.kinds.incremental import IncrementalScorer, IncrementalView
 
 log = logging.getLogger(__name__)
 
@@ -61,15 +68,15 @@ class TfidfConfig:
     calibration_folds: int = 3
     max_iter: int = 3000
     seed: int = 13
-    extra: dict = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.word_ngrams = tuple(self.word_ngrams)
-        self.char_ngrams = tuple(self.char_ngrams)
         for name in ("word_ngrams", "char_ngrams"):
-            lo, hi = getattr(self, name)
+            lo, hi = getattr(self, name)  # a pair, or a YAML list of two
             if not (1 <= lo <= hi <= 8):
                 raise ConfigError(f"model.{name} must be [low, high] with 1 <= low <= high <= 8, got {[lo, hi]}")
+        self.word_ngrams = (self.word_ngrams[0], self.word_ngrams[1])
+        self.char_ngrams = (self.char_ngrams[0], self.char_ngrams[1])
         if self.estimator not in ESTIMATORS:
             raise ConfigError(f"model.estimator must be one of {list(ESTIMATORS)}, got {self.estimator!r}")
         if self.C <= 0:
@@ -86,13 +93,21 @@ class TfidfMultiTask:
     """Shared TF-IDF features, one calibrated logistic-regression head per task."""
 
     kind = "tfidf"
-    config_class = TfidfConfig
+    config_class: type[TfidfConfig] = TfidfConfig
+
+    # learned state (set by fit or load); scikit-learn's fitted estimators are untyped, hence Any
+    vectorizers_: dict[str, Any]  # view -> fitted TfidfVectorizer (training only)
+    heads_: dict[str, Any]  # task -> fitted CalibratedClassifierCV (training only)
+    domain_head_: Any  # the domain's CalibratedClassifierCV, or None (training only)
+    features_: dict[str, NgramFeaturizer]
+    linear_: LinearHeads
+    dropped_labels_: dict[str, list[str]]
 
     def __init__(self, config: TfidfConfig | None = None) -> None:
         self.config = config or TfidfConfig()
 
     # ----------------------------------------------------------------- features
-    def _new_vectorizers(self) -> dict:
+    def _new_vectorizers(self) -> dict[str, Any]:
         from sklearn.feature_extraction.text import TfidfVectorizer  # training only
 
         cfg = self.config
@@ -147,14 +162,14 @@ class TfidfMultiTask:
         return sp.hstack(blocks, format="csr") if len(blocks) > 1 else blocks[0]
 
     # ---------------------------------------------------------------- training
-    def fit(self, interactions: list[Interaction], tasks: list[str], domains: dict[str, str] | None = None):
+    def fit(self, interactions: list[Interaction], tasks: list[str], domains: dict[str, str] | None = None) -> Self:
         """Fit the shared features on every row and each task's head on the rows with its label."""
         if not interactions:
             raise DataError("no training rows; give at least one labelled interaction per label")
         self._fit_features(interactions)
         X = self.transform(interactions)
-        self.heads_: dict = {}
-        self.dropped_labels_: dict[str, list[str]] = {}
+        self.heads_ = {}
+        self.dropped_labels_ = {}
         for task in tasks:
             rows = [i for i, x in enumerate(interactions) if task in x.labels and not _domain_only(x)]
             if not rows:
@@ -183,7 +198,8 @@ class TfidfMultiTask:
             vec.fit(views[name])
         self.features_ = {name: NgramFeaturizer.from_sklearn(vec) for name, vec in self.vectorizers_.items()}
 
-    def _fit_head(self, task: str, X, y: np.ndarray):
+    def _fit_head(self, task: str, X: sp.csr_matrix, y: npt.NDArray[np.object_]) -> Any:
+        """A calibrated head fitted on the rows of ``X`` labelled ``y`` (labels with fewer than 2 rows left out)."""
         counts = Counter(y.tolist())
         rare = sorted(label for label, n in counts.items() if n < 2)
         if rare:
@@ -200,7 +216,8 @@ class TfidfMultiTask:
         folds = min(self.config.calibration_folds, min(counts.values()))
         return self._calibrated(folds).fit(X, y)
 
-    def _calibrated(self, folds: int):
+    def _calibrated(self, folds: int) -> Any:
+        """An unfitted ``CalibratedClassifierCV`` around the configured linear estimator."""
         from sklearn.calibration import CalibratedClassifierCV  # training only
         from sklearn.linear_model import LogisticRegression
         from sklearn.svm import LinearSVC
@@ -219,8 +236,9 @@ class TfidfMultiTask:
             base = LinearSVC(C=cfg.C, class_weight=cfg.class_weight, max_iter=cfg.max_iter, random_state=cfg.seed)
         return CalibratedClassifierCV(base, method=cfg.calibration, cv=folds, ensemble=False)
 
-    def _fit_domain_head(self, X, interactions: list[Interaction], domains: dict[str, str]):
-        labels = []
+    def _fit_domain_head(self, X: sp.csr_matrix, interactions: list[Interaction], domains: dict[str, str]) -> Any:
+        """The domain head, or ``None`` when fewer than two domains have two rows each."""
+        labels: list[str | None] = []
         for x in interactions:
             found = {domains.get(task, task) for task in x.labels if task in self.heads_}
             labels.append(found.pop() if len(found) == 1 else None)
@@ -238,26 +256,31 @@ class TfidfMultiTask:
 
     @property
     def tasks(self) -> list[str]:
+        """The tasks this model predicts, in head order."""
         self._check_fitted()
         return [name for name in self.linear_.heads if name != DOMAIN]
 
     @property
     def task_classes(self) -> dict[str, list[str]]:
+        """Each task's labels, in the order of its probability columns."""
         self._check_fitted()
         return {task: list(self.linear_.heads[task].classes) for task in self.tasks}
 
     @property
     def has_domain_head(self) -> bool:
+        """Whether the model learned a domain head (two or more domains in its training data)."""
         return DOMAIN in self.linear_.heads
 
-    def scores(self, interactions: list[Interaction]) -> np.ndarray:
+    def scores(self, interactions: list[Interaction]) -> FloatArray:
         """Raw stacked scores of every head, ``[n, n_columns]`` (one product for all heads)."""
         X = self.transform(interactions)
         return self.linear_.scores(X)
 
-    def probabilities(self, scores: np.ndarray, tasks: list[str] | None = None, *, calibrated: bool = True):
+    def probabilities(
+        self, scores: FloatArray, tasks: list[str] | None = None, *, calibrated: bool = True
+    ) -> tuple[TaskProbs, DomainProbs]:
         """``({task: (classes, probabilities)}, domain or None)`` from :meth:`scores`."""
-        out = {}
+        out: TaskProbs = {}
         for task in tasks or self.tasks:
             if task not in self.linear_.heads or task == DOMAIN:
                 raise NotFittedError(f"this model has no head for task {task!r}; it predicts {self.tasks}")
@@ -265,7 +288,7 @@ class TfidfMultiTask:
                 list(self.linear_.heads[task].classes),
                 self.linear_.proba(task, scores, calibrated=calibrated),
             )
-        domain = None
+        domain: DomainProbs = None
         if self.has_domain_head:
             domain = (
                 list(self.linear_.heads[DOMAIN].classes),
@@ -273,16 +296,18 @@ class TfidfMultiTask:
             )
         return out, domain
 
-    def predict_proba(self, interactions: list[Interaction], tasks: list[str] | None = None):
+    def predict_proba(
+        self, interactions: list[Interaction], tasks: list[str] | None = None
+    ) -> tuple[TaskProbs, DomainProbs]:
         """Return ``({task: (classes, probabilities[n, k])}, domain (classes, probabilities) or None)``."""
         return self.probabilities(self.scores(interactions), tasks)
 
-    def predict_proba_uncalibrated(self, interactions: list[Interaction], tasks: list[str] | None = None):
+    def predict_proba_uncalibrated(self, interactions: list[Interaction], tasks: list[str] | None = None) -> TaskProbs:
         """The heads' probabilities before calibration (for reporting the calibration's effect)."""
         return self.probabilities(self.scores(interactions), tasks, calibrated=False)[0]
 
     # ------------------------------------------------------------ persistence
-    def save(self, folder: Path) -> dict:
+    def save(self, folder: Path) -> dict[str, Any]:
         """Write the compiled state into ``folder`` (arrays + JSON); return what the manifest records."""
         self._check_fitted()
         folder.mkdir(parents=True)
@@ -292,7 +317,7 @@ class TfidfMultiTask:
         return {"views": list(self.features_), "dropped_labels": self.dropped_labels_, "params": asdict(self.config)}
 
     @classmethod
-    def load(cls, read: Reader, info: dict) -> TfidfMultiTask:
+    def load(cls, read: Reader | Path, info: dict[str, Any]) -> Self:
         """Rebuild from compiled files; ``read`` admits only the bundle's verified files."""
         read = as_reader(read)
         try:
@@ -314,7 +339,7 @@ class TfidfMultiTask:
         model.dropped_labels_ = info.get("dropped_labels", {})
         return model
 
-    def incremental_scorer(self):
+    def incremental_scorer(self) -> IncrementalScorer | None:
         """An :class:`model.kinds.incremental.IncrementalScorer` over this model's views (live sessions), or
         ``None`` when the model has features that are not running sums (the hybrid's embeddings)."""
         from model.kinds.incremental import IncrementalScorer, IncrementalView
@@ -322,7 +347,9 @@ class TfidfMultiTask:
         self._check_fitted()
         if self._dense_width():
             return None
-        full, client, offset = [], [], 0
+        full: list[IncrementalView] = []
+        client: list[IncrementalView] = []
+        offset = 0
         for name, featurizer in self.features_.items():
             rows = self.linear_.coef[offset : offset + featurizer.n_features]
             offset += featurizer.n_features
@@ -337,5 +364,5 @@ class TfidfMultiTask:
         """Features beyond the n-gram views (the hybrid kind's embedding block)."""
         return 0
 
-    def _prepare_load(self, read: Reader, info: dict) -> None:
+    def _prepare_load(self, read: Reader, info: dict[str, Any]) -> None:
         """A subclass's own checks and parts, before the views and heads are read."""

@@ -25,37 +25,41 @@ import os
 import platform
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy
 import scipy
 
+from model.assist.decision import DecisionPolicy
 from model.assist.macros import MacroRanker, MacroStats, load_macros
 from model.conversation.taxonomy import Taxonomy, load_taxonomy
 from model.errors import BundleError
 from model.kinds.registry import model_class
 from model.storage.files import sha256_file
 from model.storage.files import write_json as _write_json
+from model.storage.manifest import FORMAT_VERSION, Manifest, TaxonomyStamp
 
-FORMAT_VERSION = 3  # 3: compiled arrays + JSON only (no skops); 2 held skops heads
 MANIFEST = "manifest.json"
 WEIGHTS = "weights"
 
 
 @dataclass
 class Bundle:
+    """A fitted model with its macro ranker, taxonomy, manifest and decision policy (saved or not)."""
+
     model: Any  # a model.kinds.registry.MultiTaskModel
     macros: MacroStats | MacroRanker
     taxonomy: Taxonomy
-    manifest: dict[str, Any]
+    manifest: Manifest = field(default_factory=Manifest)  # the trainer's provenance; save_bundle stamps the rest
     path: Path | None = None
-    decision: dict[str, Any] = field(default_factory=dict)
+    decision: DecisionPolicy = field(default_factory=DecisionPolicy)  # saved as the manifest's "decision"
 
     @property
     def model_id(self) -> str:
-        return self.manifest["model_id"]
+        """The manifest's model id (empty before the trainer names the model)."""
+        return self.manifest.model_id
 
     @property
     def domains(self) -> dict[str, str]:
@@ -87,20 +91,21 @@ def save_bundle(bundle: Bundle, out_dir: str | Path, taxonomy_path: str | Path) 
         model = bundle.model
         info = model.save(tmp / WEIGHTS)
         bundle.macros.save(tmp)
-        _write_json(tmp / "config.json", bundle.manifest.get("config", {}))
+        _write_json(tmp / "config.json", bundle.manifest.config or {})
         shutil.copyfile(taxonomy_path, tmp / "taxonomy.yaml")
-        manifest = dict(bundle.manifest)
-        manifest.update(
+        manifest = replace(
+            bundle.manifest,
             format_version=FORMAT_VERSION,
             model_kind=model.kind,
             libraries=library_versions(),
-            taxonomy={"version": bundle.taxonomy.version, "sha256": sha256_file(tmp / "taxonomy.yaml")},
-            tasks=model.task_classes,
+            taxonomy=TaxonomyStamp(version=bundle.taxonomy.version, sha256=sha256_file(tmp / "taxonomy.yaml")),
+            tasks=dict(model.task_classes),
             weights=info,
             decision=bundle.decision,
         )
-        manifest["files"] = {str(p.relative_to(tmp)): sha256_file(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
-        _write_json(tmp / MANIFEST, manifest)
+        files = {str(p.relative_to(tmp)): sha256_file(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
+        manifest = replace(manifest, files=files)
+        _write_json(tmp / MANIFEST, manifest.to_dict())
         if out_dir.exists():
             backup = out_dir.with_name(f".{out_dir.name}.old")
             shutil.rmtree(backup, ignore_errors=True)
@@ -117,7 +122,8 @@ def save_bundle(bundle: Bundle, out_dir: str | Path, taxonomy_path: str | Path) 
     return out_dir
 
 
-def read_manifest(path: str | Path) -> dict[str, Any]:
+def read_manifest(path: str | Path) -> Manifest:
+    """The bundle's manifest, its format checked first (nothing else of the bundle is read)."""
     path = Path(path)
     manifest_path = path / MANIFEST
     if not path.is_dir():
@@ -131,9 +137,7 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
         raise BundleError(f"{path} is not a model bundle: {MANIFEST} is missing") from exc
     except (OSError, ValueError) as exc:
         raise BundleError(f"{manifest_path} cannot be read as JSON: {exc}") from exc
-    if not isinstance(manifest, dict) or "files" not in manifest or "model_id" not in manifest:
-        raise BundleError(f"{manifest_path} lacks 'model_id' or 'files'; the bundle is incomplete")
-    return manifest
+    return Manifest.from_dict(manifest, where=str(manifest_path))
 
 
 class BundleFiles:
@@ -170,18 +174,11 @@ def _check_rel(root: Path, rel: Any) -> str:
     return rel
 
 
-def verify_bundle(path: str | Path) -> dict[str, Any]:
+def verify_bundle(path: str | Path) -> Manifest:
     """Check the format and every file (listed, checksummed, regular, inside); return the manifest."""
     path = Path(path)
-    manifest = read_manifest(path)
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise BundleError(
-            f"{path}: bundle format {manifest.get('format_version')!r}, this podskazka reads format "
-            f"{FORMAT_VERSION}; retrain the model with this version"
-        )
-    listed = manifest["files"]
-    if not isinstance(listed, dict):
-        raise BundleError(f"{path}: the manifest's 'files' is not a mapping of file → sha256; refused")
+    manifest = read_manifest(path)  # the format version and the manifest's own shape
+    listed = manifest.files
     root = path.resolve()
     links = sorted(str(p.relative_to(path)) for p in path.rglob("*") if p.is_symlink())
     if links:
@@ -210,15 +207,14 @@ def verify_bundle(path: str | Path) -> dict[str, Any]:
 
 
 def load_bundle(path: str | Path) -> Bundle:
+    """Verify the bundle at ``path`` (:func:`verify_bundle`), then load it."""
     path = Path(path)
     manifest = verify_bundle(path)
-    files = BundleFiles(path, manifest["files"])
+    files = BundleFiles(path, manifest.files)
     taxonomy = load_taxonomy(files.path("taxonomy.yaml"))
-    tasks = manifest.get("tasks")
-    if not isinstance(tasks, dict):
-        raise BundleError(f"{path}: the manifest's 'tasks' is not a mapping of task → labels; retrain the model")
-    info = dict(manifest.get("weights", {}), tasks=list(tasks))
-    model = model_class(manifest.get("model_kind", "tfidf")).load(files.sub(WEIGHTS), info)
+    tasks = manifest.tasks
+    info = dict(manifest.weights, tasks=list(tasks))
+    model = model_class(manifest.model_kind).load(files.sub(WEIGHTS), info)
     for task, classes in tasks.items():
         if task not in taxonomy.tasks:
             raise BundleError(f"{path}: head '{task}' is not a task of the bundle's taxonomy")
@@ -232,5 +228,5 @@ def load_bundle(path: str | Path) -> Bundle:
         taxonomy=taxonomy,
         manifest=manifest,
         path=path,
-        decision=manifest.get("decision") or {},
+        decision=manifest.decision,
     )

@@ -20,7 +20,7 @@ def read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise BundleError(f"{path} cannot be read ({exc}); retrain the model") from exc
+        raise BundleError(f"{path}: cannot be read as JSON ({exc}); retrain the model") from exc
 
 
 def sha256_file(path: Path) -> str:

@@ -13,15 +13,17 @@ import re
 from collections.abc import Iterable
 from functools import lru_cache
 
-from model.conversation.record import Interaction, Turn
+from model.conversation.record import CHANNELS, ROLES, Interaction, Turn
+from model.text.pii import EMAIL_PATTERN, PLACEHOLDERS
 
-ROLE_TOKENS = {"client": "__client__", "operator": "__operator__", "bot": "__bot__"}
-CHANNEL_TOKENS = {"call": "__call__", "chat": "__chat__", "email": "__email__"}
+# str keys: a turn's role and a conversation's channel are looked up as the strings they are read as
+ROLE_TOKENS: dict[str, str] = {role: f"__{role}__" for role in ROLES}
+CHANNEL_TOKENS: dict[str, str] = {channel: f"__{channel}__" for channel in CHANNELS}
 
 # Every pattern here runs on every request, on text a client controls: each repetition is bounded (or is
 # a greedy run of one character class that nothing after it can fail), so a match attempt costs a bounded
 # number of steps at each position and a text is read in linear time (tests/model/text/test_linear_time.py).
-_EMAIL = re.compile(r"[\w.+-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63}){1,8}")
+_EMAIL = re.compile(EMAIL_PATTERN)
 _URL = re.compile(r"(?:https?://|www\.)\S+|\b[\w-]{1,63}\.(?:ru|com|рф|net|org|io|me)(?:/\S{0,200})?\b")
 _CARD = re.compile(r"(?<!\d)(?:\d{4}[ -]?){3}\d{1,7}(?!\d)")
 _ORDER = re.compile(r"(?<!\d)\d{6,10}-\d{3,5}(?:-\d{1,3})?(?!\d)")
@@ -32,10 +34,8 @@ _NUMBER = re.compile(r"(?<![a-z\d])\d+(?:[.,]\d+)?(?![a-z\d])")
 _SPACE = re.compile(r"\s+")
 _DIGIT = re.compile(r"\d")
 # the placeholders of model.text.pii.mask_pii (stored and exported texts) read as the model's own mask tokens
-_PII_PLACEHOLDER = re.compile(r"\[(ТЕЛЕФОН|EMAIL|КАРТА)\]")
-_PII_TOKENS = {"ТЕЛЕФОН": " __phone__ ", "EMAIL": " __email__ ", "КАРТА": " __card__ "}
-
-MASKS = ("__email__", "__url__", "__card__", "__order__", "__phone__", "__num__")
+_PII_TOKENS = {PLACEHOLDERS[kind]: f" __{kind}__ " for kind in ("phone", "email", "card")}
+_PII_PLACEHOLDER = re.compile("|".join(re.escape(placeholder) for placeholder in _PII_TOKENS))
 
 
 def mask_personal_data(text: str) -> str:
@@ -46,7 +46,7 @@ def mask_personal_data(text: str) -> str:
 def _mask(text: str) -> str:
     """:func:`mask_personal_data` before the white space is collapsed."""
     if "[" in text:
-        text = _PII_PLACEHOLDER.sub(lambda m: _PII_TOKENS[m.group(1)], text)
+        text = _PII_PLACEHOLDER.sub(lambda m: _PII_TOKENS[m.group(0)], text)
     # each pattern runs only where the text holds what it needs (the same result, a fraction of the scans)
     if "@" in text:
         text = _EMAIL.sub(" __email__ ", text)
@@ -93,6 +93,7 @@ def render_turns(turns: Iterable[Turn]) -> str:
 
 
 def render_interaction(interaction: Interaction) -> str:
+    """The conversation as one normalised string: the channel token, then the turns with role tokens."""
     return f"{CHANNEL_TOKENS.get(interaction.channel, '')} {render_turns(interaction.turns)}".strip()
 
 

@@ -54,13 +54,18 @@ KINDS = tuple(PLACEHOLDERS)
 
 @dataclass(frozen=True)
 class Span:
+    """A piece of personal data found in a text: ``text[start:end]`` of ``kind`` (a key of :data:`PLACEHOLDERS`)."""
+
     start: int
     end: int
     kind: str
 
 
 # ----------------------------------------------------------------------------- tokens
-_EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63}){1,8}")
+# an e-mail address: the one definition, also used by the model's normalisation (model.text.normalize) and by
+# slot filling (model.assist.slot_rules); here it must start where a local part starts
+EMAIL_PATTERN = r"[\w.+-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63}){1,8}"
+_EMAIL = re.compile(r"(?<![\w.+-])" + EMAIL_PATTERN)
 _MASKED_CARD = re.compile(r"(?<!\d)\d{4}[ -]?(?:[*xXхХ•]{2,6}[ -]?){1,3}\d{4}(?!\d)|(?<!\d)\d{6}[*xXхХ•]{6}\d{4}(?!\d)")
 _TOKEN = re.compile(r"\[[A-ZА-ЯЁ_]{2,20}\]|\d{1,40}|[^\W\d_]{1,64}|\S")
 _CYRILLIC = re.compile(r"[а-яё]{2,64}")
@@ -132,9 +137,9 @@ def _items(text: str, taken: list[Span]) -> list[_Item]:
         run, j, end = [number], i + 1, item.end
         while j < len(raw):
             nxt = raw[j]
-            kind = numbers.kind(nxt.text) if nxt.kind == "word" and _CYRILLIC.fullmatch(nxt.text) else None
-            if kind is not None:
-                run.append(kind)
+            word_number = numbers.kind(nxt.text) if nxt.kind == "word" and _CYRILLIC.fullmatch(nxt.text) else None
+            if word_number is not None:
+                run.append(word_number)
                 end = nxt.end
                 j += 1
             elif (

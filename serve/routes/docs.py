@@ -33,7 +33,7 @@ def docs(request: Request) -> HTMLResponse:
 
 
 @router.get("/docs/assets/{name}")
-def asset(name: str):
+def asset(name: str) -> Response:
     """One Swagger UI file, by name (nothing else of the package is reachable)."""
     media = ASSETS.get(name)
     if media is None:

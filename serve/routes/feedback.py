@@ -1,8 +1,9 @@
 """``POST /v1/feedback``, ``GET /v1/stats`` and ``GET /v1/feedback/export``.
 
 Feedback is checked against the served taxonomy (a label of the task, a macro of the library),
-masked, and written to the store; a ``resolution`` that closes the case, or ``closed: true``, closes
-the interaction for the duplicate check. The export turns accepted and corrected labels into
+masked, and written to the store; a label that closes the case (the taxonomy's ``closing``: a
+resolution «Решено», «НТО»… in the project's file), or ``closed: true``, closes the interaction for
+the duplicate check. The export turns accepted and corrected labels into
 training records that ``podskazka train --data`` reads.
 """
 
@@ -21,7 +22,7 @@ from model.errors import InputError
 from serve.auth import AdminDep, AnalystDep, OperatorDep
 from serve.deps import PredictorDep
 from serve.export import export_training_records
-from serve.feedback_store import CLOSING_RESOLUTIONS, MACROS_TASK, Feedback, StoreHolder
+from serve.feedback_store import MACROS_TASK, Feedback, StoreHolder
 from serve.schemas import ERRORS as _ERRORS
 from serve.schemas import FeedbackRequest, FeedbackResponse
 
@@ -65,12 +66,15 @@ def _check_correction(body: FeedbackRequest) -> None:
         )
 
 
-def _closes(body: FeedbackRequest) -> bool | None:
+def _closes(body: FeedbackRequest, taxonomy: Taxonomy) -> bool | None:
+    """Whether the feedback closes (True) or reopens (False) the interaction; None leaves it as it is.
+    ``closed`` says so explicitly; else a label of the taxonomy's ``closing`` task that closes the case."""
     if body.closed is not None:
         return body.closed
-    if body.task == "resolution":
+    closing = taxonomy.closing
+    if closing is not None and body.task == closing.task:
         resolution = body.chosen or (body.suggested if body.accepted else None)
-        if resolution in CLOSING_RESOLUTIONS:
+        if resolution in closing.labels:
             return True
     return None
 
@@ -117,7 +121,7 @@ async def feedback(
         turns=turns or None,
         comment=body.comment,
     )
-    closed = _closes(body)
+    closed = _closes(body, predictor.taxonomy)
     feedback_id = await run_in_threadpool(_write, http.app.state.store, record, closed)
     return FeedbackResponse(id=feedback_id, interaction_id=body.interaction_id, closed=closed)
 

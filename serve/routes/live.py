@@ -21,11 +21,14 @@ from fastapi import APIRouter, HTTPException, WebSocket
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.websockets import WebSocketDisconnect
 
-from model.conversation.record import MAX_CHARS, Interaction
+from model.assist.duplicates import duplicate_tasks
+from model.conversation.record import DEFAULT_CHANNEL, MAX_CHARS, Channel, Interaction, Role
 from model.errors import PodskazkaError
+from model.suggestion import Suggestion
 from serve import metrics
 from serve.auth import Principal, principal_for
-from serve.duplicates import duplicate_for_request, problem_tasks
+from serve.duplicates import duplicate_for_request
+from serve.errors import field_path, problems_summary
 from serve.limits import named_only
 from serve.live_sessions import LiveSession, NotOwner
 from serve.pool import Busy
@@ -56,7 +59,7 @@ class StartMessage(BaseModel):
     model_config = ConfigDict(extra="forbid")
     type: Literal["start"]
     interaction_id: str = Field(min_length=1, max_length=200)
-    channel: Literal["call", "chat", "email"] = "chat"
+    channel: Channel = DEFAULT_CHANNEL
     client_id: str | None = Field(None, max_length=200)
     tasks: list[str] | None = None
     top_k: int | None = Field(None, ge=1, le=100)
@@ -74,12 +77,12 @@ class TurnMessage(BaseModel):
     model_config = ConfigDict(extra="forbid")
     type: Literal["turn"]
     seq: int = Field(ge=0, le=10**9, strict=True)
-    role: Literal["client", "operator", "bot"]
+    role: Role
     text: ModelText = Field(max_length=MAX_CHARS)
     final: bool = Field(True, strict=True)
 
 
-def predict_live(predictor, store_holder, settings, session: dict[str, Any], now: float) -> tuple[dict, Any]:
+def predict_live(predictor, store_holder, settings, session: dict[str, Any], now: float) -> tuple[Suggestion, Any]:
     """The model call of one live update (runs in the thread pool). Returns (result with every label
     ranked, duplicate block or ``False`` when the check did not run)."""
     interaction = Interaction(
@@ -87,7 +90,7 @@ def predict_live(predictor, store_holder, settings, session: dict[str, Any], now
     )
     tasks = list(session["tasks"])
     if session["check_duplicate"]:
-        tasks += [t for t in problem_tasks(predictor.tasks) if t not in tasks]
+        tasks += [t for t in duplicate_tasks(predictor.taxonomy, predictor.tasks) if t not in tasks]
     held = session["session"]  # the LiveSession: its running sums make an update cost only its new turns
     if held.model_state is None or held.model_state_of is not predictor:
         held.model_state, held.model_state_of = predictor.live_state(interaction.channel), predictor
@@ -189,10 +192,11 @@ class LiveConnection:
                 return await self.on_turn(TurnMessage.model_validate(data))
         except ValidationError as exc:
             details = [
-                {"field": ".".join(str(p) for p in e["loc"]) or "message", "problem": e["msg"]} for e in exc.errors()
+                {"field": field_path(e["loc"], skip=(), root="message"), "problem": e["msg"]} for e in exc.errors()
             ]
-            summary = "; ".join(f"{d['field']}: {d['problem']}" for d in details[:5])
-            return await self.error("invalid_message", f"the {kind} message is invalid: {summary}", details)
+            return await self.error(
+                "invalid_message", f"the {kind} message is invalid: {problems_summary(details)}", details
+            )
         except PodskazkaError as exc:
             return await self.error(exc.code, exc.message, exc.details)
         return await self.on_end()
@@ -337,22 +341,18 @@ class LiveConnection:
             if final:  # partials are not counted in the prediction metrics
                 metrics.observe_result(result, snapshot["tasks"])
             message = self.suggestions(session, result, snapshot["tasks"], seq, final)
-            session.last_result = message
             await self.send(message)
 
-    def suggestions(self, session: LiveSession, result: dict, tasks: list[str], seq: int, final: bool) -> dict:
+    def suggestions(self, session: LiveSession, result: Suggestion, tasks: list[str], seq: int, final: bool) -> dict:
+        """The ``suggestions`` message: the /v1/suggest body for ``tasks`` and the stable label per task."""
         stable = {}
         for task in tasks:
-            ranked = result["predictions"][task]
-            label, held = session.stabilizer.update(task, {x["label"]: x["confidence"] for x in ranked})
-            confidence = next(x["confidence"] for x in ranked if x["label"] == label)
+            ranked = result.predictions[task]
+            label, held = session.stabilizer.update(task, {x.label: x.confidence for x in ranked})
+            confidence = next(x.confidence for x in ranked if x.label == label)
             stable[task] = {"label": label, "confidence": confidence, "held": held}
         body = SuggestResponse(  # the /v1/suggest body: every field the predictor gives, tasks as asked
-            **{
-                **result,
-                "predictions": {task: result["predictions"][task][: session.top_k] for task in tasks},
-                "decisions": {task: result["decisions"][task] for task in tasks},
-            },
+            **result.only(tasks, top_k=session.top_k).to_dict(),
             interaction_id=session.interaction_id,
             model_version=self.predictor.model_version,
             duplicate=session.duplicate,

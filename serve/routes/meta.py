@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
@@ -13,30 +15,30 @@ router = APIRouter(tags=["meta"])
 
 
 @router.get("/v1/taxonomy", responses=ERRORS)
-def taxonomy(predictor: PredictorDep, _: OperatorDep) -> dict:
+def taxonomy(predictor: PredictorDep, _: OperatorDep) -> dict[str, Any]:
     """The label sets and macro library the served model was trained with (role operator)."""
     return predictor.taxonomy.to_dict()
 
 
 @router.get("/v1/model", responses=ERRORS)
-def model_info(predictor: PredictorDep, request: Request, _: AnalystDep) -> dict:
+def model_info(predictor: PredictorDep, request: Request, _: AnalystDep) -> dict[str, Any]:
     """The served bundle's manifest, metrics included (role analyst)."""
     reloader = getattr(request.app.state, "reloader", None)
     return {
         "model_version": predictor.model_version,
-        "manifest": predictor.bundle.manifest,
+        "manifest": predictor.bundle.manifest.to_dict(),
         "reload": reloader.status() if reloader is not None else None,
     }
 
 
 @router.get("/healthz")
-async def healthz() -> dict:
+async def healthz() -> dict[str, Any]:
     """Liveness, answered on the event loop (never behind the model's queue). No key needed."""
     return {"status": "ok"}
 
 
-@router.get("/readyz")
-async def readyz(request: Request):
+@router.get("/readyz", response_model=None)  # a 503 JSONResponse or the status object
+async def readyz(request: Request) -> JSONResponse | dict[str, Any]:
     """Readiness: 503 until a model is loaded; says the served version. No key needed."""
     predictor = getattr(request.app.state, "predictor", None)
     if predictor is None:

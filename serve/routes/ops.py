@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response
 from fastapi.security import HTTPAuthorizationCredentials
 
 from serve import metrics
 from serve.auth import AdminDep, bearer_scheme, principal_for
+from serve.reload import Reloader
 from serve.schemas import ERRORS
 
 router = APIRouter(tags=["operations"])
@@ -30,11 +33,11 @@ def prometheus_metrics() -> Response:
 
 
 @router.post("/v1/models/reload", responses=ERRORS)
-async def reload_model(request: Request, _: AdminDep) -> dict:
+async def reload_model(request: Request, _: AdminDep) -> dict[str, Any]:
     """Check the model source now (role admin): load, verify and smoke-test a changed bundle and swap
     it in; a failure keeps the old model and is returned in ``error``. With several server processes
     this reaches the one that answers; the others see the change within their poll interval."""
-    reloader = getattr(request.app.state, "reloader", None)
+    reloader: Reloader | None = getattr(request.app.state, "reloader", None)
     if reloader is None:
         raise HTTPException(404, "this server was given its model directly; there is nothing to reload")
     return await reloader.check(force=True)

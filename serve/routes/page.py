@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from fastapi import APIRouter
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 
 from serve.errors import envelope
 
@@ -39,7 +39,7 @@ def index() -> FileResponse:
 
 
 @router.get("/static/{name}")
-def static_file(name: str):
+def static_file(name: str) -> Response:
     """A file of the page, by plain name only (no folders, nothing outside serve/static)."""
     path = STATIC_DIR / name
     if not _NAME.fullmatch(name) or not path.is_file():

@@ -6,11 +6,12 @@ import time
 
 from fastapi import APIRouter, Request
 
+from model.assist.duplicates import duplicate_tasks
 from model.conversation.record import interaction_from_dict
 from serve import metrics
 from serve.auth import OperatorDep
 from serve.deps import PredictorDep, SettingsDep
-from serve.duplicates import duplicate_for_request, problem_tasks
+from serve.duplicates import duplicate_for_request
 from serve.schemas import ERRORS as _ERRORS
 from serve.schemas import BatchRequest, BatchResponse, SuggestRequest, SuggestResponse
 
@@ -31,7 +32,7 @@ def _suggest(predictor, settings, requests: list[SuggestRequest], where: str, st
     for (tasks, top_k), idx in keys.items():
         # the duplicate check needs the problem task: it comes from the same model call, then is trimmed
         checked = store is not None and any(requests[i].interaction_id and requests[i].client_id for i in idx)
-        extra = [t for t in problem_tasks(predictor.tasks) if t not in tasks] if checked else []
+        extra = [t for t in duplicate_tasks(predictor.taxonomy, predictor.tasks) if t not in tasks] if checked else []
         results = predictor.predict(
             [interactions[i] for i in idx], tasks=list(tasks) + extra, top_k=top_k, top_macros=settings.top_macros
         )
@@ -48,14 +49,13 @@ def _suggest(predictor, settings, requests: list[SuggestRequest], where: str, st
                     result=result,
                     now=time.time(),
                 )
-            for task in extra:
-                result["predictions"].pop(task, None)
-                result["decisions"].pop(task, None)
+            if extra:
+                result = result.only(tasks)
             metrics.observe_result(result, tasks)  # confidence, abstention, top label per task
             out[i] = SuggestResponse(
                 interaction_id=requests[i].interaction_id,
                 model_version=predictor.model_version,
-                **result,
+                **result.to_dict(),
                 duplicate=duplicate,
             )
     return out  # type: ignore[return-value]

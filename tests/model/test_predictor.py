@@ -3,7 +3,10 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
+from model.assist.decision import Decision, DecisionPolicy, TaskPolicy, decide
 from model.errors import InputError
+from model.predictor import Predictor
+from model.suggestion import Suggestion
 
 
 def _call(text):
@@ -29,16 +32,16 @@ def test_predictor_learned_the_tiny_corpus(predictor):
     ]
     results = predictor.predict([c[0] for c in cases])
     for (_, task, expected), result in zip(cases, results):
-        assert result["predictions"][task][0]["label"] == expected
-    assert results[0]["domains"][0]["label"] == "telecom"
-    assert results[3]["domains"][0]["label"] == "marketplace"
+        assert result.predictions[task][0].label == expected
+    assert results[0].top_domain == "telecom"
+    assert results[3].top_domain == "marketplace"
 
 
 def test_predictor_ranks_every_label_with_confidences(predictor):
     [result] = predictor.predict([_chat("где мой заказ")], top_k=None)
-    topic = result["predictions"]["topic"]
+    topic = result.predictions["topic"]
     assert len(topic) == 27
-    confidences = [item["confidence"] for item in topic]
+    confidences = [item.confidence for item in topic]
     assert confidences == sorted(confidences, reverse=True)
     assert all(0.0 <= c <= 1.0 for c in confidences)
     assert sum(confidences) == pytest.approx(1.0, abs=1e-3)
@@ -46,21 +49,21 @@ def test_predictor_ranks_every_label_with_confidences(predictor):
 
 def test_predictor_top_k_and_tasks(predictor):
     [result] = predictor.predict([_chat("где мой заказ")], tasks=["resolution"], top_k=2)
-    assert list(result["predictions"]) == ["resolution"]
-    assert len(result["predictions"]["resolution"]) == 2
+    assert list(result.predictions) == ["resolution"]
+    assert len(result.predictions["resolution"]) == 2
 
 
 def test_predictor_macros_follow_labels(predictor):
     [telecom, market] = predictor.predict(
         [_call("сняли деньги непонятно с баланса"), _chat("перевожу обращение на специалиста")], top_macros=3
     )
-    assert telecom["macros"][0]["id"] == "M01"
+    assert telecom.macros[0].id == "M01"
     # the client's words fill {суть}; nothing the operator did is in the text, so the rest stay {slot}
-    assert telecom["macros"][0]["filled_slots"] == {"суть": "сняли деньги непонятно с баланса"}
-    assert telecom["macros"][0]["missing_slots"] == ["действия", "рекомендации"]
-    assert telecom["macros"][0]["text"].startswith("Претензия: сняли деньги непонятно с баланса. Выполнено: {действия}")
-    assert telecom["comment_required"]["required"] is True
-    assert all(0 <= m["confidence"] <= 1 for m in market["macros"])
+    assert telecom.macros[0].filled_slots == {"суть": "сняли деньги непонятно с баланса"}
+    assert telecom.macros[0].missing_slots == ("действия", "рекомендации")
+    assert telecom.macros[0].text.startswith("Претензия: сняли деньги непонятно с баланса. Выполнено: {действия}")
+    assert telecom.comment_required is not None and telecom.comment_required.required is True
+    assert all(0 <= m.confidence <= 1 for m in market.macros)
 
 
 def test_predictor_unknown_task_and_bad_top_k(predictor):
@@ -81,19 +84,55 @@ def test_predictor_batch_equals_single_and_threads(predictor):
 
 
 def test_predictor_decision_label_group_or_abstain(predictor):
-    from model.assist.decision import decide
-
     task = predictor.taxonomy.tasks["reason2"]
     classes = ["Не могу выйти в интернет", "Низкая скорость. Почему?", "Другое"]
-    sure = decide(task, classes, np.array([0.9, 0.05, 0.05]), {})
-    assert sure == {"label": "Не могу выйти в интернет", "confidence": 0.9, "level": "label"}
+    sure = decide(task, classes, np.array([0.9, 0.05, 0.05]), DecisionPolicy())
+    assert sure == Decision(label="Не могу выйти в интернет", confidence=0.9, level="label")
     # the leaf is unsure, but both candidates are in one group
-    group = decide(task, classes, np.array([0.45, 0.4, 0.15]), {})
-    assert group["level"] == "group" and group["label"] == "Неработоспособность"
-    assert group["confidence"] == pytest.approx(0.85)
-    policy = {"tasks": {"reason2": {"threshold": 0.95, "group_threshold": 0.99}}}
-    assert decide(task, classes, np.array([0.9, 0.05, 0.05]), policy)["label"] is None
-    near_tie = {"margin": 0.2}
-    assert decide(task, ["Другое", "Процедуры"], np.array([0.55, 0.45]), near_tie)["label"] is None
+    group = decide(task, classes, np.array([0.45, 0.4, 0.15]), DecisionPolicy())
+    assert group.level == "group" and group.label == "Неработоспособность"
+    assert group.confidence == pytest.approx(0.85)
+    policy = DecisionPolicy.from_dict({"tasks": {"reason2": {"threshold": 0.95, "group_threshold": 0.99}}})
+    assert decide(task, classes, np.array([0.9, 0.05, 0.05]), policy).label is None
+    near_tie = DecisionPolicy(margin=0.2)
+    assert decide(task, ["Другое", "Процедуры"], np.array([0.55, 0.45]), near_tie).label is None
+    # a threshold of None (stored 1.01): that level never decides, even at confidence 1
+    never = DecisionPolicy(tasks={"reason2": TaskPolicy(threshold=None, group_threshold=None)})
+    assert decide(task, classes, np.array([1.0, 0.0, 0.0]), never).level is None
     [result] = predictor.predict([_chat("где мой заказ статус не меняется")])
-    assert set(result["decisions"]) == {"reason2", "topic", "resolution"}
+    assert set(result.decisions) == {"reason2", "topic", "resolution"}
+
+
+def test_predictor_steps_prepare_score_postprocess(predictor):
+    """predict is prepare → score → postprocess, each a public step."""
+    rows = [_call("интернет не грузит страницы"), _chat("где мой заказ")]
+    items = predictor.prepare(rows)
+    assert [x.channel for x in items] == ["call", "chat"]
+    assert predictor.prepare(items) == items  # records pass through
+    scores = predictor.score(items)
+    assert set(scores.task_probs) == set(predictor.tasks) and scores.macro_raw is not None
+    assert predictor.score(items, with_macros=False).macro_raw is None
+    stepwise = predictor.postprocess(items, scores, tasks=["topic"], top_k=2, top_macros=1)
+    assert stepwise == predictor.predict(rows, tasks=["topic"], top_k=2, top_macros=1)
+    with pytest.raises(InputError, match=r"interactions\[1\]"):
+        predictor.prepare([rows[0], {"channel": "chat"}])
+
+
+def test_suggestion_only_and_to_dict(predictor):
+    [full] = predictor.predict([_call("сняли деньги непонятно с баланса")], top_k=None)
+    assert isinstance(full, Suggestion)
+    cut = full.only(["topic", "reason2"], top_k=2)
+    assert list(cut.predictions) == list(cut.decisions) == ["topic", "reason2"]
+    assert cut.predictions["reason2"] == full.predictions["reason2"][:2]
+    assert cut.macros == full.macros and cut.domains == full.domains
+    body = full.to_dict()
+    assert list(body) == ["predictions", "decisions", "domains", "macros", "comment_required"]
+    assert body["predictions"]["reason2"][0] == {"label": "За что списание?", "confidence": pytest.approx(0.5, abs=0.5)}
+    assert all(list(d) == ["label", "confidence", "level", "reason"] for d in body["decisions"].values())
+    assert list(body["macros"][0]) == ["id", "title", "text", "confidence", "filled_slots", "missing_slots"]
+    assert body["comment_required"]["required"] is True
+    assert {"rule", "seed_rule", "because"} == set(body["comment_required"]["reasons"][0])
+
+
+def test_predictor_loads_from_a_path(trained_bundle_dir):
+    assert Predictor.load(trained_bundle_dir).model_version.startswith("podskazka-tfidf-")

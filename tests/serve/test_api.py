@@ -1,3 +1,4 @@
+import orjson
 import pytest
 from fastapi.testclient import TestClient
 
@@ -35,6 +36,22 @@ def test_api_suggest_contract(client):
     macros = body["macros"]
     assert macros and {"id", "text", "confidence"} <= set(macros[0])
     assert [m["confidence"] for m in macros] == sorted((m["confidence"] for m in macros), reverse=True)
+
+
+def test_api_body_is_the_suggestion_to_dict(client, predictor):
+    """The /v1/suggest contract: the body is Suggestion.to_dict() with the id, version and duplicate, byte for byte."""
+    for payload in (CALL, CHAT, {**CHAT, "tasks": ["topic", "resolution"], "top_k": 5}):
+        r = client.post("/v1/suggest", json=payload)
+        assert r.status_code == 200, r.text
+        row = {k: v for k, v in payload.items() if k not in ("interaction_id", "tasks", "top_k")}
+        [suggestion] = predictor.predict([row], tasks=payload.get("tasks"), top_k=payload.get("top_k", 3))
+        expected = {
+            "interaction_id": payload["interaction_id"],
+            "model_version": predictor.model_version,
+            **suggestion.to_dict(),
+            "duplicate": None,
+        }
+        assert r.content == orjson.dumps(expected)  # the server renders JSON with orjson
 
 
 def test_api_suggest_plain_text_tasks_top_k(client):

@@ -1,13 +1,19 @@
 """The duplicate flag: same client, same channel, same predicted problem, earlier one still open;
-never in chats; «Дубликат» proposed with the M23 macro naming the earlier interaction."""
+never in chats; «Дубликат» proposed with the M23 macro naming the earlier interaction (the project
+taxonomy's duplicate policy); no check at all under a taxonomy without one."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import pytest
 from fastapi.testclient import TestClient
 
-from serve.duplicates import check_duplicate, problem_of
-from serve.feedback_store import SQLiteStore
+from model.assist.duplicates import duplicate_tasks, problem_of
+from model.conversation.record import interaction_from_dict
+from model.suggestion import RankedLabel, Suggestion
+from serve.duplicates import check_duplicate, duplicate_for_request
+from serve.feedback_store import SQLiteStore, StoreHolder
 from serve.main import create_app
 from serve.settings import Settings
 
@@ -131,17 +137,47 @@ def test_duplicate_window_limits_how_far_back(predictor, tmp_path):
 
 
 def test_problem_follows_top_domain(predictor):
-    result = {
-        "predictions": {
-            "reason2": [{"label": "Настройки", "confidence": 0.4}],
-            "topic": [{"label": "Статус заказа", "confidence": 0.3}],
+    result = Suggestion(
+        predictions={
+            "reason2": (RankedLabel("Настройки", 0.4),),
+            "topic": (RankedLabel("Статус заказа", 0.3),),
         },
-        "domains": [{"label": "telecom", "confidence": 0.9}, {"label": "marketplace", "confidence": 0.1}],
-    }
+        decisions={},
+        domains=(RankedLabel("telecom", 0.9), RankedLabel("marketplace", 0.1)),
+    )
     assert problem_of(predictor.taxonomy, result) == ("reason2", "Настройки")
-    result["domains"].reverse()
-    assert problem_of(predictor.taxonomy, result) == ("topic", "Статус заказа")
-    assert problem_of(predictor.taxonomy, {"predictions": {"resolution": []}}) == (None, None)
+    flipped = replace(result, domains=result.domains[::-1])
+    assert problem_of(predictor.taxonomy, flipped) == ("topic", "Статус заказа")
+    assert problem_of(predictor.taxonomy, Suggestion(predictions={"resolution": ()}, decisions={})) == (None, None)
+
+
+def test_no_duplicate_check_under_a_taxonomy_without_a_policy(predictor, tmp_path):
+    """A bundle whose taxonomy has no 'duplicates' (another centre's, or a copy older than the section)
+    remembers nothing and flags nothing, and the routes ask the model for no extra task."""
+    bare = replace(predictor.taxonomy, problems={}, duplicates=None, closing=None, comment_rules=None)
+    assert duplicate_tasks(bare, predictor.tasks) == []
+    assert duplicate_tasks(predictor.taxonomy, predictor.tasks) == ["reason2", "topic"]
+    store = SQLiteStore(tmp_path / "n.sqlite3")
+    kw = dict(client_id="c", channel="email", problem=("topic", "Статус заказа"), turns=None, window_hours=24)
+    assert check_duplicate(store, bare, interaction_id="a", now=0.0, **kw) is None
+    assert check_duplicate(store, bare, interaction_id="b", now=1.0, **kw) is None
+    # nothing was remembered: under the project's policy the same problem finds no earlier interaction
+    assert check_duplicate(store, predictor.taxonomy, interaction_id="c", now=2.0, **kw) is None
+    store.close()
+
+
+def test_duplicate_check_reuses_the_suggestion(predictor, tmp_path, monkeypatch):
+    """The problem comes from the suggestion already computed for the request: the model is not run again."""
+    settings = Settings(model_dir=tmp_path, feedback_db=tmp_path / "r.sqlite3")
+    holder = StoreHolder(settings)
+    interaction = interaction_from_dict({"channel": "email", "text": ORDER_1})
+    [result] = predictor.predict([interaction])
+    monkeypatch.setattr(predictor, "predict", lambda *a, **k: pytest.fail("the model ran a second time"))
+    kw = dict(interaction=interaction, client_id="c-1", result=result)
+    assert duplicate_for_request(predictor, holder, settings, interaction_id="r-1", now=0.0, **kw) is None
+    dup = duplicate_for_request(predictor, holder, settings, interaction_id="r-2", now=1.0, **kw)
+    assert dup is not None and (dup["duplicate_of"], dup["task"]) == ("r-1", "topic")
+    holder.close()
 
 
 def test_duplicate_flagged_in_live_session(client):

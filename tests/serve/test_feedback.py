@@ -22,6 +22,7 @@ from serve.export import export_training_records
 from serve.feedback_store import Feedback, PostgresStore, SQLiteStore
 from serve.main import create_app
 from serve.settings import Settings
+from tests.factories import make_feedback
 
 PHONE_TURNS = [
     {"role": "operator", "text": "билайн здравствуйте"},
@@ -121,20 +122,17 @@ def store(request, tmp_path):
 
 
 def _fb(i: int = 0, **kw) -> Feedback:
-    base = dict(
-        interaction_id=f"int-{i}",
-        model_version="v1",
-        task="reason2",
-        suggested="За что списание?",
-        chosen="За что списание?",
-        accepted=True,
-        operator_id="op-1",
-        client_id="c-1",
-        channel="call",
-        confidence=0.8,
-        turns=tuple(PHONE_TURNS),
-    )
-    return Feedback(**{**base, **kw})
+    return make_feedback(**{"interaction_id": f"int-{i}", "turns": tuple(PHONE_TURNS), **kw})
+
+
+def _stored(store, sql: str, params: tuple = ()) -> tuple | None:
+    """One row of ``sql`` on the store's own database (SQLite or PostgreSQL): what was really written."""
+    return store._run(lambda cur: store._exec(cur, sql, params).fetchone())
+
+
+def _stored_turns(store, interaction_id: str) -> list[dict] | None:
+    row = _stored(store, "SELECT turns FROM interactions WHERE interaction_id = ?", (interaction_id,))
+    return None if row is None or row[0] is None else json.loads(row[0])
 
 
 # -- the store, on both backends --
@@ -172,7 +170,7 @@ def test_store_stats_per_task_label_and_version(store):
 
 def test_store_masks_personal_data_and_hashes_client(store):
     store.add_feedback(_fb(1, comment="перезвонить на 89161234567"), now=1.0)
-    row = store._run(lambda cur: store._exec(cur, "SELECT turns, comment, client_key FROM feedback").fetchone())
+    row = _stored(store, "SELECT turns, comment, client_key FROM feedback")
     stored = json.dumps(row, ensure_ascii=False)
     assert "123-45-67" not in stored and "anna.k@mail.ru" not in stored and "89161234567" not in stored
     assert "[ТЕЛЕФОН]" in row[0] and "[EMAIL]" in row[0] and "[ТЕЛЕФОН]" in row[1]
@@ -209,7 +207,7 @@ def test_store_concurrent_writes_lose_nothing(store):
     with ThreadPoolExecutor(8) as pool:
         ids = [i for chunk in pool.map(write, range(8)) for i in chunk]
     assert len(ids) == len(set(ids)) == 200
-    assert store.count_feedback() == 200 and store.stats()["total"] == 200
+    assert store.stats()["total"] == 200
 
 
 def test_store_remember_and_duplicate_lookup(store):
@@ -232,7 +230,7 @@ def test_store_remember_and_duplicate_lookup(store):
         "a", client_id=None, channel="email", problem_task=None, problem_label=None, turns=None, now=300.0
     )
     assert again.first_seen == 100.0 and again.problem_label == "Статус заказа"
-    assert "[ТЕЛЕФОН]" in store.stored_turns("a")[1]["text"]
+    assert "[ТЕЛЕФОН]" in _stored_turns(store, "a")[1]["text"]
     store.set_status("a", "closed")
     assert store.find_open_duplicate(second, client_id="c", since=0.0) is None
 
@@ -248,7 +246,7 @@ def test_store_feedback_keeps_remembered_turns_after_pruning(store):
         now=100.0,
     )
     store.add_feedback(_fb(0, interaction_id="a", turns=None, chosen="Настройки", accepted=False), now=110.0)
-    assert store.prune_interactions(before=200.0) == 1 and store.stored_turns("a") is None
+    assert store.prune_interactions(before=200.0) == 1 and _stored_turns(store, "a") is None
     [record] = export_training_records(store)
     assert record["reason2"] == "Настройки" and "[ТЕЛЕФОН]" in record["turns"][1]["text"]
 
@@ -259,7 +257,7 @@ def test_sqlite_store_is_wal_and_shared_by_processes(tmp_path):
     assert one.journal_mode == "wal"
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(lambda i: (one if i % 2 else two).add_feedback(_fb(i), now=float(i)), range(100)))
-    assert one.count_feedback() == two.count_feedback() == 100
+    assert one.stats()["total"] == two.stats()["total"] == 100
     one.close()
     two.close()
 
@@ -416,3 +414,29 @@ def test_feedback_on_postgres_through_the_service(predictor, tmp_path, postgres_
         assert c.get("/v1/stats").json()["total"] == 60
         assert len(c.get("/v1/feedback/export").text.splitlines()) == 60
     assert not (tmp_path / "unused.sqlite3").exists()
+
+
+def test_feedback_closes_by_the_taxonomys_closing_labels(predictor, tmp_path, api_keys):
+    """A resolution closes the case when the served taxonomy's ``closing`` lists it; under a taxonomy
+    without that section (another centre's, an old bundle's copy) only an explicit ``closed`` does."""
+    from dataclasses import replace
+
+    from model.predictor import Predictor
+
+    bare = Predictor(replace(predictor.bundle, taxonomy=replace(predictor.taxonomy, closing=None)))
+    body = {"model_version": "v1", "task": "resolution", "suggested": "Решено", "accepted": True}
+    for served, closes in ((predictor, True), (bare, None)):
+        settings = Settings(
+            model_dir=tmp_path / "unused", feedback_db=tmp_path / f"{closes}.sqlite3", api_keys_file=api_keys.file
+        )
+        with TestClient(create_app(settings, predictor=served), headers=api_keys.headers()) as c:
+
+            def closed(**kw):
+                r = c.post("/v1/feedback", json={**body, "interaction_id": "em-1", **kw})
+                assert r.status_code == 201, r.text
+                return r.json()["closed"]
+
+            assert closed() is closes
+            assert closed(accepted=False, chosen="Дубликат") is closes
+            assert closed(accepted=False, chosen="Не решено") is None  # keeps the case as it is
+            assert closed(closed=False) is False and closed(task="reason2", suggested="Другое") is None

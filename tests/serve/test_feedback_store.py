@@ -24,6 +24,7 @@ from serve.export import export_training_records
 from serve.feedback_store import Feedback, SQLiteStore, legacy_client_key, local_secret, open_store
 from serve.main import create_app
 from serve.settings import Settings
+from tests.factories import make_feedback
 
 SECRET = b"0123456789abcdef0123456789abcdef"
 CALL = [
@@ -63,20 +64,7 @@ KEPT_IN_CALL = [
 
 
 def _fb(**kw) -> Feedback:
-    base = dict(
-        interaction_id="int-1",
-        model_version="v1",
-        task="reason2",
-        suggested="За что списание?",
-        chosen="За что списание?",
-        accepted=True,
-        operator_id="op-anna",
-        client_id="79161234567",
-        channel="call",
-        confidence=0.8,
-        turns=tuple(CALL),
-    )
-    return Feedback(**{**base, **kw})
+    return make_feedback(**{"operator_id": "op-anna", "client_id": "79161234567", "turns": tuple(CALL), **kw})
 
 
 @pytest.fixture

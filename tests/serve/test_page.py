@@ -29,6 +29,7 @@ except ImportError:  # the browser tests skip; the rest runs
 
 from model.conversation.record import Interaction, Turn
 from model.conversation.taxonomy import parse_taxonomy
+from model.suggestion import RankedLabel
 from serve.main import create_app
 from serve.routes.page import STATIC_DIR
 from serve.schemas import SuggestRequest
@@ -573,8 +574,9 @@ def test_taxonomy_titles_served_and_comment_rules_stay_with_their_taxonomy(clien
     other = copy.copy(predictor)
     other.taxonomy = parse_taxonomy({"version": 1, "tasks": {"label_l1": {"title": "Категория", "labels": ["A", "B"]}}})
     complaint = Interaction(turns=(Turn(role="client", text="не могу войти, ничего не работает"),), channel="chat")
-    assert predictor._comment(complaint, None, {}, [{"label": "telecom", "confidence": 1.0}])["required"] is True
-    assert other._comment(complaint, None, {}, [{"label": "label_l1", "confidence": 1.0}]) is None
+    hint = predictor._comment(complaint, {}, (RankedLabel(label="telecom", confidence=1.0),))
+    assert hint is not None and hint.required is True
+    assert other._comment(complaint, {}, (RankedLabel(label="label_l1", confidence=1.0),)) is None
 
 
 def test_feedback_same_label_correction_refused(client):

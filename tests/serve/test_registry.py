@@ -3,6 +3,7 @@ under load in a real uvicorn server."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import os
@@ -117,12 +118,16 @@ def test_smoke_test_refuses_a_model_whose_confidences_do_not_sum_to_one(predicto
     real = predictor.predict
 
     def halved(*args, **kwargs):
-        out = real(*args, **kwargs)
-        for result in out:
-            for ranked in result["predictions"].values():
-                for x in ranked:
-                    x["confidence"] /= 2
-        return out
+        return [
+            dataclasses.replace(
+                result,
+                predictions={
+                    task: tuple(dataclasses.replace(x, confidence=x.confidence / 2) for x in ranked)
+                    for task, ranked in result.predictions.items()
+                },
+            )
+            for result in real(*args, **kwargs)
+        ]
 
     monkeypatch.setattr(predictor, "predict", halved)
     with pytest.raises(Exception, match="sum to"):

@@ -200,44 +200,16 @@ def test_crossval_with_column_mapping_reports_per_fold_mean_and_std(tmp_path, ta
     rows = [{("категория" if k == "reason2" else k): v for k, v in r.items()} for r in make_rows(6)]
     path = write_jsonl(tmp_path / "renamed.jsonl", rows)
     out = tmp_path / "cv.json"
-    result = CliRunner().invoke(
-        app,
-        [
-            "crossval",
-            "--data",
-            str(path),
-            "--folds",
-            "3",
-            "--column",
-            "reason2=категория",
-            "--set",
-            f"taxonomy={taxonomy_path}",
-            "--json",
-            str(out),
-        ],
-    )
+    argv = ["crossval", "--data", str(path), "--folds", "3", "--column", "reason2=категория"]
+    argv += ["--set", f"taxonomy={taxonomy_path}", "--json", str(out)]
+    result = CliRunner().invoke(app, argv)
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text(encoding="utf-8"))
     assert report["split"]["group_by"] == "scenario" and report["folds"] == 3
     summary = report["per_fold_summary"]["reason2"]["accuracy"]
     assert len(summary["values"]) == 3 and summary["std"] >= 0
     assert "per fold (mean ± std over 3 folds)" in result.output
-    again = CliRunner().invoke(
-        app,
-        [
-            "crossval",
-            "--data",
-            str(path),
-            "--folds",
-            "3",
-            "--column",
-            "reason2=категория",
-            "--set",
-            f"taxonomy={taxonomy_path}",
-            "--json",
-            str(out),
-        ],
-    )
+    again = CliRunner().invoke(app, argv)  # the same command again: the report is not overwritten
     assert again.exit_code != 0 and "--force" in str(again.exception or again.output)
 
 

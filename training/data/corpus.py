@@ -13,8 +13,6 @@ import numpy as np
 from model.text.normalize import render_turns
 from training.data.load import LoadedData
 
-TASKS = ("reason2", "topic", "resolution")
-
 
 def normalized_key(row) -> str:
     return " ".join(render_turns(row.interaction.turns).split())

@@ -180,7 +180,12 @@ def draft_yaml(draft: dict[str, Any], sources: list[str]) -> str:
             lines.append("    groups:")
             for group, members in d["groups"].items():
                 lines.append(f"      {_q(group)}: [{', '.join(_q(m) for m in members)}]")
-    lines.append("macros: {}")
+    lines += [
+        "# Optional domain rules, as in the project's datasets/taxonomy.yaml: domains (the problem task of each",
+        "# domain), closing, duplicates and comment_rules. Without them the service runs no duplicate check and",
+        "# gives no comment hint (none of the telecom rules apply to this label set).",
+        "macros: {}",
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from model.assist.adjust import adjust_task
+from model.assist.decision import DecisionPolicy
 from model.conversation.record import Interaction
 from model.storage.bundle import Bundle
 from model.text.normalize import mask_personal_data
@@ -23,7 +24,7 @@ def evaluate_model(
     interactions: list[Interaction],
     tasks: list[str] | None = None,
     *,
-    policy: dict[str, Any] | None = None,
+    policy: DecisionPolicy | None = None,
     sources: list[str] | None = None,
 ) -> dict[str, Any]:
     """Labels the model was not trained on (not in its taxonomy, or without training rows) are scored
@@ -32,7 +33,7 @@ def evaluate_model(
     interaction) name the rows of the worst errors."""
     model = bundle.model
     policy = bundle.decision if policy is None else policy
-    report: dict[str, Any] = {"model_id": bundle.manifest.get("model_id"), "tasks": {}}
+    report: dict[str, Any] = {"model_id": bundle.model_id or None, "tasks": {}}
     for task in tasks or model.tasks:
         idx = [k for k, x in enumerate(interactions) if task in x.labels]
         if not idx:
@@ -53,7 +54,7 @@ def evaluate_model(
             correct = np.asarray(raw_classes, dtype=object)[raw.argmax(axis=1)] == np.asarray(y, dtype=object)
             metrics["ece_uncalibrated"] = expected_calibration_error(raw.max(axis=1), correct)
         spec = bundle.taxonomy.tasks[task]
-        metrics["coverage"] = coverage_report(spec, classes, p, y, policy or {})
+        metrics["coverage"] = coverage_report(spec, classes, p, y, policy)
         metrics["coverage_curve"] = coverage_curve(p, y, classes)
         metrics["reliability"] = reliability_bins(p, y, classes)
         metrics["worst_errors"] = worst_errors(

@@ -12,12 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from model.errors import BundleError
+from model.storage.manifest import Manifest
 
 WEAK_F1 = 0.5  # labels below this held-out F1 are listed under the limits
 FEW_ROWS = 20  # held-out support under this makes a per-class figure a rough one
 
 
-def read_card_manifest(bundle: str | Path) -> dict[str, Any]:
+def read_card_manifest(bundle: str | Path) -> Manifest:
+    """The bundle's manifest alone (its format checked; no model file is read)."""
     path = Path(bundle)
     manifest = path / "manifest.json"
     if not path.is_dir():
@@ -28,20 +30,19 @@ def read_card_manifest(bundle: str | Path) -> dict[str, Any]:
         raise BundleError(f"{path} is not a model bundle: manifest.json is missing") from None
     except (OSError, ValueError) as exc:
         raise BundleError(f"{manifest} cannot be read as JSON: {exc}") from None
-    if not isinstance(data, dict) or "model_id" not in data:
-        raise BundleError(f"{manifest} lacks 'model_id'; the bundle is incomplete")
-    return data
+    return Manifest.from_dict(data, where=str(manifest))
 
 
-def model_card(manifest: dict[str, Any]) -> dict[str, Any]:
-    """The card as data (``--json``): each section from the manifest, plus the limits it implies."""
-    holdout = (manifest.get("metrics") or {}).get("holdout") or {}
+def model_card(manifest: Manifest) -> dict[str, Any]:
+    """The card as data (``--json``): each section from the manifest, plus the limits it implies. A
+    threshold no confidence reaches (the level never decides) is ``None``."""
+    holdout = (manifest.metrics or {}).get("holdout") or {}
     split = holdout.get("split") or {}
-    tasks = manifest.get("tasks") or {}
-    decision = manifest.get("decision") or {}
-    config = manifest.get("config") or {}
+    tasks = manifest.tasks
+    decision = manifest.decision
+    config = manifest.config or {}
     metrics = {}
-    limits: list[str] = list(manifest.get("warnings") or [])
+    limits: list[str] = list(manifest.warnings or [])
     for task, m in (holdout.get("tasks") or {}).items():
         cov = m.get("coverage") or {}
         metrics[task] = {k: m.get(k) for k in ("n", "accuracy", "macro_f1", "top3_accuracy", "ece", "ece_uncalibrated")}
@@ -70,26 +71,28 @@ def model_card(manifest: dict[str, Any]) -> dict[str, Any]:
         limits.append("the held-out rows were split one by one (no group column): the metrics are optimistic")
     if not holdout:
         limits.append("no held-out metrics (split.test_size 0 or under 10 rows): evaluate it on labelled data first")
-    dropped = (manifest.get("weights") or {}).get("dropped_labels") or {}
+    dropped = manifest.weights.get("dropped_labels") or {}
     for task, labels in dropped.items():
         if labels:
             limits.append(f"{task}: labels without training rows are never predicted: {labels}")
     thresholds = {}
-    for task, policy in (decision.get("tasks") or {}).items():
-        per_label = policy.get("thresholds") or {}
+    for task, policy in decision.tasks.items():
+        reached = [t for t in policy.thresholds.values() if t is not None]
         thresholds[task] = {
-            "task_threshold": policy.get("threshold"),
-            "label_thresholds": len(per_label),
-            "label_threshold_range": [min(per_label.values()), max(per_label.values())] if per_label else None,
-            "group_threshold": policy.get("group_threshold"),
+            "task_threshold": policy.threshold,
+            "label_thresholds": len(policy.thresholds),
+            "label_threshold_range": [min(reached), max(reached)] if reached else None,
+            "labels_never_decided": len(policy.thresholds) - len(reached),
+            "group_threshold": policy.group_threshold,
+            "groups_with_own_threshold": sum(t is not None for t in policy.group_thresholds.values()),
         }
-    data = manifest.get("training_data") or {}
+    data = manifest.training_data or {}
     return {
-        "model_id": manifest.get("model_id"),
-        "kind": manifest.get("model_kind") or (config.get("model") or {}).get("kind"),
-        "created_at": manifest.get("created_at"),
-        "git_revision": manifest.get("git_revision"),
-        "libraries": manifest.get("libraries"),
+        "model_id": manifest.model_id,
+        "kind": manifest.model_kind,
+        "created_at": manifest.created_at,
+        "git_revision": manifest.git_revision,
+        "libraries": manifest.libraries,
         "data": {
             "rows": data.get("rows"),
             "files": [{"path": f.get("path"), "rows": f.get("rows")} for f in data.get("files") or []],
@@ -98,20 +101,20 @@ def model_card(manifest: dict[str, Any]) -> dict[str, Any]:
         },
         "metrics": metrics,
         "taxonomy": {
-            **(manifest.get("taxonomy") or {}),
+            **(manifest.taxonomy.to_dict() if manifest.taxonomy is not None else {}),
             "source": config.get("taxonomy"),
             "tasks": {t: len(labels) for t, labels in tasks.items()},
         },
         "labels": tasks,
         "thresholds": {
-            "target_precision": decision.get("target_precision"),
-            "margin": decision.get("margin"),
+            "target_precision": decision.target_precision,
+            "margin": decision.margin,
             "tasks": thresholds,
         },
         "intended_use": (
             "Ranked label suggestions with calibrated confidences for a person handling a contact-centre "
             f"conversation (tasks: {', '.join(tasks) or '—'}); a decision is made only when the confidence "
-            f"reaches the threshold fitted for precision {decision.get('target_precision', '—')} on held-out "
+            f"reaches the threshold fitted for precision {decision.target_precision or '—'} on held-out "
             "groups, otherwise the model abstains. Also batch re-labelling of history for review."
         ),
         "not_for": (
@@ -124,6 +127,11 @@ def model_card(manifest: dict[str, Any]) -> dict[str, Any]:
 
 def _f(value: Any, digits: int = 3) -> str:
     return "—" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def _threshold(value: float | None) -> str:
+    """A threshold, or "never" for one no confidence reaches."""
+    return "never" if value is None else _f(value)
 
 
 def _pct(value: Any) -> str:
@@ -179,10 +187,17 @@ def format_card(card: dict[str, Any]) -> str:
     lines += ["", "## Thresholds", f"target precision {th['target_precision']}, near-tie margin {th['margin']}"]
     for task, p in th["tasks"].items():
         rng = p["label_threshold_range"]
+        never = p.get("labels_never_decided")
         lines.append(
-            f"- {task}: task threshold {_f(p['task_threshold'])}; {p['label_thresholds']} label thresholds"
+            f"- {task}: task threshold {_threshold(p['task_threshold'])}; {p['label_thresholds']} label thresholds"
             + (f" from {_f(rng[0])} to {_f(rng[1])}" if rng else "")
-            + (f"; group threshold {_f(p['group_threshold'])}" if p.get("group_threshold") is not None else "")
+            + (f" ({never} never decided)" if never else "")
+            + f"; group threshold {_threshold(p['group_threshold'])}"
+            + (
+                f" ({p['groups_with_own_threshold']} group(s) with their own)"
+                if p.get("groups_with_own_threshold")
+                else ""
+            )
         )
     lines += ["", "## Intended use", card["intended_use"], "", "## Not for", card["not_for"], "", "## Limits"]
     lines += [f"- {text}" for text in card["limits"]] or ["- none recorded"]

@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 import logging
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,9 +31,11 @@ import numpy as np
 from sklearn.model_selection import GroupKFold
 
 from model.assist.adjust import adjust_task
+from model.assist.decision import DecisionPolicy, PriorEntry
 from model.conversation.taxonomy import load_taxonomy
 from model.errors import DataError
 from model.storage.bundle import load_bundle, save_bundle
+from model.storage.manifest import Manifest
 from training.data.load import LoadedData, load_data
 from training.evaluation.metrics import task_metrics
 from training.fitting.config import TrainConfig
@@ -52,9 +55,10 @@ def _weighted(corpus: LoadedData, real: LoadedData, real_rows: list[int], weight
     return LoadedData(rows=rows, files=corpus.files + real.files)
 
 
-def _probs(bundle, interactions, task: str, priors: dict | None) -> tuple[list[str], np.ndarray]:
+def _probs(bundle, interactions, task: str, priors: PriorEntry | None) -> tuple[list[str], np.ndarray]:
+    """The head's probabilities after the evidence rule and (when given) ``priors``."""
     classes, probs = bundle.model.predict_proba(interactions, [task])[0][task]
-    policy = {"priors": {task: priors}} if priors else {}
+    policy = DecisionPolicy(priors={task: priors}) if priors is not None else None
     return classes, adjust_task(bundle.taxonomy, task, classes, probs, interactions, policy)
 
 
@@ -109,13 +113,13 @@ def cross_fitted(
             xs = [real.rows[i].interaction for i in test]
             classes = adapted.model.task_classes[t]
             priors = (
-                {"train": uniform_or(adapted, t, classes), "target": label_frequencies(train_labels, classes)}
+                PriorEntry(train=uniform_or(adapted, t, classes), target=label_frequencies(train_labels, classes))
                 if train_labels
                 else None
             )
             c, p = _probs(adapted, xs, t, priors)
             oof[t][test] = _full(c, p, labels[t])
-            c0, p0 = _probs(bundle, xs, t, (bundle.decision.get("priors") or {}).get(t))
+            c0, p0 = _probs(bundle, xs, t, bundle.decision.priors.get(t))
             before[t][test] = _full(c0, p0, labels[t])
     report: dict[str, Any] = {"folds": folds, "weight": weight, "real_rows": len(real.rows), "tasks": {}}
     for t in tasks:
@@ -162,7 +166,7 @@ def adapt(
     bundle = load_bundle(model)
     taxonomy_path = Path(model) / "taxonomy.yaml"
     taxonomy = load_taxonomy(taxonomy_path)
-    raw_config = dict(bundle.manifest.get("config") or {})
+    raw_config = dict(bundle.manifest.config or {})
     raw_config["taxonomy"] = str(taxonomy_path)
     raw_config["column_map"] = {}
     config = TrainConfig.from_dict(raw_config)
@@ -186,23 +190,18 @@ def adapt(
         "fitting the adapted bundle: corpus (%d rows) + %d real rows x%d", len(corpus.rows), len(real.rows), weight
     )
     adapted = fit_bundle(_weighted(corpus, real, list(range(len(real.rows))), weight), config, taxonomy)
-    decision = copy.deepcopy(bundle.decision or {})
-    decision.setdefault("tasks", {})
-    decision["train_priors"] = {
-        t: train_prior_of(adapted, t, adapted.model.task_classes[t]) for t in adapted.model.tasks
-    }
-    decision.setdefault("priors", {})
+    train_priors = {t: train_prior_of(adapted, t, adapted.model.task_classes[t]) for t in adapted.model.tasks}
+    priors = dict(bundle.decision.priors)
+    policies = dict(bundle.decision.tasks)
     for t in cf["tasks"]:
         classes = adapted.model.task_classes[t]
         rows = [r for r in real.rows if t in r.interaction.labels]
         target = label_frequencies([r.interaction.labels[t] for r in rows], classes)
-        decision["priors"][t] = {
-            "train": decision["train_priors"][t],
-            "target": target,
-            "source": f"label frequencies of {len(rows)} real rows (adapt)",
-        }
+        priors[t] = PriorEntry(
+            train=train_priors[t], target=target, source=f"label frequencies of {len(rows)} real rows (adapt)"
+        )
         idx = [i for i, r in enumerate(real.rows) if t in r.interaction.labels]
-        decision["tasks"][t] = fit_policy(
+        policies[t] = fit_policy(
             taxonomy.tasks[t],
             cf["labels"][t],
             cf["oof"][t][idx],
@@ -210,22 +209,21 @@ def adapt(
             target_precision=config.decision.target_precision,
             margin=config.decision.margin,
         )
-    adapted.decision = decision
+    adapted.decision = replace(bundle.decision, tasks=policies, train_priors=train_priors, priors=priors)
     created = datetime.now(UTC)
-    adapted.manifest = {
-        "model_id": f"podskazka-{config.model.kind}-adapted-{created:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}",
-        "created_at": created.isoformat(timespec="seconds"),
-        "derived_from": bundle.model_id,
-        "config": config.to_dict(),
-        "training_data": {
+    adapted.manifest = Manifest(
+        model_id=f"podskazka-{config.model.kind}-adapted-{created:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}",
+        created_at=created.isoformat(timespec="seconds"),
+        derived_from=bundle.model_id,
+        config=config.to_dict(),
+        training_data={
             "files": corpus.files + real.files,
             "rows": len(corpus.rows) + len(real.rows),
             "real_rows_weight": weight,
         },
-        "metrics": bundle.manifest.get("metrics", {}),
-        "adaptation": {k: v for k, v in report.items() if k != "audit"}
-        | {"audit_suspects": len(report.get("audit", []))},
-    }
+        metrics=bundle.manifest.metrics or {},
+        adaptation={k: v for k, v in report.items() if k != "audit"} | {"audit_suspects": len(report.get("audit", []))},
+    )
     save_bundle(adapted, out, taxonomy_path)
     report["out"] = str(out)
     report["model_id"] = adapted.model_id

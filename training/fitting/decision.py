@@ -1,7 +1,8 @@
 """Choosing the decision policy on validation data: per-class thresholds that reach a target
 precision, group thresholds for the hierarchy fall-back, and the coverage they give.
 
-The policy is stored in the bundle (``manifest["decision"]``) and applied by ``model.assist.decision.decide``.
+The policy (:class:`~model.assist.decision.DecisionPolicy`) is stored in the bundle (the manifest's
+``decision``) and applied by ``model.assist.decision.decide``.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from model.assist.decision import decide
+from model.assist.decision import DecisionPolicy, TaskPolicy, decide
 from model.conversation.taxonomy import Task
 
 MIN_SUPPORT = 5  # fewer validation predictions of a label than this: use the task-level threshold
@@ -44,35 +45,33 @@ def fit_policy(
     *,
     target_precision: float = 0.9,
     margin: float = 0.0,
-) -> dict[str, Any]:
-    """Per-label and per-group thresholds for one task from validation probabilities."""
+) -> TaskPolicy:
+    """Per-label and per-group thresholds for one task from validation probabilities (``None``: no
+    threshold reaches ``target_precision``, that label or group is never decided)."""
     probs = np.asarray(probs)
     y = np.asarray(y_true, dtype=object)
     top = probs.argmax(axis=1)
     pred = np.asarray(classes, dtype=object)[top]
     conf = probs.max(axis=1)
     correct = pred == y
-    task_threshold = precision_threshold(conf, correct, target_precision, min_support=1)
-    task_threshold = 1.01 if task_threshold is None else task_threshold  # never reaches: abstain
-    thresholds = {}
+    found = precision_threshold(conf, correct, target_precision, min_support=1)
+    task_threshold = round(found, 6) if found is not None else None  # None: never reached, abstain
+    thresholds: dict[str, float | None] = {}
     for label in classes:
         mask = pred == label
         t = precision_threshold(conf[mask], correct[mask], target_precision)
-        thresholds[label] = round(t, 6) if t is not None else round(task_threshold, 6)
-    group_thresholds = {}
+        thresholds[label] = round(t, 6) if t is not None else task_threshold
+    group_thresholds: dict[str, float | None] = {}
     if task.groups:
         # the group fall-back only sees rows whose leaf was not decided: fit it on those
-        label_policy = {
-            "tasks": {
-                task.name: {
-                    "threshold": task_threshold,
-                    "thresholds": thresholds,
-                    "group_threshold": 1.01,
-                    "margin": margin,
-                }
+        label_policy = DecisionPolicy(
+            tasks={
+                task.name: TaskPolicy(
+                    threshold=task_threshold, thresholds=thresholds, group_threshold=None, margin=margin
+                )
             }
-        }
-        undecided = np.array([decide(task, classes, row, label_policy)["level"] is None for row in probs])
+        )
+        undecided = np.array([not decide(task, classes, row, label_policy).decided for row in probs])
         group_of = {label: task.group_of(label) for label in classes}
         gscores: dict[str, np.ndarray] = {}
         for group in task.groups:
@@ -87,18 +86,18 @@ def fit_policy(
         for group in names:
             mask = (gpred == group) & undecided
             t = precision_threshold(gconf[mask], gpred[mask] == gtrue[mask], target_precision)
-            group_thresholds[group] = round(t, 6) if t is not None else 1.01
-    return {
-        "threshold": round(task_threshold, 6),
-        "thresholds": thresholds,
-        "group_threshold": 1.01,
-        "group_thresholds": group_thresholds,
-        "margin": margin,
-    }
+            group_thresholds[group] = round(t, 6) if t is not None else None
+    return TaskPolicy(
+        threshold=task_threshold,
+        thresholds=thresholds,
+        group_threshold=None,  # a group without its own threshold is never decided
+        group_thresholds=group_thresholds,
+        margin=margin,
+    )
 
 
 def coverage_report(
-    task: Task, classes: list[str], probs: np.ndarray, y_true: list[str], policy: dict[str, Any]
+    task: Task, classes: list[str], probs: np.ndarray, y_true: list[str], policy: DecisionPolicy
 ) -> dict[str, Any]:
     """What the policy decides on labelled data: the share decided at label and group level and the
     precision of each (the number a contact centre cares about: how much it can auto-fill)."""
@@ -106,12 +105,12 @@ def coverage_report(
     label_hits = label_n = group_hits = group_n = 0
     for row, truth in zip(np.asarray(probs), y_true):
         d = decide(task, classes, row, policy)
-        if d["level"] == "label":
+        if d.level == "label":
             label_n += 1
-            label_hits += d["label"] == truth
-        elif d["level"] == "group":
+            label_hits += d.label == truth
+        elif d.level == "group":
             group_n += 1
-            group_hits += d["label"] == task.group_of(truth)
+            group_hits += d.label == task.group_of(truth)
     return {
         "n": n,
         "label_coverage": label_n / n if n else 0.0,
@@ -169,7 +168,7 @@ def cross_fitted_coverage(
             margin=margin,
         )
         rep = coverage_report(
-            task, classes, probs[eval_idx], [y_true[i] for i in eval_idx], {"tasks": {task.name: policy}}
+            task, classes, probs[eval_idx], [y_true[i] for i in eval_idx], DecisionPolicy(tasks={task.name: policy})
         )
         n = rep["n"]
         totals["n"] += n

@@ -9,19 +9,20 @@ does not converge, when its likelihood goes down (a numerical divergence) or whe
 onto a few labels (the classifier is too sure of itself on this traffic to trust its own counts).
 
 The bundle keeps the priors in its manifest's decision section
-(``decision.priors[task] = {"train": {...}, "target": {...}, "source": ...}``, applied by
+(``DecisionPolicy.priors[task]``, a :class:`~model.assist.decision.PriorEntry` of ``train``,
+``target`` and ``source``; stored as ``decision.priors[task] = {"train": ..., "target": ..., "source": ...}``, applied by
 ``model/assist/adjust.py``); with labelled rows the decision thresholds are re-fitted under them. A new bundle
 folder is written (``--out``); the source bundle is never changed.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
 import tempfile
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from model.assist.adjust import adjust_task
+from model.assist.decision import DecisionPolicy, PriorEntry
 from model.errors import PodskazkaError
 from model.storage.bundle import MANIFEST, load_bundle, verify_bundle
 from model.storage.files import write_json
@@ -116,7 +118,7 @@ def em_priors(
 # ------------------------------------------------------------------------------- bundles
 def train_prior_of(bundle, task: str, classes: list[str]) -> dict[str, float]:
     """The prior the head was trained under (recorded by training; uniform for class-balanced heads)."""
-    recorded = (bundle.decision.get("train_priors") or {}).get(task)
+    recorded = bundle.decision.train_priors.get(task)
     return dict(recorded) if recorded else uniform(classes)
 
 
@@ -124,7 +126,7 @@ def model_probs(bundle, interactions, task: str, *, evidence: bool = True) -> tu
     """The head's probabilities with the evidence rule and without any prior (the EM's input)."""
     classes, probs = bundle.model.predict_proba(interactions, [task])[0][task]
     if evidence:
-        probs = adjust_task(bundle.taxonomy, task, classes, probs, interactions, {})
+        probs = adjust_task(bundle.taxonomy, task, classes, probs, interactions, None)
     return classes, probs
 
 
@@ -138,12 +140,15 @@ def compute_priors(
     target_precision: float | None = None,
     margin: float | None = None,
 ) -> dict[str, Any]:
-    """``{"priors": {task: entry}, "thresholds": {task: policy}, "report": {...}}`` for ``bundle`` from rows."""
+    """``{"priors": {task: PriorEntry}, "thresholds": {task: TaskPolicy}, "report": {...}}`` for ``bundle``
+    from rows."""
     from training.fitting.decision import fit_policy
 
-    decision = bundle.decision or {}
-    target_precision = float(target_precision or decision.get("target_precision", 0.9))
-    margin = float(decision.get("margin", 0.05) if margin is None else margin)
+    decision = bundle.decision
+    if not target_precision:
+        target_precision = 0.9 if decision.target_precision is None else decision.target_precision
+    if margin is None:
+        margin = 0.05 if decision.margin is None else decision.margin
     out: dict[str, Any] = {"priors": {}, "thresholds": {}, "report": {}}
     for task in tasks or bundle.model.tasks:
         classes = bundle.model.task_classes[task]
@@ -167,11 +172,11 @@ def compute_priors(
             target = label_frequencies([x.labels[task] for x in rows], classes)
             out["report"][task] = {"rows": len(rows), "method": "labelled frequencies"}
             source = f"label frequencies of {len(rows)} labelled rows"
-        entry = {"train": train, "target": target, "source": source}
+        entry = PriorEntry(train=train, target=target, source=source)
         out["priors"][task] = entry
         if not unlabelled and refit_thresholds:
             _, probs = model_probs(bundle, rows, task, evidence=False)
-            probs = adjust_task(bundle.taxonomy, task, classes, probs, rows, {"priors": {task: entry}})
+            probs = adjust_task(bundle.taxonomy, task, classes, probs, rows, DecisionPolicy(priors={task: entry}))
             out["thresholds"][task] = fit_policy(
                 bundle.taxonomy.tasks[task],
                 classes,
@@ -198,7 +203,7 @@ def _in_domain(bundle, task: str, x) -> bool:
 
 
 def write_with_decision(
-    model: str | Path, out: str | Path, decision: dict[str, Any], note: dict[str, Any], suffix: str = "priors"
+    model: str | Path, out: str | Path, decision: DecisionPolicy, note: dict[str, Any], suffix: str = "priors"
 ) -> str:
     """Copy bundle ``model`` to ``out`` with a new decision section and model id (the files and their
     checksums are unchanged: the decision lives in the manifest)."""
@@ -211,17 +216,18 @@ def write_with_decision(
     try:
         shutil.rmtree(tmp)
         shutil.copytree(model, tmp, symlinks=False)
-        created = datetime.now(UTC)
-        base_id = str(manifest["model_id"]).split("+")[0]
-        manifest = dict(
+        now = datetime.now(UTC)
+        created = now.isoformat(timespec="seconds")
+        base_id = manifest.model_id.split("+")[0]
+        manifest = replace(
             manifest,
             decision=decision,
-            model_id=f"{base_id}+{suffix}-{created:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}",
-            derived_from=manifest["model_id"],
-            created_at=created.isoformat(timespec="seconds"),
+            model_id=f"{base_id}+{suffix}-{now:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}",
+            derived_from=manifest.model_id,
+            created_at=created,
+            history=[*(manifest.history or []), {"step": suffix, "at": created, **note}],
         )
-        manifest.setdefault("history", []).append({"step": suffix, "at": manifest["created_at"], **note})
-        write_json(tmp / MANIFEST, manifest)
+        write_json(tmp / MANIFEST, manifest.to_dict())
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)
@@ -229,7 +235,7 @@ def write_with_decision(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     verify_bundle(out)
-    return manifest["model_id"]
+    return manifest.model_id
 
 
 def priors_command(
@@ -248,10 +254,11 @@ def priors_command(
     result = compute_priors(bundle, loaded.interactions, unlabelled=unlabelled, tasks=tasks)
     if not result["priors"]:
         raise PriorsError(f"no task has {MIN_ROWS}+ {'rows' if unlabelled else 'labelled rows'}; nothing to write")
-    decision = json.loads(json.dumps(bundle.decision or {}))
-    decision.setdefault("priors", {}).update(result["priors"])
-    for task, policy in result["thresholds"].items():
-        decision.setdefault("tasks", {})[task] = policy
+    decision = replace(
+        bundle.decision,
+        priors={**bundle.decision.priors, **result["priors"]},
+        tasks={**bundle.decision.tasks, **result["thresholds"]},
+    )
     model_id = write_with_decision(
         model, out, decision, {"rows": len(loaded.rows), "unlabelled": unlabelled, "report": result["report"]}
     )
@@ -260,5 +267,5 @@ def priors_command(
         "out": str(out),
         "report": result["report"],
         "thresholds_refitted": sorted(result["thresholds"]),
-        "priors": {t: e["target"] for t, e in result["priors"].items()},
+        "priors": {t: e.target for t, e in result["priors"].items()},
     }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import subprocess
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -13,11 +14,13 @@ import numpy as np
 from sklearn.model_selection import GroupShuffleSplit
 
 from model.assist.adjust import adjust_task
+from model.assist.decision import DecisionPolicy, TaskPolicy
 from model.assist.macros import MacroRanker
 from model.conversation.taxonomy import load_taxonomy
 from model.errors import ConfigError
 from model.kinds.registry import model_class
 from model.storage.bundle import Bundle, save_bundle
+from model.storage.manifest import Manifest
 from training.data.augment import augment
 from training.data.load import LoadedData, load_data
 from training.evaluation.evaluate import evaluate_model
@@ -27,17 +30,20 @@ from training.fitting.decision import cross_fitted_coverage, fit_policy
 
 log = logging.getLogger(__name__)
 
+# what a trained bundle's manifest records before save_bundle adds its contents, in this order
+TRAINED_KEYS = ("model_id", "created_at", "git_revision", "config", "training_data", "metrics", "warnings")
+
 
 def fit_bundle(data: LoadedData, config: TrainConfig, taxonomy, rows: list[int] | None = None) -> Bundle:
     """Fit a model and its macro statistics on the given rows (all when ``None``)."""
     interactions = data.interactions if rows is None else [data.rows[i].interaction for i in rows]
-    interactions = augment(interactions, config.augment)
+    interactions = augment(interactions, config.augment, taxonomy)
     tasks = _tasks(config, taxonomy)
     domains = {name: task.domain or name for name, task in taxonomy.tasks.items()}
     cls = model_class(config.model.kind)
     model = cls(cls.config_class(**config.model.params)).fit(interactions, tasks, domains)
     macros = MacroRanker().fit(interactions, model.tasks, taxonomy)
-    return Bundle(model=model, macros=macros, taxonomy=taxonomy, manifest={})
+    return Bundle(model=model, macros=macros, taxonomy=taxonomy)
 
 
 def grouped_split(data: LoadedData, test_size: float, seed: int) -> tuple[list[int], list[int]]:
@@ -64,11 +70,7 @@ def train(data_paths: list[str], out_dir: str | Path, config: TrainConfig) -> Bu
     warnings = list(data.warnings)
     train_rows, test_rows = grouped_split(data, config.split.test_size, config.split.seed)
     metrics: dict[str, Any] = {}
-    decision: dict[str, Any] = {
-        "target_precision": config.decision.target_precision,
-        "margin": config.decision.margin,
-        "tasks": {},
-    }
+    decision = DecisionPolicy(target_precision=config.decision.target_precision, margin=config.decision.margin)
     if test_rows:
         log.info(
             "fitting on %d rows, evaluating on %d held-out rows (%s)",
@@ -80,7 +82,7 @@ def train(data_paths: list[str], out_dir: str | Path, config: TrainConfig) -> Bu
         )
         held_out = fit_bundle(data, config, taxonomy, train_rows)
         test_interactions = [data.rows[i].interaction for i in test_rows]
-        decision["tasks"] = choose_policy(held_out, test_interactions, config)
+        decision = replace(decision, tasks=choose_policy(held_out, test_interactions, config))
         metrics = evaluate_model(held_out, test_interactions, policy=decision)
         test_groups = [data.rows[i].group for i in test_rows]
         for task, task_metrics in metrics["tasks"].items():
@@ -104,24 +106,24 @@ def train(data_paths: list[str], out_dir: str | Path, config: TrainConfig) -> Bu
     final_rows = None if (config.refit_full or not test_rows) else train_rows
     log.info("fitting the final model on %d rows", len(data.rows) if final_rows is None else len(final_rows))
     bundle = fit_bundle(data, config, taxonomy, final_rows)
-    decision["train_priors"] = training_priors(bundle, data, config, final_rows)
-    bundle.decision = decision
+    bundle.decision = replace(decision, train_priors=training_priors(bundle, data, config, final_rows))
     created = datetime.now(UTC)
-    bundle.manifest = {
-        "model_id": f"podskazka-{config.model.kind}-{created:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}",
-        "created_at": created.isoformat(timespec="seconds"),
-        "git_revision": _git_revision(),
-        "config": config.to_dict(),
-        "training_data": {"files": data.files, "rows": len(data.rows), "sha256": data.fingerprint()},
-        "metrics": {"holdout": metrics} if metrics else {},
-        "warnings": warnings,
-    }
+    bundle.manifest = Manifest(  # the provenance; save_bundle stamps what the saved files are
+        model_id=f"podskazka-{config.model.kind}-{created:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}",
+        created_at=created.isoformat(timespec="seconds"),
+        git_revision=_git_revision(),
+        config=config.to_dict(),
+        training_data={"files": data.files, "rows": len(data.rows), "sha256": data.fingerprint()},
+        metrics={"holdout": metrics} if metrics else {},
+        warnings=warnings,
+        key_order=TRAINED_KEYS,  # git_revision is written (null) outside a git checkout too
+    )
     save_bundle(bundle, out_dir, taxonomy_path)
     log.info("wrote %s (%s)", out_dir, bundle.model_id)
     return bundle
 
 
-def choose_policy(bundle: Bundle, interactions, config: TrainConfig) -> dict[str, Any]:
+def choose_policy(bundle: Bundle, interactions, config: TrainConfig) -> dict[str, TaskPolicy]:
     """Per-task thresholds reaching the target precision on held-out rows (see training/fitting/decision.py)."""
     policies = {}
     for task in bundle.model.tasks:
@@ -129,7 +131,7 @@ def choose_policy(bundle: Bundle, interactions, config: TrainConfig) -> dict[str
         if not rows:
             continue
         classes, probs = bundle.model.predict_proba(rows, [task])[0][task]
-        probs = adjust_task(bundle.taxonomy, task, classes, probs, rows, {})  # the evidence rule, as served
+        probs = adjust_task(bundle.taxonomy, task, classes, probs, rows, None)  # the evidence rule, as served
         policies[task] = fit_policy(
             bundle.taxonomy.tasks[task],
             classes,

@@ -21,7 +21,9 @@ import pyarrow as pa
 from model.conversation.record import Interaction, interaction_from_dict
 from model.errors import InputError
 from model.predictor import Predictor
+from model.suggestion import Suggestion
 from training.data.load import turns_from_text_column
+from training.relabel.diff import TASK_COUNTS, empty_task_stats
 from training.relabel.sources import ERROR, RAW, SOURCE_ROW, InputFile, iter_chunks
 
 TOP_K = 3
@@ -262,37 +264,37 @@ def _add_reject(rejects: dict[str, list], source_file: str, source_row, record, 
     rejects["record"].append(shown[:MAX_RECORD_CHARS])
 
 
-def _output_rows(good, results, tasks: list[str], model_version: str, source_file: str):
+def _output_rows(good, results: list[Suggestion], tasks: list[str], model_version: str, source_file: str):
     n = len(good)
     columns: dict[str, list] = {
         "id": [row_id for _, row_id, _ in good],
         "source_file": [source_file] * n,
         "source_row": [source_row for source_row, _, _ in good],
         "model_version": [model_version] * n,
-        "domain": [r["domains"][0]["label"] if r["domains"] else None for r in results],
+        "domain": [r.top_domain for r in results],
     }
     any_changed: list[bool | None] = [None] * n
     task_stats = {}
     for task in tasks:
-        stats = {"compared": 0, "changed": 0, "abstained": 0, "new": Counter(), "transitions": {}}
+        stats = empty_task_stats()
         label, confidence, decision, level, top, old, changed = ([] for _ in range(7))
         for i, ((_, _, x), result) in enumerate(zip(good, results)):
-            ranked = result["predictions"][task]
-            decided = result["decisions"][task]
-            other_domain = decided.get("reason") == "other_domain"  # a task of another domain: null, not a guess
-            new = None if other_domain else ranked[0]["label"]
+            ranked = result.predictions[task]
+            decided = result.decisions[task]
+            other_domain = decided.reason == "other_domain"  # a task of another domain: null, not a guess
+            new = None if other_domain else ranked[0].label
             label.append(new)
-            confidence.append(None if other_domain else ranked[0]["confidence"])
-            decision.append(decided["label"])
-            level.append(decided["level"])
-            top.append(ranked)
+            confidence.append(None if other_domain else ranked[0].confidence)
+            decision.append(decided.label)
+            level.append(decided.level)
+            top.append([r.to_dict() for r in ranked])
             before = x.labels.get(task)
             old.append(before)
-            stats["abstained"] += decided["label"] is None
+            stats["abstained"] += decided.label is None
             if other_domain:
                 changed.append(None)
                 continue
-            stats["new"][new] += 1
+            stats["new"][new] = stats["new"].get(new, 0) + 1
             if before is None:
                 changed.append(None)
                 continue
@@ -303,7 +305,6 @@ def _output_rows(good, results, tasks: list[str], model_version: str, source_fil
             stats["changed"] += differs
             pairs = stats["transitions"].setdefault(before, {})
             pairs[new] = pairs.get(new, 0) + 1
-        stats["new"] = dict(stats["new"])
         task_stats[task] = stats
         for suffix, values in zip(
             ("label", "confidence", "decision", "decision_level", "top3", "old", "changed"),
@@ -326,10 +327,8 @@ def merge_stats(total: dict[str, Any], part: dict[str, Any]) -> dict[str, Any]:
     for reason, n in part["reasons"].items():
         reasons[reason] = reasons.get(reason, 0) + n
     for task, stats in part["tasks"].items():
-        into = total.setdefault("tasks", {}).setdefault(
-            task, {"compared": 0, "changed": 0, "abstained": 0, "new": {}, "transitions": {}}
-        )
-        for key in ("compared", "changed", "abstained"):
+        into = total.setdefault("tasks", {}).setdefault(task, empty_task_stats())
+        for key in TASK_COUNTS:
             into[key] += stats[key]
         for label, n in stats["new"].items():
             into["new"][label] = into["new"].get(label, 0) + n

@@ -6,6 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 MAX_PAIRS_SHOWN = 50
+TASK_COUNTS = ("compared", "changed", "abstained")  # the counts of one task's stats, summed over chunks
+
+
+def empty_task_stats() -> dict[str, Any]:
+    """One task's stats before any row: the :data:`TASK_COUNTS` at 0, new labels and old → new pairs empty."""
+    return {**dict.fromkeys(TASK_COUNTS, 0), "new": {}, "transitions": {}}
 
 
 def diff_report(totals: dict[str, Any], *, model_version: str, tasks: list[str], output: str) -> dict[str, Any]:
@@ -20,9 +26,7 @@ def diff_report(totals: dict[str, Any], *, model_version: str, tasks: list[str],
     }
     unknown_old = totals.get("unknown_old", {})
     for task in tasks:
-        stats = totals.get("tasks", {}).get(
-            task, {"compared": 0, "changed": 0, "abstained": 0, "new": {}, "transitions": {}}
-        )
+        stats = totals.get("tasks", {}).get(task, empty_task_stats())
         pairs = [
             {"old": old, "new": new, "count": n}
             for old, news in stats["transitions"].items()

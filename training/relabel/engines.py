@@ -22,7 +22,7 @@ import json
 import multiprocessing
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,10 +53,16 @@ class WorkSpec:
 
 def pending_chunks(spec: WorkSpec, done: set[tuple[int, int]]) -> Iterator[tuple[int, int, pa.Table]]:
     """Every chunk of every input that the manifest does not list yet, in input order."""
-    for file_index, info in enumerate(spec.files):
-        for chunk_index, table in iter_chunks(info, spec.batch_size):
-            if (file_index, chunk_index) not in done:
-                yield file_index, chunk_index, table
+    for file_index in range(len(spec.files)):
+        for chunk_index, table in _pending_in_file(spec, done, file_index):
+            yield file_index, chunk_index, table
+
+
+def _pending_in_file(spec: WorkSpec, done: set[tuple[int, int]], file_index: int) -> Iterator[tuple[int, pa.Table]]:
+    """``(chunk_index, table)`` for each chunk of one input that the manifest does not list yet."""
+    for chunk_index, table in iter_chunks(spec.files[file_index], spec.batch_size):
+        if (file_index, chunk_index) not in done:
+            yield chunk_index, table
 
 
 def process_chunk(
@@ -119,6 +125,29 @@ def _work(file_index: int, chunk_index: int, table: pa.Table) -> dict[str, Any]:
     return process_chunk(_Worker.predictor, _Worker.spec, file_index, chunk_index, table)
 
 
+# -- Ray and Spark: a pending chunk travels as one row (file_index, chunk, Arrow IPC bytes)
+# from the reading tasks to the labelling workers, and its manifest entry comes back as JSON
+def _chunk_rows(spec: WorkSpec, done: set[tuple[int, int]], file_indexes: Iterable[Any]) -> Iterator[dict[str, list]]:
+    """One single-row batch ``{file_index, chunk, ipc}`` per pending chunk of the given inputs."""
+    for file_index in map(int, file_indexes):
+        for chunk_index, table in _pending_in_file(spec, done, file_index):
+            yield {"file_index": [file_index], "chunk": [chunk_index], "ipc": [_to_ipc(table)]}
+
+
+def _to_ipc(table: pa.Table) -> bytes:
+    sink = io.BytesIO()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue()
+
+
+def _relabel_ipc(predictor: Predictor, spec: WorkSpec, file_index: Any, chunk_index: Any, ipc: bytes) -> str:
+    """Label and write one chunk sent as Arrow IPC bytes; its manifest entry as JSON."""
+    table = pa.ipc.open_stream(ipc).read_all()
+    entry = process_chunk(predictor, spec, int(file_index), int(chunk_index), table)
+    return json.dumps(entry, ensure_ascii=False)
+
+
 # -- Ray ------------------------------------------------------------------------------------------
 def run_ray(
     spec: WorkSpec,
@@ -173,18 +202,7 @@ def _ray_entries(
 
 
 def _read_chunks(batch: dict, *, spec: WorkSpec, done: set[tuple[int, int]]) -> Iterator[dict]:
-    for file_index in batch["file_index"]:
-        file_index = int(file_index)
-        for chunk_index, table in iter_chunks(spec.files[file_index], spec.batch_size):
-            if (file_index, chunk_index) not in done:
-                yield {"file_index": [file_index], "chunk": [chunk_index], "ipc": [_to_ipc(table)]}
-
-
-def _to_ipc(table: pa.Table) -> bytes:
-    sink = io.BytesIO()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    return sink.getvalue()
+    yield from _chunk_rows(spec, done, batch["file_index"])
 
 
 class _RayRelabel:
@@ -195,11 +213,8 @@ class _RayRelabel:
         self.predictor = Predictor.load(spec.model_dir)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        entries = []
-        for file_index, chunk_index, ipc in zip(*(batch.column(c).to_pylist() for c in ("file_index", "chunk", "ipc"))):
-            table = pa.ipc.open_stream(ipc).read_all()
-            entry = process_chunk(self.predictor, self.spec, int(file_index), int(chunk_index), table)
-            entries.append(json.dumps(entry, ensure_ascii=False))
+        columns = (batch.column(c).to_pylist() for c in ("file_index", "chunk", "ipc"))
+        entries = [_relabel_ipc(self.predictor, self.spec, *chunk) for chunk in zip(*columns)]
         return pa.table({"entry": pa.array(entries, pa.string())})
 
 
@@ -253,11 +268,8 @@ def _spark_read_chunks(batches, *, spec: WorkSpec, done: set[tuple[int, int]]):
     import pandas as pd
 
     for batch in batches:
-        for file_index in batch["file_index"]:
-            file_index = int(file_index)
-            for chunk_index, table in iter_chunks(spec.files[file_index], spec.batch_size):
-                if (file_index, chunk_index) not in done:
-                    yield pd.DataFrame({"file_index": [file_index], "chunk": [chunk_index], "ipc": [_to_ipc(table)]})
+        for row in _chunk_rows(spec, done, batch["file_index"]):
+            yield pd.DataFrame(row)
 
 
 def _spark_relabel(batches, *, spec: WorkSpec):
@@ -267,7 +279,5 @@ def _spark_relabel(batches, *, spec: WorkSpec):
     if predictor is None:
         predictor = _spark_predictors[spec.model_dir] = Predictor.load(spec.model_dir)
     for batch in batches:
-        for file_index, chunk_index, ipc in zip(batch["file_index"], batch["chunk"], batch["ipc"]):
-            table = pa.ipc.open_stream(ipc).read_all()
-            entry = process_chunk(predictor, spec, int(file_index), int(chunk_index), table)
-            yield pd.DataFrame({"entry": [json.dumps(entry, ensure_ascii=False)]})
+        for chunk in zip(batch["file_index"], batch["chunk"], batch["ipc"]):
+            yield pd.DataFrame({"entry": [_relabel_ipc(predictor, spec, *chunk)]})

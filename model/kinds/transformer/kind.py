@@ -20,13 +20,22 @@ import re
 import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 
+from model.arrays import Float64Array, FloatArray, Int64Array
 from model.conversation.record import Interaction
 from model.errors import BundleError, ConfigError, DataError, NotFittedError
 from model.kinds.compiled import Reader, as_reader
+from model.kinds.registry import DomainProbs, TaskProbs
 from model.text.normalize import mask_personal_data
+
+if TYPE_CHECKING:  # torch and tokenizers come with the transformer extra; imported where they are used
+    import torch
+    from tokenizers import Tokenizer
+
+    from model.kinds.transformer.torch_backend import SpecialIds
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +81,7 @@ class TransformerConfig:
     threads: int | None = None  # torch threads while fitting (None: torch's default)
     device: str = "cpu"  # for fitting; inference always runs on CPU
     seed: int = 13
-    extra: dict = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not isinstance(self.base_model, str) or not self.base_model.strip():
@@ -133,7 +142,7 @@ class TransformerConfig:
                 raise ConfigError(f"model.{name} must be in [0, {high}], got {getattr(self, name)}")
 
 
-def _check_int(name: str, value, low: int, high: int) -> None:
+def _check_int(name: str, value: object, low: int, high: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise ConfigError(f"model.{name} must be an integer in [{low}, {high}], got {value!r}")
 
@@ -154,6 +163,18 @@ class TransformerMultiTask:
     kind = "transformer"
     config_class = TransformerConfig
 
+    # learned state (set by fit or load)
+    classes_: dict[str, list[str]]
+    domain_classes_: list[str] | None
+    temperatures_: dict[str, float]
+    special_ids_: SpecialIds
+    tokenizer_: Tokenizer
+    network_: torch.nn.ModuleDict
+    train_report_: dict[str, Any]
+    saved_state_: dict[str, torch.Tensor] | None  # the weights to save when the network runs in int8
+    weights_file_: Path | None  # a loaded int8 model's weights file (its saved state)
+    _last_logits: tuple[tuple[str, ...], dict[str, Float64Array]] | None
+
     def __init__(self, config: TransformerConfig | None = None) -> None:
         self.config = config or TransformerConfig()
         self._lock = threading.Lock()
@@ -165,6 +186,7 @@ class TransformerMultiTask:
 
     @property
     def tasks(self) -> list[str]:
+        """The tasks this model predicts."""
         self._check_fitted()
         return list(self.classes_)
 
@@ -175,10 +197,11 @@ class TransformerMultiTask:
 
     @property
     def task_classes(self) -> dict[str, list[str]]:
+        """Each task's labels, in the order of its probability columns."""
         return {task: list(classes) for task, classes in self.classes_.items()}
 
     # -------------------------------------------------------------- training
-    def fit(self, interactions: list[Interaction], tasks: list[str], domains: dict[str, str] | None = None):
+    def fit(self, interactions: list[Interaction], tasks: list[str], domains: dict[str, str] | None = None) -> Self:
         """Fine-tune the encoder and heads on the rows' labels, then fit the temperatures."""
         import torch
 
@@ -200,11 +223,11 @@ class TransformerMultiTask:
         if not self.classes_:
             raise DataError(f"none of the tasks {tasks} has two or more labels in the rows; label at least one task")
         domain_of = domains or {}
-        row_domains = []
+        row_domains: list[str | None] = []
         for x in interactions:
             found = {domain_of.get(task, task) for task in x.labels if task in self.classes_}
             row_domains.append(found.pop() if len(found) == 1 else None)
-        domain_counts = {d: row_domains.count(d) for d in set(row_domains) - {None}}
+        domain_counts = {d: row_domains.count(d) for d in row_domains if d is not None}
         self.domain_classes_ = sorted(domain_counts) if len(domain_counts) >= 2 else None
         targets = self._targets(interactions, row_domains)
         fit_rows, calib_rows = self._calibration_split(interactions, targets)
@@ -228,23 +251,26 @@ class TransformerMultiTask:
         return self
 
     def _head_sizes(self) -> dict[str, int]:
+        """Classes per head, the task heads then the domain head (the network's head order)."""
         sizes = {task: len(classes) for task, classes in self.classes_.items()}
         if self.domain_classes_:
             sizes[DOMAIN_HEAD] = len(self.domain_classes_)
         return sizes
 
-    def _targets(self, interactions: list[Interaction], row_domains: list[str | None]) -> dict[str, np.ndarray]:
+    def _targets(self, interactions: list[Interaction], row_domains: list[str | None]) -> dict[str, Int64Array]:
         """Per head, the class index of every row, -1 where the row has no label (masked out)."""
-        targets = {}
+        targets: dict[str, Int64Array] = {}
         for task, classes in self.classes_.items():
-            index = {c: i for i, c in enumerate(classes)}
+            index: dict[str | None, int] = {c: i for i, c in enumerate(classes)}
             targets[task] = np.array([index.get(x.labels.get(task), -1) for x in interactions], dtype=np.int64)
         if self.domain_classes_:
             index = {c: i for i, c in enumerate(self.domain_classes_)}
             targets[DOMAIN_HEAD] = np.array([index.get(d, -1) for d in row_domains], dtype=np.int64)
         return targets
 
-    def _calibration_split(self, interactions: list[Interaction], targets: dict[str, np.ndarray]):
+    def _calibration_split(
+        self, interactions: list[Interaction], targets: dict[str, Int64Array]
+    ) -> tuple[Int64Array, Int64Array]:
         """Rows to fit on and rows to fit the temperatures on, grouped by client when known."""
         n, fraction = len(interactions), self.config.calibration_fraction
         everything = np.arange(n)
@@ -264,7 +290,9 @@ class TransformerMultiTask:
         return everything[~calib], everything[calib]
 
     # -------------------------------------------------------------- inference
-    def predict_proba(self, interactions: list[Interaction], tasks: list[str] | None = None):
+    def predict_proba(
+        self, interactions: list[Interaction], tasks: list[str] | None = None
+    ) -> tuple[TaskProbs, DomainProbs]:
         """Return ``({task: (classes, probabilities[n, k])}, domain (classes, probabilities) or None)``."""
         self._check_fitted()
         selected = tasks or list(self.classes_)
@@ -272,8 +300,10 @@ class TransformerMultiTask:
         if unknown:
             raise DataError(f"this model has no head for {unknown}; it predicts {list(self.classes_)}")
         logits = self._logits(interactions)
-        out = {t: (list(self.classes_[t]), _softmax(logits[t] / self.temperatures_.get(t, 1.0))) for t in selected}
-        domain = None
+        out: TaskProbs = {
+            t: (list(self.classes_[t]), _softmax(logits[t] / self.temperatures_.get(t, 1.0))) for t in selected
+        }
+        domain: DomainProbs = None
         if self.domain_classes_:
             domain = (
                 list(self.domain_classes_),
@@ -281,19 +311,19 @@ class TransformerMultiTask:
             )
         return out, domain
 
-    def predict_proba_uncalibrated(self, interactions: list[Interaction], tasks: list[str] | None = None):
+    def predict_proba_uncalibrated(self, interactions: list[Interaction], tasks: list[str] | None = None) -> TaskProbs:
         """The heads' probabilities before temperature scaling (for calibration reports)."""
         self._check_fitted()
         logits = self._logits(interactions)
         return {t: (list(self.classes_[t]), _softmax(logits[t])) for t in tasks or self.classes_}
 
-    def _logits(self, interactions: list[Interaction]) -> dict[str, np.ndarray]:
+    def _logits(self, interactions: list[Interaction]) -> dict[str, Float64Array]:
         """Logits of every head; the last batch's are remembered, since evaluation asks once per task."""
         from model.kinds.transformer import torch_backend as tt
 
         texts = tuple(render_for_encoder(x, self.config.text_prefix) for x in interactions)
         with self._lock:
-            cached = getattr(self, "_last_logits", None)
+            cached: tuple[tuple[str, ...], dict[str, Float64Array]] | None = getattr(self, "_last_logits", None)
         if cached is not None and cached[0] == texts:
             return cached[1]
         logits = tt.predict_logits(self, tt.windows_for(self, list(texts)))
@@ -302,7 +332,7 @@ class TransformerMultiTask:
         return logits
 
     # ------------------------------------------------------------ persistence
-    def save(self, folder: Path) -> dict:
+    def save(self, folder: Path) -> dict[str, Any]:
         """Write the encoder config, weights (safetensors) and tokenizer into ``folder``."""
         from model.kinds.transformer import torch_backend as tt
 
@@ -319,7 +349,8 @@ class TransformerMultiTask:
         }
 
     @classmethod
-    def load(cls, read: Reader, info: dict) -> TransformerMultiTask:
+    def load(cls, read: Reader | Path, info: dict[str, Any]) -> Self:
+        """Rebuild from ``encoder.json``, ``weights.safetensors`` and ``tokenizer.json`` (read through ``read``)."""
         from model.kinds.transformer import torch_backend as tt
 
         # every file goes through the bundle's reader (listed, checksummed, inside the bundle)
@@ -333,7 +364,8 @@ class TransformerMultiTask:
             model.classes_ = {task: list(info["classes"][task]) for task in info["tasks"]}
             model.domain_classes_ = info.get("domain_classes")
             model.temperatures_ = {k: float(v) for k, v in info["temperatures"].items()}
-            model.special_ids_ = dict(info["special_ids"])
+            special = info["special_ids"]
+            model.special_ids_ = tt.SpecialIds(cls=special["cls"], sep=special["sep"], pad=special["pad"])
         except (KeyError, TypeError, ConfigError) as exc:
             raise BundleError(
                 f"{folder}: the transformer's manifest entry is incomplete ({exc}); retrain the model"
@@ -343,7 +375,8 @@ class TransformerMultiTask:
         return model
 
 
-def _softmax(z: np.ndarray) -> np.ndarray:
+def _softmax(z: Float64Array) -> FloatArray:
     z = z - z.max(axis=1, keepdims=True)
     e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
+    p: FloatArray = e / e.sum(axis=1, keepdims=True)
+    return p

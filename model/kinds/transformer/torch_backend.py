@@ -9,14 +9,35 @@ import shutil
 import time
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 import numpy as np
 import torch
 from tokenizers import Tokenizer
 
+from model.arrays import Float64Array, Int64Array, IntArray
 from model.errors import BundleError, ConfigError
 
+if TYPE_CHECKING:
+    from torch.nn.attention.flex_attention import BlockMask
+    from transformers import PretrainedConfig, PreTrainedModel
+
+    from model.kinds.transformer.kind import TransformerConfig, TransformerMultiTask
+
 log = logging.getLogger(__name__)
+
+Device = torch.device | str
+Window = list[int]  # token ids of one window, special tokens included
+ItemWindows = list[Window]  # the windows of one conversation
+
+
+class SpecialIds(TypedDict):
+    """The special token ids a window is built with (``cls``/``sep``: ``None`` when the tokenizer has none)."""
+
+    cls: int | None
+    sep: int | None
+    pad: int
+
 
 ENCODER_CONFIG = "encoder.json"
 WEIGHTS = "weights.safetensors"
@@ -24,7 +45,7 @@ TOKENIZER = "tokenizer.json"
 
 
 # ------------------------------------------------------------------ tokenizer and windows
-def load_tokenizer(base_model: str) -> tuple[Tokenizer, dict[str, int | None]]:
+def load_tokenizer(base_model: str) -> tuple[Tokenizer, SpecialIds]:
     """The base checkpoint's fast tokenizer as a plain ``tokenizers.Tokenizer`` (no truncation or
     padding state, so concurrent calls never mutate it) and its special token ids."""
     from transformers import AutoTokenizer
@@ -46,14 +67,14 @@ def load_tokenizer(base_model: str) -> tuple[Tokenizer, dict[str, int | None]]:
     return tokenizer, {"cls": first, "sep": last, "pad": hf.pad_token_id if hf.pad_token_id is not None else 0}
 
 
-def windows_for(model, texts: list[str]) -> list[list[list[int]]]:
+def windows_for(model: TransformerMultiTask, texts: list[str]) -> list[ItemWindows]:
     """Per text, its token windows (special tokens added), overlapping by ``window_overlap``."""
     cfg, special = model.config, model.special_ids_
     head = [special["cls"]] if special["cls"] is not None else []
     tail = [special["sep"]] if special["sep"] is not None else []
     width = cfg.max_length - len(head) - len(tail)
     stride = width - cfg.window_overlap
-    out = []
+    out: list[ItemWindows] = []
     for encoding in model.tokenizer_.encode_batch(texts, add_special_tokens=False):
         ids = encoding.ids
         starts = list(range(0, max(len(ids) - cfg.window_overlap, 1), stride))[: cfg.max_windows]
@@ -62,7 +83,8 @@ def windows_for(model, texts: list[str]) -> list[list[list[int]]]:
 
 
 # ------------------------------------------------------------------------------ network
-def new_network(cfg, head_sizes: dict[str, int]) -> torch.nn.ModuleDict:
+def new_network(cfg: TransformerConfig, head_sizes: dict[str, int]) -> torch.nn.ModuleDict:
+    """The pretrained encoder (frozen as configured) with a new linear head per entry of ``head_sizes``."""
     from transformers import AutoModel
 
     try:
@@ -77,7 +99,7 @@ def new_network(cfg, head_sizes: dict[str, int]) -> torch.nn.ModuleDict:
     return _assemble(encoder.float(), head_sizes, cfg.head_dropout)
 
 
-def _freeze(encoder, cfg) -> None:
+def _freeze(encoder: PreTrainedModel, cfg: TransformerConfig) -> None:
     """Word embeddings and the lower layers stay as pretrained when the config says so."""
     if cfg.freeze_embeddings:
         encoder.get_input_embeddings().weight.requires_grad_(False)
@@ -86,20 +108,26 @@ def _freeze(encoder, cfg) -> None:
     layers = getattr(getattr(encoder, "encoder", None), "layer", None)
     if layers is None:
         raise ConfigError(f"model.train_layers needs a BERT-like encoder (encoder.layer); {cfg.base_model!r} has none")
-    for module in [encoder.embeddings, *list(layers)[: max(0, len(layers) - cfg.train_layers)]]:
+    for module in [encoder.get_submodule("embeddings"), *list(layers)[: max(0, len(layers) - cfg.train_layers)]]:
         for p in module.parameters():
             p.requires_grad_(False)
 
 
-def _assemble(encoder, head_sizes: dict[str, int], dropout: float) -> torch.nn.ModuleDict:
+def _assemble(encoder: PreTrainedModel, head_sizes: dict[str, int], dropout: float) -> torch.nn.ModuleDict:
+    """The network: ``encoder``, ``heads`` (``head0``, ``head1``, … in the order of ``head_sizes``) and ``dropout``."""
     if getattr(encoder, "pooler", None) is not None:
-        encoder.pooler = None  # never used: windows are pooled from the last hidden states
+        encoder.register_module("pooler", None)  # never used: windows are pooled from the last hidden states
     hidden = encoder.config.hidden_size
     heads = torch.nn.ModuleDict({f"head{i}": torch.nn.Linear(hidden, k) for i, k in enumerate(head_sizes.values())})
     return torch.nn.ModuleDict({"encoder": encoder, "heads": heads, "dropout": torch.nn.Dropout(dropout)})
 
 
-def _check_positions(encoder_config, max_length: int) -> None:
+def _encoder(net: torch.nn.ModuleDict) -> PreTrainedModel:
+    """The Hugging Face encoder of a network built by :func:`_assemble`."""
+    return cast("PreTrainedModel", net["encoder"])  # ModuleDict indexing is typed as a plain Module
+
+
+def _check_positions(encoder_config: PretrainedConfig, max_length: int) -> None:
     limit = getattr(encoder_config, "max_position_embeddings", None)
     if limit and encoder_config.model_type in ("roberta", "xlm-roberta", "camembert"):
         limit -= 2  # these number positions from padding_idx + 1
@@ -107,7 +135,7 @@ def _check_positions(encoder_config, max_length: int) -> None:
         raise ConfigError(f"model.max_length is {max_length}, the encoder takes at most {limit} tokens per window")
 
 
-def _padded(windows: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+def _padded(windows: list[Window], pad_id: int, device: Device) -> tuple[torch.Tensor, torch.Tensor]:
     longest = max(len(w) for w in windows)
     ids = torch.full((len(windows), longest), pad_id, dtype=torch.long)
     mask = torch.zeros((len(windows), longest), dtype=torch.long)
@@ -124,7 +152,9 @@ def _pool_tokens(hidden: torch.Tensor, mask: torch.Tensor, pooling: str) -> torc
     return (hidden * weights).sum(1) / weights.sum(1)
 
 
-def _window_vectors(encoder, windows: list[list[int]], pad_id: int, pooling: str, device) -> torch.Tensor:
+def _window_vectors(
+    encoder: PreTrainedModel, windows: list[Window], pad_id: int, pooling: str, device: Device
+) -> torch.Tensor:
     ids, mask = _padded(windows, pad_id, device)
     return _pool_tokens(encoder(input_ids=ids, attention_mask=mask).last_hidden_state, mask, pooling)
 
@@ -134,7 +164,7 @@ def _window_vectors(encoder, windows: list[list[int]], pad_id: int, pooling: str
 # output for a window never changes during training. It is computed once (no dropout, no autograd) and
 # kept in float16; each step then runs only the top N layers. On a CPU this is what makes fine-tuning
 # affordable (a 12-layer encoder with N=4: about a third of the work per step).
-def frozen_prefix(encoder, cfg) -> int:
+def frozen_prefix(encoder: PreTrainedModel, cfg: TransformerConfig) -> int:
     """How many bottom layers are encoded once (0: no cache, every step runs the whole encoder)."""
     layers = getattr(getattr(encoder, "encoder", None), "layer", None)
     if not cfg.cache_frozen or cfg.train_layers is None or layers is None:
@@ -142,20 +172,30 @@ def frozen_prefix(encoder, cfg) -> int:
     return max(0, len(layers) - cfg.train_layers)
 
 
-def _layers(encoder) -> torch.nn.ModuleList:
-    return encoder.encoder.layer
+def _layers(encoder: PreTrainedModel) -> torch.nn.ModuleList:
+    # a BERT-like encoder keeps its layers in a ModuleList at encoder.layer (frozen_prefix checked it is there)
+    return cast(torch.nn.ModuleList, encoder.get_submodule("encoder.layer"))
 
 
-def _attention_mask(encoder, hidden: torch.Tensor, mask: torch.Tensor):
+def _attention_mask(
+    encoder: PreTrainedModel, hidden: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor | BlockMask | None:
     """The mask the encoder's own layers expect (its attention implementation decides the form)."""
     try:
         from transformers.masking_utils import create_bidirectional_mask
     except ImportError:  # transformers 4.x: the additive extended mask
-        return encoder.get_extended_attention_mask(mask, mask.shape)
-    return create_bidirectional_mask(config=encoder.config, inputs_embeds=hidden, attention_mask=mask)
+        # ModuleUtilsMixin.get_extended_attention_mask exists in 4.x only; the installed 5.x types lack it
+        extended: torch.Tensor = encoder.get_extended_attention_mask(mask, mask.shape)  # type: ignore[operator]
+        return extended
+    bidirectional: torch.Tensor | BlockMask | None = create_bidirectional_mask(
+        config=encoder.config, inputs_embeds=hidden, attention_mask=mask
+    )
+    return bidirectional
 
 
-def _run_layers(encoder, layers, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def _run_layers(
+    encoder: PreTrainedModel, layers: list[torch.nn.Module], hidden: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
     extended = _attention_mask(encoder, hidden, mask)
     for layer in layers:
         out = layer(hidden, extended)
@@ -165,27 +205,30 @@ def _run_layers(encoder, layers, hidden: torch.Tensor, mask: torch.Tensor) -> to
 
 @torch.no_grad()
 def encode_prefix(
-    encoder, windows: list[list[int]], frozen: int, pad_id: int, batch_size: int, device
+    encoder: PreTrainedModel, windows: list[Window], frozen: int, pad_id: int, batch_size: int, device: Device
 ) -> list[torch.Tensor]:
     """Per window, the hidden states after the embeddings and the bottom ``frozen`` layers (float16)."""
     was_training = encoder.training
     encoder.eval()
     layers = list(_layers(encoder))[:frozen]
+    embeddings = encoder.get_submodule("embeddings")
     out: list[torch.Tensor | None] = [None] * len(windows)
     order = sorted(range(len(windows)), key=lambda j: -len(windows[j]))
     try:
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
             ids, mask = _padded([windows[j] for j in chunk], pad_id, device)
-            hidden = _run_layers(encoder, layers, encoder.embeddings(input_ids=ids), mask)
+            hidden = _run_layers(encoder, layers, embeddings(input_ids=ids), mask)
             for row, j in enumerate(chunk):
                 out[j] = hidden[row, : len(windows[j])].to("cpu", torch.float16).clone()
     finally:
         encoder.train(was_training)
-    return out
+    return [state for state in out if state is not None]  # every window was encoded: all are set
 
 
-def _cached_window_vectors(encoder, states: list[torch.Tensor], frozen: int, pooling: str, device) -> torch.Tensor:
+def _cached_window_vectors(
+    encoder: PreTrainedModel, states: list[torch.Tensor], frozen: int, pooling: str, device: Device
+) -> torch.Tensor:
     """Window vectors from cached bottom-layer states, through the trained top layers."""
     longest = max(len(s) for s in states)
     hidden = torch.zeros((len(states), longest, states[0].shape[1]), dtype=torch.float32)
@@ -208,8 +251,17 @@ def _pool_items(vectors: torch.Tensor, owners: list[int], lengths: list[int], n_
     return total / norm
 
 
+def _heads(net: torch.nn.ModuleDict) -> list[torch.nn.Module]:
+    """The task and domain heads of a network built by :func:`_assemble`, in head order."""
+    return list(cast(torch.nn.ModuleDict, net["heads"]).values())  # ModuleDict indexing is typed as a plain Module
+
+
 def _forward(
-    model, items: list[list[list[int]]], device, cached: list | None = None, frozen: int = 0
+    model: TransformerMultiTask,
+    items: list[ItemWindows],
+    device: Device,
+    cached: list[list[torch.Tensor]] | None = None,
+    frozen: int = 0,
 ) -> list[torch.Tensor]:
     """Logits of every head for a batch of items (each a list of windows); ``cached`` holds, per
     item, its windows' bottom-layer states when the frozen layers were encoded once."""
@@ -218,15 +270,17 @@ def _forward(
     owners = [i for i, windows in enumerate(items) for _ in windows]
     if cached is not None:
         states = [s for item_states in cached for s in item_states]
-        vectors = _cached_window_vectors(net["encoder"], states, frozen, model.config.pooling, device)
+        vectors = _cached_window_vectors(_encoder(net), states, frozen, model.config.pooling, device)
     else:
-        vectors = _window_vectors(net["encoder"], flat, model.special_ids_["pad"], model.config.pooling, device)
+        vectors = _window_vectors(_encoder(net), flat, model.special_ids_["pad"], model.config.pooling, device)
     pooled = net["dropout"](_pool_items(vectors, owners, [len(w) for w in flat], len(items)))
-    return [head(pooled) for head in net["heads"].values()]
+    return [head(pooled) for head in _heads(net)]
 
 
 # ------------------------------------------------------------------------------ training
-def train(model, windows: list, targets: dict[str, np.ndarray], rows: np.ndarray) -> dict:
+def train(
+    model: TransformerMultiTask, windows: list[ItemWindows], targets: dict[str, Int64Array], rows: IntArray
+) -> dict[str, Any]:
     """Fine-tune with a masked cross-entropy per head; returns what the run did."""
     from tqdm import tqdm
 
@@ -252,13 +306,15 @@ def train(model, windows: list, targets: dict[str, np.ndarray], rows: np.ndarray
     lengths = np.array([max(len(w) for w in ws) for ws in windows])
     order: list[int] = []
     started = time.monotonic()
-    frozen, cache = frozen_prefix(net["encoder"], cfg), None
+    frozen = frozen_prefix(_encoder(net), cfg)
+    cache: dict[int, list[torch.Tensor]] | None = None
     if frozen:
         cache = _cache_rows(model, windows, rows, frozen, device)
         if cache is None:
             frozen = 0
     cache_seconds = round(time.monotonic() - started, 1)
-    started, losses, stopped_by = time.monotonic(), [], "steps"
+    started, stopped_by = time.monotonic(), "steps"
+    losses: list[float] = []
     log.info(
         "fine-tuning %s on %d rows: %d steps of %d (%.2f epochs) on %s",
         cfg.base_model,
@@ -313,11 +369,13 @@ def train(model, windows: list, targets: dict[str, np.ndarray], rows: np.ndarray
     }
 
 
-def _cache_rows(model, windows: list, rows: np.ndarray, frozen: int, device) -> dict[int, list] | None:
+def _cache_rows(
+    model: TransformerMultiTask, windows: list[ItemWindows], rows: IntArray, frozen: int, device: Device
+) -> dict[int, list[torch.Tensor]] | None:
     """The bottom-layer states of every training row's windows, or None when they would not fit in
     ``model.cache_max_mb`` (training then runs the whole encoder each step, as without a cache)."""
     cfg = model.config
-    encoder = model.network_["encoder"]
+    encoder = _encoder(model.network_)
     tokens = sum(len(w) for i in rows for w in windows[i])
     size_mb = tokens * encoder.config.hidden_size * 2 / 2**20
     if size_mb > cfg.cache_max_mb:
@@ -331,7 +389,8 @@ def _cache_rows(model, windows: list, rows: np.ndarray, frozen: int, device) -> 
     flat = [w for i in rows for w in windows[i]]
     log.info("encoding the %d frozen layers once: %d windows, %d tokens, %.0f MB", frozen, len(flat), tokens, size_mb)
     states = encode_prefix(encoder, flat, frozen, model.special_ids_["pad"], cfg.predict_batch_size, device)
-    cache, k = {}, 0
+    cache: dict[int, list[torch.Tensor]] = {}
+    k = 0
     for i in rows:
         cache[int(i)] = states[k : k + len(windows[i])]
         k += len(windows[i])
@@ -339,15 +398,16 @@ def _cache_rows(model, windows: list, rows: np.ndarray, frozen: int, device) -> 
 
 
 def epoch_order(
-    rng: np.random.Generator, rows: np.ndarray, lengths: np.ndarray, batch_size: int, pool_batches: int = 32
+    rng: np.random.Generator, rows: IntArray, lengths: IntArray, batch_size: int, pool_batches: int = 32
 ) -> list[int]:
     """One epoch of rows in a random order. With ``batch_size``, rows are sorted by length within
     random pools of ``pool_batches`` batches and the batches shuffled: each batch holds rows of
     similar length, so little of a step is spent on padding, and the batches still vary."""
     order = rng.permutation(rows)
     if not batch_size:
-        return order.tolist()
-    batches = []
+        shuffled: list[int] = order.tolist()
+        return shuffled
+    batches: list[IntArray] = []
     pool = batch_size * pool_batches
     for start in range(0, len(order), pool):
         chunk = order[start : start + pool]
@@ -356,9 +416,11 @@ def epoch_order(
     return [int(i) for k in rng.permutation(len(batches)) for i in batches[k]]
 
 
-def _optimizer(net, cfg) -> torch.optim.Optimizer:
-    decay, no_decay = [], []
-    for name, p in net["encoder"].named_parameters():
+def _optimizer(net: torch.nn.ModuleDict, cfg: TransformerConfig) -> torch.optim.Optimizer:
+    """AdamW: weight decay on the encoder's matrices, none on its biases and norms; the heads at their own rate."""
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
+    for name, p in _encoder(net).named_parameters():
         if not p.requires_grad:
             continue
         (decay if p.ndim >= 2 and "LayerNorm" not in name else no_decay).append(p)
@@ -382,7 +444,7 @@ def _masked_loss(logits: list[torch.Tensor], targets: list[torch.Tensor]) -> tor
 
 
 # ------------------------------------------------------------------ serving state
-def finish_weights(model) -> None:
+def finish_weights(model: TransformerMultiTask) -> None:
     """After training: back to CPU, weights rounded to the saved precision, the int8 runtime built."""
     cfg = model.config
     net = model.network_.to("cpu").eval()
@@ -396,7 +458,8 @@ def finish_weights(model) -> None:
         _quantize(net)
 
 
-def _to_save_dtype(state: dict, save_dtype: str) -> dict:
+def _to_save_dtype(state: dict[str, torch.Tensor], save_dtype: str) -> dict[str, torch.Tensor]:
+    """A copy of ``state`` with floating tensors in the saved precision, every tensor contiguous."""
     dtype = torch.float16 if save_dtype == "float16" else torch.float32
     return {
         k: (v.detach().to(dtype=dtype, copy=True) if v.is_floating_point() else v.detach().clone()).contiguous()
@@ -404,7 +467,8 @@ def _to_save_dtype(state: dict, save_dtype: str) -> dict:
     }
 
 
-def _quantize(net) -> None:
+def _quantize(net: torch.nn.ModuleDict) -> None:
+    """The encoder's linear layers in int8 (dynamic quantisation), in place."""
     from torch.ao.quantization import quantize_dynamic
 
     with warnings.catch_warnings():  # torch.ao.quantization announces its move to torchao
@@ -413,24 +477,27 @@ def _quantize(net) -> None:
 
 
 @torch.inference_mode()
-def predict_logits(model, windows: list[list[list[int]]]) -> dict[str, np.ndarray]:
+def predict_logits(model: TransformerMultiTask, windows: list[ItemWindows]) -> dict[str, Float64Array]:
     """Logits per head for every item; windows run longest first in batches of ``predict_batch_size``."""
     net, cfg = model.network_, model.config
     flat = [(i, w) for i, ws in enumerate(windows) for w in ws]
     order = sorted(range(len(flat)), key=lambda j: -len(flat[j][1]))
-    hidden = net["encoder"].config.hidden_size
+    encoder = _encoder(net)
+    hidden = encoder.config.hidden_size
     vectors = torch.zeros((len(flat), hidden))
     for start in range(0, len(order), cfg.predict_batch_size):
         chunk = order[start : start + cfg.predict_batch_size]
         vectors[chunk] = _window_vectors(
-            net["encoder"], [flat[j][1] for j in chunk], model.special_ids_["pad"], cfg.pooling, "cpu"
+            encoder, [flat[j][1] for j in chunk], model.special_ids_["pad"], cfg.pooling, "cpu"
         )
     pooled = _pool_items(vectors, [i for i, _ in flat], [len(w) for _, w in flat], len(windows))
     names = model._head_sizes()
-    return {name: head(pooled).numpy().astype(np.float64) for name, head in zip(names, net["heads"].values())}
+    return {name: head(pooled).numpy().astype(np.float64) for name, head in zip(names, _heads(net))}
 
 
-def fit_temperatures(model, windows: list, targets: dict[str, np.ndarray]) -> dict[str, float]:
+def fit_temperatures(
+    model: TransformerMultiTask, windows: list[ItemWindows], targets: dict[str, Int64Array]
+) -> dict[str, float]:
     """Per head, the temperature that minimises the negative log-likelihood on held-out rows."""
     from scipy.optimize import minimize_scalar
 
@@ -444,7 +511,7 @@ def fit_temperatures(model, windows: list, targets: dict[str, np.ndarray]) -> di
             continue
         z, y = z[keep], targets[name][keep]
 
-        def nll(log_t: float, z: np.ndarray = z, y: np.ndarray = y) -> float:
+        def nll(log_t: float, z: Float64Array = z, y: Int64Array = y) -> float:
             s = z / math.exp(log_t)
             s = s - s.max(axis=1, keepdims=True)
             return float(-(s[np.arange(len(y)), y] - np.log(np.exp(s).sum(axis=1))).mean())
@@ -463,22 +530,24 @@ def fit_temperatures(model, windows: list, targets: dict[str, np.ndarray]) -> di
 
 
 # ---------------------------------------------------------------------- persistence
-def save_weights(model, folder: Path) -> None:
+def save_weights(model: TransformerMultiTask, folder: Path) -> None:
+    """``encoder.json``, ``tokenizer.json`` and ``weights.safetensors`` (in the saved precision) into ``folder``."""
     from safetensors.torch import save_file
 
     from model.storage.files import write_json
 
-    write_json(folder / ENCODER_CONFIG, model.network_["encoder"].config.to_dict())
+    write_json(folder / ENCODER_CONFIG, _encoder(model.network_).config.to_dict())
     (folder / TOKENIZER).write_text(model.tokenizer_.to_str(), encoding="utf-8")
     if model.saved_state_ is not None:
         save_file(model.saved_state_, str(folder / WEIGHTS))
-    elif getattr(model, "weights_file_", None) is not None:  # a loaded int8 model: its file is the state
-        shutil.copyfile(model.weights_file_, folder / WEIGHTS)
+    elif (weights_file := getattr(model, "weights_file_", None)) is not None:
+        shutil.copyfile(weights_file, folder / WEIGHTS)  # a loaded int8 model: its file is the state
     else:
         save_file(_to_save_dtype(model.network_.state_dict(), model.config.save_dtype), str(folder / WEIGHTS))
 
 
-def load_weights(model, folder: Path) -> None:
+def load_weights(model: TransformerMultiTask, folder: Path) -> None:
+    """Rebuild ``model``'s tokenizer and network from the files :func:`save_weights` wrote (int8 when configured)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
     from transformers import AutoModel

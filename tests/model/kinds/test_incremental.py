@@ -5,6 +5,7 @@ import random
 import pytest
 
 from model.conversation.record import Interaction, Turn
+from model.suggestion import Suggestion
 
 WORDS = (
     "сняли деньги непонятно интернет не грузит где мой заказ вернут на карту перейти с номером "
@@ -18,17 +19,17 @@ def _turn(rng: random.Random) -> Turn:
     return Turn(role, " ".join(rng.choice(WORDS) for _ in range(n)))
 
 
-def _same(live: dict, full: dict) -> None:
-    for task, ranked in full["predictions"].items():
-        got = {p["label"]: p["confidence"] for p in live["predictions"][task]}
+def _same(live: Suggestion, full: Suggestion) -> None:
+    for task, ranked in full.predictions.items():
+        got = {p.label: p.confidence for p in live.predictions[task]}
         for p in ranked:
-            assert got[p["label"]] == pytest.approx(p["confidence"], abs=1e-5), task
-    assert [d["label"] for d in live["domains"]] == [d["label"] for d in full["domains"]]
-    live_conf = [m["confidence"] for m in live["macros"]]
-    full_conf = [m["confidence"] for m in full["macros"]]
+            assert got[p.label] == pytest.approx(p.confidence, abs=1e-5), task
+    assert [d.label for d in live.domains] == [d.label for d in full.domains]
+    live_conf = [m.confidence for m in live.macros]
+    full_conf = [m.confidence for m in full.macros]
     assert live_conf == pytest.approx(full_conf, abs=1e-5)  # the same ranking (ids may swap only on ties)
-    for a, b in zip(live["macros"], full["macros"]):
-        assert a["id"] == b["id"] or a["confidence"] == pytest.approx(b["confidence"], abs=1e-5)
+    for a, b in zip(live.macros, full.macros):
+        assert a.id == b.id or a.confidence == pytest.approx(b.confidence, abs=1e-5)
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -76,11 +77,12 @@ def test_live_comment_hint_keeps_what_older_turns_triggered(predictor):
     for n in range(1, len(turns) + 1):
         live = predictor.predict_live(state, Interaction(turns=tuple(turns[:n]), channel="call"))
     full = predictor.predict([Interaction(turns=tuple(turns), channel="call")])[0]
-    if full["comment_required"] is None:
+    if full.comment_required is None:
         pytest.skip("the served taxonomy has no comment rules")
-    full_rules = {r["rule"] for r in full["comment_required"]["reasons"]}
+    full_rules = {r.rule for r in full.comment_required.reasons}
     assert "claim" in full_rules
-    assert "claim" in {r["rule"] for r in live["comment_required"]["reasons"]}
+    assert live.comment_required is not None and live.comment_required.required
+    assert "claim" in {r.rule for r in live.comment_required.reasons}
 
 
 def test_live_running_sums_without_the_channel_token(tmp_path_factory, taxonomy_path):

@@ -1,4 +1,6 @@
-"""The transformer model kind, on a tiny random BERT and a word-level tokenizer made here (no downloads)."""
+"""The transformer model kind, on a tiny random BERT and a word-level tokenizer made here (no downloads).
+Save → load → the same probabilities, and refusing to predict unfitted, are the contract every kind meets
+(tests/model/kinds/test_contract.py); what is here is the transformer's own."""
 
 import json
 import subprocess
@@ -8,33 +10,21 @@ import numpy as np
 import pytest
 
 from model.conversation.record import interaction_from_dict
-from model.errors import BundleError, ConfigError, NotFittedError
+from model.errors import BundleError, ConfigError
 from model.kinds.transformer.kind import TransformerConfig, TransformerMultiTask, render_for_encoder
-from tests.factories import labelled_accuracy, make_rows, make_tiny_bert, train_kind
+from tests.factories import (
+    TASKS,
+    TINY_BERT_PARAMS,
+    assert_learns_the_rows,
+    labelled_accuracy,
+    labelled_interactions,
+    make_rows,
+    make_tiny_bert,
+    train_kind,
+)
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
-
-TASKS = ("reason2", "topic", "resolution")
-TINY_PARAMS = dict(
-    text_prefix="",
-    max_length=16,
-    window_overlap=4,
-    max_windows=4,
-    epochs=20,
-    batch_size=16,
-    learning_rate=3e-3,
-    head_learning_rate=3e-2,
-    warmup_fraction=0.05,
-    head_dropout=0.0,
-    calibration_fraction=0.15,
-    threads=1,
-    predict_batch_size=8,
-)
-
-
-def _interactions(rows):
-    return [interaction_from_dict(r, label_tasks=TASKS) for r in rows]
 
 
 @pytest.fixture(scope="module")
@@ -47,38 +37,20 @@ def tiny_checkpoint(tmp_path_factory):
 def trained(tmp_path_factory, tiny_checkpoint, taxonomy_path):
     """One fine-tuning run through training.fitting.train (the kind as the CLI uses it), reused by the tests."""
     return train_kind(
-        tmp_path_factory, taxonomy_path, "transformer", dict(TINY_PARAMS, base_model=str(tiny_checkpoint))
+        tmp_path_factory, taxonomy_path, "transformer", dict(TINY_BERT_PARAMS, base_model=str(tiny_checkpoint))
     )
 
 
 def test_transformer_overfits_tiny_corpus(trained):
     bundle, _ = trained
-    rows = make_rows()
-    probs, domain = bundle.model.predict_proba(_interactions(rows))
-    for task in TASKS:
-        classes, p = probs[task]
-        accuracy = labelled_accuracy(classes, p, rows, task)
-        assert accuracy >= 0.9, (task, accuracy)
-        assert np.allclose(p.sum(axis=1), 1.0)
-    domain_classes, d = domain
+    domain_classes, d = assert_learns_the_rows(bundle.model, 0.9)
     assert domain_classes == ["marketplace", "telecom"]
-    expected = [1 if "reason2" in r else 0 for r in rows]
+    expected = [1 if "reason2" in r else 0 for r in make_rows()]
     assert np.mean(np.argmax(d, axis=1) == expected) >= 0.9
 
 
-def test_transformer_save_load_identical_probabilities(trained):
-    from model.storage.bundle import load_bundle
-
-    bundle, out = trained
-    items = _interactions(make_rows(3, seed=7))
-    before, domain_before = bundle.model.predict_proba(items)
-    loaded = load_bundle(out)
-    after, domain_after = loaded.model.predict_proba(items)
-    assert loaded.model.task_classes == bundle.model.task_classes
-    for task in before:
-        assert before[task][0] == after[task][0]
-        np.testing.assert_allclose(after[task][1], before[task][1], rtol=0, atol=1e-7)
-    np.testing.assert_allclose(domain_after[1], domain_before[1], rtol=0, atol=1e-7)
+def test_transformer_bundle_holds_safetensors_and_a_tokenizer(trained):
+    _, out = trained
     assert {"encoder.json", "weights.safetensors", "tokenizer.json"} <= {p.name for p in (out / "weights").iterdir()}
     assert not list(out.rglob("*.pkl")) and not list(out.rglob("*.bin"))
 
@@ -92,9 +64,9 @@ def test_transformer_predictor_serves_the_bundle(trained):
     call_row = next(r for r in rows if r.get("reason2") == "Смена оператора (MNP)")
     chat_row = next(r for r in rows if r.get("topic") == "Статус заказа")
     [call, chat] = predictor.predict([call_row, chat_row], top_k=2)
-    assert call["predictions"]["reason2"][0]["label"] == "Смена оператора (MNP)"
-    assert chat["predictions"]["topic"][0]["label"] == "Статус заказа"
-    assert call["domains"][0]["confidence"] >= 0.5 and len(call["predictions"]["topic"]) == 2
+    assert call.predictions["reason2"][0].label == "Смена оператора (MNP)"
+    assert chat.predictions["topic"][0].label == "Статус заказа"
+    assert call.domains[0].confidence >= 0.5 and len(call.predictions["topic"]) == 2
 
 
 def test_transformer_temperatures_fitted_on_held_out_rows(trained):
@@ -123,7 +95,7 @@ def test_transformer_partial_labels_heads_and_targets():
         "topic": sorted({r["topic"] for r in rows if "topic" in r}),
     }
     model.domain_classes_ = None
-    targets = model._targets(_interactions(rows), [None] * len(rows))
+    targets = model._targets(labelled_interactions(rows), [None] * len(rows))
     assert (targets["reason2"] >= 0).sum() == sum("reason2" in r for r in rows)
     assert targets["topic"][-1] == -1 and targets["reason2"][-1] == -1
     assert set(targets["reason2"][[i for i, r in enumerate(rows) if "topic" in r]]) == {-1}
@@ -173,16 +145,14 @@ def test_transformer_train_config_rejects_unknown_params():
 
 
 def test_transformer_bad_base_model_and_max_length(tmp_path, tiny_checkpoint):
-    items = _interactions(make_rows(2))
+    items = labelled_interactions(make_rows(2))
     with pytest.raises(ConfigError, match="no tokenizer could be loaded"):
         TransformerMultiTask(TransformerConfig(base_model=str(tmp_path))).fit(items, list(TASKS))
     with pytest.raises(ConfigError, match="model.max_length is 128, the encoder takes at most 64"):
         TransformerMultiTask(TransformerConfig(base_model=str(tiny_checkpoint), max_length=128)).fit(items, list(TASKS))
 
 
-def test_transformer_not_fitted_and_broken_manifest(tmp_path):
-    with pytest.raises(NotFittedError, match="not trained yet"):
-        TransformerMultiTask().predict_proba(_interactions(make_rows(2)))
+def test_transformer_broken_manifest_refused(tmp_path):
     with pytest.raises(BundleError, match="manifest entry is incomplete"):
         TransformerMultiTask.load(tmp_path, {"params": {}, "tasks": ["reason2"], "classes": {}})
 
@@ -221,9 +191,9 @@ def test_transformer_load_refuses_damaged_files(trained, tmp_path):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message given when no GPU is there")
 def test_transformer_cuda_without_gpu_is_a_config_error(tiny_checkpoint):
-    config = TransformerConfig(**dict(TINY_PARAMS, base_model=str(tiny_checkpoint), device="cuda"))
+    config = TransformerConfig(**dict(TINY_BERT_PARAMS, base_model=str(tiny_checkpoint), device="cuda"))
     with pytest.raises(ConfigError, match="model.device is 'cuda' but torch sees no CUDA device"):
-        TransformerMultiTask(config).fit(_interactions(make_rows(2)), list(TASKS))
+        TransformerMultiTask(config).fit(labelled_interactions(make_rows(2)), list(TASKS))
 
 
 def test_transformer_cached_frozen_layers_match_the_whole_encoder(tiny_checkpoint):
@@ -231,13 +201,13 @@ def test_transformer_cached_frozen_layers_match_the_whole_encoder(tiny_checkpoin
     from model.kinds.transformer import torch_backend as tt
 
     model = TransformerMultiTask(
-        TransformerConfig(**dict(TINY_PARAMS, base_model=str(tiny_checkpoint), train_layers=1))
+        TransformerConfig(**dict(TINY_BERT_PARAMS, base_model=str(tiny_checkpoint), train_layers=1))
     )
     model.tokenizer_, model.special_ids_ = tt.load_tokenizer(str(tiny_checkpoint))
     model.classes_, model.domain_classes_ = {"reason2": ["a", "b"]}, None
     model.network_ = tt.new_network(model.config, model._head_sizes())
     encoder = model.network_["encoder"].eval()
-    texts = [render_for_encoder(x) for x in _interactions(make_rows(2))]
+    texts = [render_for_encoder(x) for x in labelled_interactions(make_rows(2))]
     windows = [w for ws in tt.windows_for(model, texts) for w in ws]
     assert len({len(w) for w in windows}) > 1  # padding is exercised
     frozen = tt.frozen_prefix(encoder, model.config)
@@ -257,9 +227,9 @@ def test_transformer_fits_top_layers_on_cached_states(tiny_checkpoint):
     model still learns the rows; with too small a cache_max_mb the whole encoder runs every step."""
     from model.kinds.transformer import torch_backend as tt
 
-    params = dict(TINY_PARAMS, base_model=str(tiny_checkpoint), train_layers=1, calibration_fraction=0.0)
+    params = dict(TINY_BERT_PARAMS, base_model=str(tiny_checkpoint), train_layers=1, calibration_fraction=0.0)
     rows = make_rows()
-    items = _interactions(rows)
+    items = labelled_interactions(rows)
     before = tt.new_network(TransformerConfig(**params), {"x": 2})["encoder"].state_dict()
     model = TransformerMultiTask(TransformerConfig(**params)).fit(items, ["reason2"])
     report = model.train_report_
@@ -292,8 +262,8 @@ def test_transformer_length_bucketed_epoch_order():
 
 def test_transformer_min_steps_floor(tiny_checkpoint):
     """A small data set trains for at least min_steps steps, however few epochs that makes."""
-    params = dict(TINY_PARAMS, base_model=str(tiny_checkpoint), calibration_fraction=0.0, epochs=0.01, min_steps=5)
-    model = TransformerMultiTask(TransformerConfig(**params)).fit(_interactions(make_rows(2)), ["reason2"])
+    params = dict(TINY_BERT_PARAMS, base_model=str(tiny_checkpoint), calibration_fraction=0.0, epochs=0.01, min_steps=5)
+    model = TransformerMultiTask(TransformerConfig(**params)).fit(labelled_interactions(make_rows(2)), ["reason2"])
     assert model.train_report_["steps"] == 5
     with pytest.raises(ConfigError, match="model.min_steps must be an integer"):
         TransformerConfig(min_steps=-1)

@@ -13,7 +13,9 @@ import scipy.sparse as sp
 from model.conversation.record import interaction_from_dict
 from model.errors import BundleError
 from model.predictor import Predictor
-from model.storage.bundle import load_bundle, save_bundle, sha256_file, verify_bundle
+from model.storage.bundle import load_bundle, save_bundle, verify_bundle
+from model.storage.files import sha256_file
+from model.storage.manifest import Manifest
 from tests.factories import make_rows
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -54,7 +56,7 @@ def test_compiled_bundle_reproduces_the_fitted_model(tmp_path, taxonomy_path):
 
     data = load_data([write_jsonl(tmp_path / "d.jsonl", rows)], taxonomy)
     bundle = fit_bundle(data, TrainConfig(taxonomy=str(taxonomy_path)), taxonomy)
-    bundle.manifest = {"model_id": "test"}
+    bundle.manifest = Manifest(model_id="test")
     save_bundle(bundle, tmp_path / "b", taxonomy_path)
     loaded = load_bundle(tmp_path / "b")
     unseen = [interaction_from_dict(r) for r in make_rows(3, seed=11)]
@@ -73,7 +75,7 @@ def test_compiled_bundle_reproduces_the_fitted_model_on_the_corpus(tmp_path, tax
     data = load_data([ROOT / "datasets" / "bootstrap"], taxonomy)
     config = TrainConfig.from_dict({"taxonomy": str(taxonomy_path)})
     bundle = fit_bundle(data, config, taxonomy)
-    bundle.manifest = {"model_id": "test"}
+    bundle.manifest = Manifest(model_id="test")
     save_bundle(bundle, tmp_path / "b", taxonomy_path)
     loaded = load_bundle(tmp_path / "b")
     corpus = load_data([ROOT / "datasets" / "corpus"], taxonomy).interactions[::10]
@@ -95,9 +97,10 @@ def test_bundle_holds_only_arrays_json_and_yaml(trained_bundle_dir):
 def test_bundle_save_load_identical_probabilities(trained_bundle_dir, tmp_path):
     """Save → load → save again → load: the same probabilities (catches a lossy writer)."""
     first = load_bundle(trained_bundle_dir)
-    first.manifest = dict(first.manifest)
     save_bundle(first, tmp_path / "again", trained_bundle_dir / "taxonomy.yaml")
     second = load_bundle(tmp_path / "again")
+    assert json.dumps(second.manifest.to_dict()) == json.dumps(first.manifest.to_dict())
+    assert second.decision == first.decision
     rows = make_rows(4, seed=7)
     a, da = _probs(first, rows)
     b, db = _probs(second, rows)
@@ -108,6 +111,8 @@ def test_bundle_save_load_identical_probabilities(trained_bundle_dir, tmp_path):
 
 def test_bundle_manifest_records_provenance(trained_bundle_dir):
     manifest = verify_bundle(trained_bundle_dir)
+    written = _manifest(trained_bundle_dir)
+    assert manifest.to_dict() == written
     for key in (
         "model_id",
         "created_at",
@@ -120,12 +125,13 @@ def test_bundle_manifest_records_provenance(trained_bundle_dir):
         "metrics",
         "config",
     ):
-        assert key in manifest, key
-    assert manifest["taxonomy"]["version"] == "1"
-    assert len(manifest["training_data"]["sha256"]) == 64
-    assert manifest["training_data"]["files"][0]["rows"] > 0
-    assert set(manifest["tasks"]) == {"reason2", "topic", "resolution"}
-    assert "accuracy" in manifest["metrics"]["holdout"]["tasks"]["reason2"]
+        assert key in written, key
+    assert manifest.taxonomy is not None and manifest.taxonomy.version == "1"
+    assert len(manifest.training_data["sha256"]) == 64
+    assert manifest.training_data["files"][0]["rows"] > 0
+    assert set(manifest.tasks) == {"reason2", "topic", "resolution"}
+    assert "accuracy" in manifest.metrics["holdout"]["tasks"]["reason2"]
+    assert manifest.decision.target_precision == 0.9 and manifest.writer_version
 
 
 def _manifest(bundle: Path) -> dict:
@@ -255,7 +261,7 @@ def test_bundle_loads_without_scikit_learn(trained_bundle_dir):
         "from model.predictor import Predictor\n"
         f"p = Predictor.load({str(trained_bundle_dir)!r})\n"
         "r = p.predict([{'text': 'сняли деньги с баланса'}])[0]\n"
-        "print(r['predictions']['reason2'][0]['label'])\n"
+        "print(r.predictions['reason2'][0].label)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]

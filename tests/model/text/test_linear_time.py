@@ -18,6 +18,7 @@ from __future__ import annotations
 import gc
 import importlib
 import time
+from pathlib import Path
 
 import pytest
 
@@ -25,6 +26,7 @@ from model.assist.comments import comment_required
 from model.assist.slot_rules import spoken_email
 from model.assist.slots import SlotFiller
 from model.conversation.record import Interaction, Turn
+from model.conversation.taxonomy import load_taxonomy
 from model.text.normalize import mask_personal_data, normalize_text
 from model.text.pii import mask_pii
 from model.text.ru_numbers import NumberWords
@@ -41,9 +43,18 @@ TEXT_MODULES = [
 ]
 
 
+# the comment rule book's patterns are data: the project's taxonomy file
+RULES = load_taxonomy(Path(__file__).resolve().parents[3] / "datasets" / "taxonomy.yaml").comment_rules
+
+
 @pytest.mark.parametrize("name", TEXT_MODULES)
 def test_every_pattern_of_the_text_modules_is_linear(name):
     assert audit_module(importlib.import_module(name)) == {}
+
+
+def test_every_pattern_of_the_taxonomy_comment_rules_is_linear():
+    assert RULES is not None and RULES.patterns
+    assert {p.pattern: offences for p in RULES.patterns if (offences := pattern_offences(p))} == {}
 
 
 @pytest.mark.parametrize(
@@ -129,7 +140,7 @@ _FUNCTIONS = {
     "spoken_email": spoken_email,
     "digitise": lambda text: _numbers.digitise(text.split()),
     "slot filling": lambda text: _filler.extract(_interaction(text)),
-    "comment_required": lambda text: comment_required(_interaction(text)),
+    "comment_required": lambda text: comment_required(RULES, _interaction(text)),
 }
 
 

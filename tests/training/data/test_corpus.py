@@ -8,11 +8,11 @@ import pandas as pd
 import pytest
 
 from model.conversation.taxonomy import load_taxonomy
+from tests.factories import SHARED
 from training.data.corpus import corpus_stats, find_duplicates, sample_per_label
 from training.data.load import load_data
 
 ROOT = Path(__file__).resolve().parents[3]
-SHARED = ROOT.parent / "shared"
 WRITTEN_MINIMUM = 150  # rows per reason2 label and per topic in the written-register layer
 RESOLUTION_MINIMUM = {
     "Решено": 150,

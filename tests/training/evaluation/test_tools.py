@@ -9,14 +9,12 @@ from typer.testing import CliRunner
 
 from model.conversation.taxonomy import load_taxonomy
 from model.storage.bundle import load_bundle
-from tests.factories import make_rows, write_jsonl
+from tests.factories import SHARED, make_rows, write_jsonl
 from training.cli import app
 from training.data.load import load_data
 from training.evaluation.compare import compare_models
 from training.fitting.config import TrainConfig
 from training.fitting.train import train
-
-SHARED = Path(__file__).resolve().parents[4] / "shared"
 
 
 def test_evaluate_report_folder(tmp_path, trained_bundle_dir):
@@ -115,7 +113,7 @@ def test_unseen_taxonomy_from_config_alone(tmp_path):
     from model.predictor import Predictor
 
     [out] = Predictor.load(tmp_path / "m").predict([{"text": "не грузится видео плеер"}])
-    assert out["predictions"]["category"][0]["label"] == "playback"
+    assert out.predictions["category"][0].label == "playback"
 
 
 @pytest.mark.skipif(not (SHARED / "benchmarks" / "rutube_support").is_dir(), reason="../shared/benchmarks is absent")

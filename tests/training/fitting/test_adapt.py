@@ -60,14 +60,16 @@ def test_feedback_export_adapt_serve(tmp_path, trained_bundle_dir, tiny_corpus, 
         assert 0.0 <= cf[side]["accuracy"] <= 1.0 and cf[side]["n"] == report["real_rows"] == 36
     assert cf["after"]["accuracy"] >= cf["before"]["accuracy"] - 0.1
     bundle = load_bundle(out)
-    assert bundle.manifest["derived_from"] == source["model_id"]
-    assert bundle.manifest["adaptation"]["cross_fitted"]["tasks"]["reason2"]["after"]["n"] == 36
-    target = bundle.decision["priors"]["reason2"]["target"]
+    assert bundle.manifest.derived_from == source["model_id"]
+    assert bundle.manifest.adaptation["cross_fitted"]["tasks"]["reason2"]["after"]["n"] == 36
+    target = bundle.decision.priors["reason2"].target
     assert max(target, key=target.get) == "За что списание?"
-    assert "thresholds" in bundle.decision["tasks"]["reason2"]
+    assert bundle.decision.tasks["reason2"].thresholds
+    written = json.loads((out / "manifest.json").read_text())
+    assert list(written)[:3] == ["model_id", "created_at", "derived_from"] and "adaptation" in written
     assert set(bundle.model.tasks) == {"reason2", "topic", "resolution"}  # every head is kept
     result = Predictor(bundle).predict([{"channel": "call", "text": "сняли деньги непонятно сто рублей"}])[0]
-    assert result["predictions"]["reason2"][0]["label"] == "За что списание?"
+    assert result.predictions["reason2"][0].label == "За что списание?"
     assert json.loads((trained_bundle_dir / "manifest.json").read_text()) == source  # the source is untouched
 
 

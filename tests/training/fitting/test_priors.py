@@ -58,18 +58,21 @@ def test_priors_command_writes_a_new_bundle(tmp_path, trained_bundle_dir):
     assert result["priors"]["reason2"]["За что списание?"] > 0.5
     verify_bundle(out)
     adapted = load_bundle(out)
-    assert adapted.decision["priors"]["reason2"]["target"]["За что списание?"] > 0.5
-    assert adapted.model_id != before["model_id"] and adapted.manifest["derived_from"] == before["model_id"]
+    assert adapted.decision.priors["reason2"].target["За что списание?"] > 0.5
+    assert adapted.model_id != before["model_id"] and adapted.manifest.derived_from == before["model_id"]
     assert json.loads((trained_bundle_dir / "manifest.json").read_text()) == before  # the source is untouched
+    # the rewritten manifest keeps every key of the source, in order, and appends the derivation
+    written = json.loads((out / "manifest.json").read_text())
+    assert list(written) == [*before, "derived_from", "history"]
+    assert written["files"] == before["files"] and written["history"][0]["step"] == "priors"
+    assert written["decision"]["train_priors"] == before["decision"]["train_priors"]
     # applied at predict time: an ambiguous text leans to the frequent label
     text = {"channel": "call", "text": "ну вот"}
     p0 = {
-        d["label"]: d["confidence"]
-        for d in Predictor.load(trained_bundle_dir).predict([text], top_k=None)[0]["predictions"]["reason2"]
+        d.label: d.confidence
+        for d in Predictor.load(trained_bundle_dir).predict([text], top_k=None)[0].predictions["reason2"]
     }
-    p1 = {
-        d["label"]: d["confidence"] for d in Predictor(adapted).predict([text], top_k=None)[0]["predictions"]["reason2"]
-    }
+    p1 = {d.label: d.confidence for d in Predictor(adapted).predict([text], top_k=None)[0].predictions["reason2"]}
     assert p1["За что списание?"] > p0["За что списание?"]
 
 

@@ -85,18 +85,44 @@ def test_cli_bad_data_exits_non_zero_with_rows(tmp_path, taxonomy_path):
     assert not (tmp_path / "m").exists()
 
 
-def test_first_turn_rows_teach_the_domain_head_only():
+def test_first_turn_rows_teach_the_domain_head_only(taxonomy_path):
     """augment.first_turn adds each conversation's first client turn as a domain-only row: the task
     heads never train on an opening line that may not say the reason yet."""
     from model.conversation.record import interaction_from_dict
+    from model.conversation.taxonomy import load_taxonomy
     from model.kinds.tfidf import DOMAIN_ONLY, _domain_only
     from tests.factories import make_rows
     from training.data.augment import AugmentConfig, augment
 
+    taxonomy = load_taxonomy(taxonomy_path)
     rows = [interaction_from_dict(r, label_tasks=("reason2", "topic", "resolution")) for r in make_rows(2)]
-    out = augment(rows, AugmentConfig(first_turn=True))
+    out = augment(rows, AugmentConfig(first_turn=True), taxonomy)
     extra = out[len(rows) :]
     assert extra and all(x.id.endswith(DOMAIN_ONLY) and _domain_only(x) for x in extra)
     assert all(len(x.turns) == 1 and x.turns[0].role == "client" for x in extra)
-    with_tasks = augment(rows, AugmentConfig(first_turn=True, first_turn_tasks=True))[len(rows) :]
+    with_tasks = augment(rows, AugmentConfig(first_turn=True, first_turn_tasks=True), taxonomy)[len(rows) :]
     assert not any(_domain_only(x) for x in with_tasks)
+
+
+def test_augment_keeps_the_taxonomys_problem_tasks(taxonomy_path, caplog):
+    """By default the extra views keep the labels of the taxonomy's problem tasks (``domains:``), never a
+    hard-coded list: a taxonomy that names none gets no extra views, and says so."""
+    from dataclasses import replace
+
+    from model.conversation.record import interaction_from_dict
+    from model.conversation.taxonomy import load_taxonomy
+    from tests.factories import make_rows
+    from training.data.augment import AugmentConfig, augment
+
+    taxonomy = load_taxonomy(taxonomy_path)
+    rows = [interaction_from_dict(r, label_tasks=("reason2", "topic", "resolution")) for r in make_rows(2)]
+    extra = augment(rows, AugmentConfig(client_only=True), taxonomy)[len(rows) :]
+    assert extra and {t for x in extra for t in x.labels} == {"reason2", "topic"}  # not the resolution
+    only_topic = augment(rows, AugmentConfig(client_only=True, keep_tasks=["topic", "reason"]), taxonomy)[len(rows) :]
+    assert only_topic and {t for x in only_topic for t in x.labels} == {"topic"}
+    assert "augment.keep_tasks names ['reason']" in caplog.text
+    bare = replace(taxonomy, problems={})
+    assert augment(rows, AugmentConfig(client_only=True), bare) == rows
+    assert "the taxonomy names no problem task" in caplog.text
+    with pytest.raises(ConfigError, match="augment.keep_tasks must be a list"):
+        AugmentConfig(keep_tasks="topic")

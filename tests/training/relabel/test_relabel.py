@@ -55,10 +55,11 @@ def test_relabel_jsonl_labels_every_row_once_in_order(tmp_path, trained_bundle_d
     for got, want, row in zip(out, expected, rows):
         assert got["model_version"] == predictor.model_version
         for task in TASKS:
-            assert got[f"{task}_top3"] == want["predictions"][task]
-            other_domain = want["decisions"][task].get("reason") == "other_domain"  # issue #12: null, not a guess
-            assert got[f"{task}_label"] == (None if other_domain else want["predictions"][task][0]["label"])
-            assert got[f"{task}_decision"] == want["decisions"][task]["label"]  # None when it abstains
+            assert got[f"{task}_top3"] == [x.to_dict() for x in want.predictions[task]]
+            other_domain = want.decisions[task].reason == "other_domain"  # issue #12: null, not a guess
+            assert got[f"{task}_label"] == (None if other_domain else want.predictions[task][0].label)
+            assert got[f"{task}_decision"] == want.decisions[task].label  # None when it abstains
+            assert got[f"{task}_decision_level"] == want.decisions[task].level
             assert got[f"{task}_old"] == row.get(task)
             assert got[f"{task}_changed"] == (None if task not in row else row[task] != got[f"{task}_label"])
     assert any(r["reason2_decision"] is None for r in out)  # marketplace rows: reason2 abstains
