@@ -12,9 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from model.conversation.taxonomy import load_taxonomy
-from training.data.load import load_data
-from training.evaluation.crossval import out_of_fold
+from training.evaluation.crossval import configured_data, out_of_fold
 from training.evaluation.evaluate import readable_text
 from training.fitting.config import TrainConfig
 
@@ -25,14 +23,7 @@ def find_suspects(
     data_paths: list[str], config: TrainConfig, folds: int = 5, limit: int | None = None
 ) -> list[dict[str, Any]]:
 
-    taxonomy = load_taxonomy(config.taxonomy)
-    data = load_data(
-        data_paths,
-        taxonomy,
-        column_map=config.column_map,
-        group_by=config.split.group_by,
-        taxonomy_source=config.taxonomy,
-    )
+    taxonomy, data = configured_data(data_paths, config)
     oof = out_of_fold(data, config, taxonomy, folds)
     suspects = suspects_from_oof(data, oof)
     return suspects[:limit] if limit else suspects

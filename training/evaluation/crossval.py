@@ -92,7 +92,8 @@ def out_of_fold(data: LoadedData, config: TrainConfig, taxonomy: Taxonomy, folds
     )
 
 
-def cross_validate(data_paths: list[str], config: TrainConfig, folds: int = 5) -> dict[str, Any]:
+def configured_data(data_paths: list[str], config: TrainConfig) -> tuple[Taxonomy, LoadedData]:
+    """The config's taxonomy and the labelled rows read with its column map and split key."""
     taxonomy = load_taxonomy(config.taxonomy)
     data = load_data(
         data_paths,
@@ -101,6 +102,11 @@ def cross_validate(data_paths: list[str], config: TrainConfig, folds: int = 5) -
         group_by=config.split.group_by,
         taxonomy_source=config.taxonomy,
     )
+    return taxonomy, data
+
+
+def cross_validate(data_paths: list[str], config: TrainConfig, folds: int = 5) -> dict[str, Any]:
+    taxonomy, data = configured_data(data_paths, config)
     oof = out_of_fold(data, config, taxonomy, folds)
     split = data.split_info()
     report: dict[str, Any] = {
