@@ -32,12 +32,12 @@ serve: model
 system-deps:
 	bash .ci/system-deps.sh
 
-test: install system-deps
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+# style and types first (seconds), then the suite
+test: lint system-deps
 	$(BIN)/python -m pytest -q
 
-# style and types: ruff's lint and format check, mypy --strict on model/ and serve/ (config in pyproject.toml)
+# style and types: ruff's lint (docstrings on the public API included) and format check, mypy --strict
+# on model/ and serve/ (config in pyproject.toml)
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

@@ -12,31 +12,61 @@ between calls, so one instance serves concurrent requests.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from model.arrays import Float64Array, FloatArray
 from model.assist.adjust import adjust_probabilities, decisions_for
 from model.assist.comments import comment_required
 from model.assist.decision import Decision
+from model.assist.macros import MacroRanker
 from model.assist.slots import SlotFiller, fill_template
 from model.conversation.record import DEFAULT_CHANNEL, Interaction, interaction_from_dict
 from model.errors import InputError
+from model.kinds.registry import DomainProbs, IncrementalModel, TaskProbs
 from model.storage.bundle import Bundle, load_bundle
 from model.suggestion import CommentHint, CommentReason, Macro, RankedLabel, Suggestion
+
+if TYPE_CHECKING:
+    from model.kinds.incremental import IncrementalScorer, LiveState
 
 
 @dataclass(frozen=True)
 class Scores:
     """What :meth:`Predictor.score` gives :meth:`Predictor.postprocess` for a batch: per task
     ``(classes, probabilities [n, k])``, the domain head's ``(domains, probabilities)`` (``None``
-    without one) and the macro ranker's raw scores (``None`` when macros are not asked)."""
+    without one) and the macro ranker's raw scores (``None`` when macros are not asked or the bundle
+    has no ranker)."""
 
-    task_probs: dict[str, tuple[list[str], np.ndarray]]
-    domain_probs: tuple[list[str], np.ndarray] | None
-    macro_raw: Any = None
+    task_probs: TaskProbs
+    domain_probs: DomainProbs
+    macro_raw: Float64Array | None = None
+
+
+@dataclass
+class LiveConversation:
+    """What :meth:`Predictor.predict_live` keeps for one live conversation between updates (made by
+    :meth:`Predictor.live_state`, opaque to the caller): the model's and the macro ranker's running sums,
+    and what the turns that left the slot and comment windows held."""
+
+    model: LiveState
+    macros: LiveState | None  # None: the bundle has no macro ranker
+    slot_values: dict[str, str] = field(default_factory=dict)  # read from turns that left the window; first wins
+    slots_upto: int = 0  # the turns before this one were read for slots once
+    comment_reasons: list[CommentReason] = field(default_factory=list)  # what older turns' text triggered
+    comments_upto: int = 0  # the turns before this one were read for the comment rules once
+
+
+@dataclass(frozen=True)
+class _LiveScorers:
+    """The running-sum scorers of a model kind that has them, and of the bundle's macro ranker (if any)."""
+
+    model: IncrementalModel
+    model_scorer: IncrementalScorer
+    macro_scorer: IncrementalScorer | None
 
 
 class Predictor:
@@ -50,27 +80,37 @@ class Predictor:
         self.slot_filler = SlotFiller()
         self._live_scorers = self._make_live_scorers()
 
-    def _make_live_scorers(self):
-        make = getattr(self.model, "incremental_scorer", None)
-        scorer = make() if make is not None else None
+    def _make_live_scorers(self) -> _LiveScorers | None:
+        """The running-sum scorers, or ``None`` when the model kind has none (a live update is then a full
+        prediction)."""
+        if not isinstance(self.model, IncrementalModel):
+            return None
+        scorer = self.model.incremental_scorer()
         if scorer is None:
             return None
         macros = self.bundle.macros
-        return scorer, (macros.incremental_scorer() if hasattr(macros, "incremental_scorer") else None)
+        return _LiveScorers(
+            self.model, scorer, macros.incremental_scorer() if isinstance(macros, MacroRanker) else None
+        )
 
     @classmethod
     def load(cls, path: str | Path) -> Predictor:
+        """A predictor over the bundle at ``path`` (verified before anything is read)."""
         return cls(load_bundle(path))
 
     @property
     def model_version(self) -> str:
+        """The bundle's model id, reported with every suggestion."""
         return self.bundle.model_id
 
     @property
     def tasks(self) -> list[str]:
+        """Every task the model predicts, in the model's order."""
         return self.model.tasks
 
     def check_tasks(self, tasks: Iterable[str] | None) -> list[str]:
+        """The tasks a request asks for, checked and without repeats (``None``: every task);
+        :class:`InputError` names unknown ones."""
         if tasks is None:
             return self.tasks
         tasks = list(tasks)
@@ -117,7 +157,7 @@ class Predictor:
         (``with_macros``) the macro ranker reads the text."""
         task_probs, domain_probs = self.model.predict_proba(items, self.tasks)
         macro_raw = None
-        if with_macros and hasattr(self.bundle.macros, "raw_scores"):
+        if with_macros and isinstance(self.bundle.macros, MacroRanker):
             macro_raw = self.bundle.macros.raw_scores(items)
         return Scores(task_probs=task_probs, domain_probs=domain_probs, macro_raw=macro_raw)
 
@@ -139,10 +179,11 @@ class Predictor:
         domain_probs = scores.domain_probs
         task_probs = adjust_probabilities(self.taxonomy, self.bundle.decision, items, scores.task_probs)
         macro_scores = None
-        if top_macros > 0 and scores.macro_raw is not None:
+        ranker = self.bundle.macros
+        if top_macros > 0 and scores.macro_raw is not None and isinstance(ranker, MacroRanker):
             macro_scores = (
-                self.bundle.macros.macro_ids_,
-                self.bundle.macros.rank(items, task_probs, domain_probs, self._domains, raw=scores.macro_raw),
+                ranker.macro_ids_,
+                ranker.rank(items, task_probs, domain_probs, self._domains, raw=scores.macro_raw),
             )
         ranked = {task: self._ranked_batch(task, *task_probs[task], top_k) for task in tasks}
         results = []
@@ -179,20 +220,19 @@ class Predictor:
         return results
 
     # ------------------------------------------------------------------------------ live
-    def live_state(self, channel: str = DEFAULT_CHANNEL):
+    def live_state(self, channel: str = DEFAULT_CHANNEL) -> LiveConversation | None:
         """A state for :meth:`predict_live` (``None`` when this model kind cannot score incrementally)."""
-        if self._live_scorers is None:
+        live = self._live_scorers
+        if live is None:
             return None
-        model_scorer, macro_scorer = self._live_scorers
-        return (
-            model_scorer.new_state(channel),
-            macro_scorer.new_state(channel) if macro_scorer else None,
-            {"values": {}, "upto": 0},
+        return LiveConversation(
+            model=live.model_scorer.new_state(channel),
+            macros=live.macro_scorer.new_state(channel) if live.macro_scorer else None,
         )
 
     def predict_live(
         self,
-        state,
+        state: LiveConversation | None,
         interaction: Interaction,
         *,
         tasks: Iterable[str] | None = None,
@@ -202,17 +242,16 @@ class Predictor:
         """:meth:`predict` for one live conversation, keeping running sums in ``state`` (from
         :meth:`live_state`) so that an update costs what its new turns cost, not the whole conversation."""
         selected = self.check_tasks(tasks)
-        if state is None or self._live_scorers is None:
+        live = self._live_scorers
+        if state is None or live is None:
             return self.predict([interaction], tasks=selected, top_k=top_k, top_macros=top_macros)[0]
-        model_state, macro_state, slot_state = state
-        model_scorer, macro_scorer = self._live_scorers
-        model_scorer.update(model_state, interaction.turns)
-        task_probs, domain_probs = self.model.probabilities(model_scorer.scores(model_state), self.tasks)
+        live.model_scorer.update(state.model, interaction.turns)
+        task_probs, domain_probs = live.model.probabilities(live.model_scorer.scores(state.model), self.tasks)
         macro_raw = None
-        if macro_scorer is not None and top_macros > 0:
-            macro_scorer.update(macro_state, interaction.turns)
-            macro_raw = macro_scorer.scores(macro_state)
-        slots = self._live_slots(slot_state, interaction) if top_macros > 0 else None
+        if live.macro_scorer is not None and state.macros is not None and top_macros > 0:
+            live.macro_scorer.update(state.macros, interaction.turns)
+            macro_raw = live.macro_scorer.scores(state.macros)
+        slots = self._live_slots(state, interaction) if top_macros > 0 else None
         [result] = self.postprocess(
             [interaction],
             Scores(task_probs=task_probs, domain_probs=domain_probs, macro_raw=macro_raw),
@@ -220,36 +259,35 @@ class Predictor:
             top_k=top_k,
             top_macros=top_macros,
             slot_values=[slots] if slots is not None else None,
-            comment_items=[self._live_comment_window(slot_state, interaction)],
+            comment_items=[self._live_comment_window(state, interaction)],
         )
         hint, rules = result.comment_required, self.taxonomy.comment_rules
         in_domain = rules is not None and result.top_domain == rules.domain
-        if hint is not None and in_domain and slot_state["comment_reasons"]:
-            older = (CommentReason.from_dict(r) for r in slot_state["comment_reasons"])
-            result = replace(result, comment_required=hint.with_reasons(older))
+        if hint is not None and in_domain and state.comment_reasons:
+            result = replace(result, comment_required=hint.with_reasons(state.comment_reasons))
         return result
 
-    def _live_comment_window(self, slot_state: dict, interaction: Interaction) -> Interaction:
+    def _live_comment_window(self, state: LiveConversation, interaction: Interaction) -> Interaction:
         """The comment rules read the same window as live slot filling; what the text of older turns
-        triggered (their text rules) is kept in ``slot_state`` and added back to the hint."""
-        older, recent = self._live_window(slot_state, "comment_upto", interaction)
-        reasons = slot_state.setdefault("comment_reasons", [])
+        triggered (their text rules) is kept in ``state`` and added back to the hint."""
+        older, recent, state.comments_upto = self._live_window(state.comments_upto, interaction)
+        reasons = state.comment_reasons
         rules = self.taxonomy.comment_rules
         if older is not None and rules is not None:
-            known = {r["rule"] for r in reasons}
+            known = {r.rule for r in reasons}
             for reason in comment_required(rules, older, {}, None)["reasons"]:
                 if reason["rule"] not in known:
-                    reasons.append(reason)
+                    reasons.append(CommentReason.from_dict(reason))
                     known.add(reason["rule"])
         return recent
 
     @staticmethod
-    def live_state_bytes(state) -> int:
+    def live_state_bytes(state: LiveConversation | None) -> int:
         """About how much memory a live state holds (for a byte budget over many sessions)."""
         if state is None:
             return 0
         total = 0
-        for part in state[:2]:
+        for part in (state.model, state.macros):
             if part is None:
                 continue
             for view in list(part.full.values()) + list(part.client.values()):
@@ -258,31 +296,29 @@ class Predictor:
 
     LIVE_SLOT_WINDOW = 12
 
-    def _live_slots(self, slot_state: dict, interaction: Interaction) -> dict[str, str]:
+    def _live_slots(self, state: LiveConversation, interaction: Interaction) -> dict[str, str]:
         """Slot values of a live conversation at a cost that does not grow with it: the last
         ``LIVE_SLOT_WINDOW`` turns are read on every update (a partial turn may still change); a turn
         that leaves that window is read once more and what it held is kept (first value wins)."""
-        older, recent = self._live_window(slot_state, "upto", interaction)
+        older, recent, state.slots_upto = self._live_window(state.slots_upto, interaction)
         if older is not None:
             for slot, value in self.slot_filler.extract(older).items():
-                slot_state["values"].setdefault(slot, value)
-        values = dict(slot_state["values"])
+                state.slot_values.setdefault(slot, value)
+        values = dict(state.slot_values)
         for slot, value in self.slot_filler.extract(recent).items():
             values.setdefault(slot, value)
         return values
 
-    def _live_window(self, slot_state: dict, key: str, interaction: Interaction):
-        """``(the turns that left the last LIVE_SLOT_WINDOW since this reader's last update, to read
-        once, or None; the window itself)``; ``slot_state[key]`` remembers where the reader got to."""
+    def _live_window(self, done: int, interaction: Interaction) -> tuple[Interaction | None, Interaction, int]:
+        """``(the turns that left the last LIVE_SLOT_WINDOW since a reader that got to turn ``done``
+        last updated, to read once, or None; the window itself; where the reader gets to now)``."""
         turns = interaction.turns
         settled = max(0, len(turns) - self.LIVE_SLOT_WINDOW)
-        done = slot_state.get(key, 0)
         older = Interaction(turns=tuple(turns[done:settled]), channel=interaction.channel) if settled > done else None
-        slot_state[key] = settled
-        return older, Interaction(turns=tuple(turns[settled:]), channel=interaction.channel)
+        return older, Interaction(turns=tuple(turns[settled:]), channel=interaction.channel), settled
 
     def _ranked_batch(
-        self, task: str, classes: list[str], probs: np.ndarray, top_k: int | None
+        self, task: str, classes: list[str], probs: FloatArray, top_k: int | None
     ) -> list[tuple[RankedLabel, ...]]:
         """Every row's labels ranked (taxonomy order on ties; labels the head never saw: 0), vectorised."""
         labels = self.taxonomy.tasks[task].labels
@@ -312,9 +348,9 @@ class Predictor:
     def _macros(
         self,
         item: Interaction,
-        macro_scores,
-        task_probs,
-        domain_probs,
+        macro_scores: tuple[list[str], Float64Array] | None,
+        task_probs: TaskProbs,
+        domain_probs: DomainProbs,
         row: int,
         top_macros: int,
         values: dict[str, str] | None = None,
@@ -322,6 +358,7 @@ class Predictor:
         """The ``top_macros`` best macros, their templates filled from ``values`` (else the text)."""
         if top_macros <= 0:
             return ()
+        scores: dict[str, float]
         if macro_scores is not None:
             scores = dict(zip(macro_scores[0], macro_scores[1][row].tolist()))
         else:

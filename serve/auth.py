@@ -27,11 +27,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from starlette.datastructures import State
 
 from model.errors import ConfigError
+from serve.deps import Service, ServiceDep
 
 if TYPE_CHECKING:
     from serve.settings import Settings
@@ -194,11 +194,11 @@ def unauthorized(message: str) -> HTTPException:
     return HTTPException(401, message, headers={"WWW-Authenticate": "Bearer"})
 
 
-def principal_for(app_state: State, key: str | None) -> Principal:
-    """Check a presented key against the app's keys; raises 401 with what to do."""
-    if app_state.settings.insecure_local:
+def principal_for(service: Service, key: str | None) -> Principal:
+    """Check a presented key against the service's keys; raises 401 with what to do."""
+    if service.settings.insecure_local:
         return LOCAL
-    ring: KeyRing = app_state.keys
+    ring = service.keys
     if not len(ring):
         raise unauthorized(
             "this server has no API keys configured; set PODSKAZKA_API_KEYS_FILE "
@@ -212,12 +212,14 @@ def principal_for(app_state: State, key: str | None) -> Principal:
     return principal
 
 
-def require(role: str) -> Callable[[Request, HTTPAuthorizationCredentials | None], Principal]:
+def require(role: str) -> Callable[[Service, HTTPAuthorizationCredentials | None], Principal]:
     """A dependency that lets through callers holding ``role`` (401 without a valid key, 403 without
     the role) and gives the route the caller's :class:`Principal`."""
 
-    def check(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer_scheme)) -> Principal:
-        principal = principal_for(request.app.state, credentials.credentials if credentials else None)
+    def check(
+        service: ServiceDep, credentials: HTTPAuthorizationCredentials | None = Depends(bearer_scheme)
+    ) -> Principal:
+        principal = principal_for(service, credentials.credentials if credentials else None)
         if not principal.has(role):
             raise HTTPException(
                 403,

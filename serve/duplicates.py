@@ -17,6 +17,7 @@ from model.conversation.record import Interaction
 from model.conversation.taxonomy import Taxonomy
 from model.suggestion import Suggestion
 from serve.feedback_store import Store, StoreError, StoreHolder, iso_time
+from serve.schemas import DuplicateOut
 
 if TYPE_CHECKING:
     from model.predictor import Predictor
@@ -76,14 +77,14 @@ def duplicate_for_request(
     client_id: str | None,
     result: Suggestion,
     now: float,
-) -> dict[str, Any] | None:
+) -> DuplicateOut | None:
     """The duplicate block for one suggestion (``result``: the predictor's, with the problem tasks of
     :func:`duplicate_tasks` among its predictions), or None when the request cannot be checked (no
     interaction id or client id, or a taxonomy without a duplicate policy). The model is not run again."""
     if not interaction_id or not client_id or not duplicate_tasks(predictor.taxonomy, predictor.tasks):
         return None
     try:
-        return check_duplicate(
+        block = check_duplicate(
             store_holder.get(),
             predictor.taxonomy,
             interaction_id=interaction_id,
@@ -97,3 +98,4 @@ def duplicate_for_request(
     except StoreError:  # suggestions go on without the check while the store is down
         log.warning("duplicate check skipped for %s: the store is unavailable", interaction_id)
         return None
+    return DuplicateOut.model_validate(block) if block is not None else None

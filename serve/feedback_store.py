@@ -24,16 +24,96 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, TypedDict, TypeVar
 
 from model.errors import PodskazkaError
 from model.text.pii import mask_pii
 
+if TYPE_CHECKING:
+    from psycopg import Connection
+
+    from serve.settings import Settings
+
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+Row = tuple[Any, ...]
+"""One database row as both drivers return it (psycopg's ``TupleRow``): the column values in ``SELECT`` order."""
+
+
+class Cursor(Protocol):
+    """The part of a DB-API cursor the store uses (``sqlite3.Cursor`` and psycopg's ``Cursor`` both have it)."""
+
+    @property
+    def rowcount(self) -> int:
+        """Rows the last statement changed."""
+        ...
+
+    def execute(self, sql: str, params: Sequence[object] = ..., /) -> object:
+        """Run one statement with its parameters."""
+        ...
+
+    def fetchone(self) -> Row | None:
+        """The next row of the last query, None when there is none."""
+        ...
+
+    def fetchall(self) -> list[Row]:
+        """The remaining rows of the last query."""
+        ...
+
+
+class Rate(TypedDict):
+    """Feedback counted: rows, accepted ones and their share (None without rows)."""
+
+    total: int
+    accepted: int
+    acceptance_rate: float | None
+
+
+# the key order of each dict below is the order of the JSON of GET /v1/stats: the fields are declared in it
+class VersionRate(TypedDict):
+    """The acceptance of one model version."""
+
+    model_version: str
+    total: int
+    accepted: int
+    acceptance_rate: float | None
+
+
+class TaskRate(TypedDict):
+    """The acceptance of one task (``macros`` for macros)."""
+
+    task: str
+    total: int
+    accepted: int
+    acceptance_rate: float | None
+
+
+class LabelRate(TypedDict):
+    """The acceptance of one suggested label of one task (``label`` None: feedback on no suggestion)."""
+
+    task: str
+    label: str | None
+    total: int
+    accepted: int
+    acceptance_rate: float | None
+
+
+class Stats(TypedDict):
+    """What :meth:`Store.stats` returns (the body of GET /v1/stats): overall, then grouped."""
+
+    total: int
+    accepted: int
+    acceptance_rate: float | None
+    by_model_version: list[VersionRate]
+    by_task: list[TaskRate]
+    by_label: list[LabelRate]
+
 
 MACROS_TASK = "macros"  # feedback on a macro is counted under this task, the macro id as its label
 
@@ -97,6 +177,7 @@ def client_key(client_id: str | None, secret: bytes) -> str | None:
 
 
 def operator_key(operator_id: str | None, secret: bytes) -> str | None:
+    """The operator id as stored: a keyed pseudonym, like :func:`client_key`."""
     return pseudonym("operator", operator_id, secret)
 
 
@@ -149,11 +230,10 @@ def local_secret(path: str | Path) -> bytes:
     raise StoreError(f"the personal-data key {path} is empty; delete it or set PODSKAZKA_PII_SECRET")
 
 
-def pii_secret(settings) -> bytes:
+def pii_secret(settings: Settings) -> bytes:
     """The HMAC key: ``PODSKAZKA_PII_SECRET``, else a key kept next to the SQLite file (``var/pii-secret``)."""
-    configured = getattr(settings, "pii_secret", None)
-    if configured is not None:
-        value = configured.get_secret_value() if hasattr(configured, "get_secret_value") else str(configured)
+    if settings.pii_secret is not None:
+        value = settings.pii_secret.get_secret_value()
         if len(value.encode()) < _MIN_SECRET_BYTES:
             raise StoreError(
                 f"PODSKAZKA_PII_SECRET is {len(value.encode())} bytes; use at least {_MIN_SECRET_BYTES} "
@@ -164,16 +244,19 @@ def pii_secret(settings) -> bytes:
 
 
 def mask_text(text: str | None) -> str | None:
+    """``text`` with personal data replaced by placeholders (:func:`model.text.pii.mask_pii`)."""
     return None if text is None else mask_pii(text)
 
 
-def mask_turns(turns: Sequence[dict] | None) -> str | None:
+def mask_turns(turns: Sequence[Mapping[str, str]] | None) -> str | None:
+    """The turns as stored: a JSON list of ``{role, text}`` with the texts masked (None without turns)."""
     if not turns:
         return None
     return json.dumps([{"role": t["role"], "text": mask_pii(t["text"])} for t in turns], ensure_ascii=False)
 
 
 def iso_time(ts: float) -> str:
+    """A Unix time as an ISO 8601 UTC time to the second."""
     return datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="seconds")
 
 
@@ -191,12 +274,14 @@ class Feedback:
     client_id: str | None = None
     channel: str | None = None
     confidence: float | None = None
-    turns: tuple[dict, ...] | None = None
+    turns: tuple[Mapping[str, str], ...] | None = None  # {role, text} each
     comment: str | None = None
 
 
 @dataclass(frozen=True)
 class Remembered:
+    """A row of the recent interactions (the duplicate check): when it began, its problem and status."""
+
     interaction_id: str
     channel: str
     problem_task: str | None
@@ -213,24 +298,34 @@ class Store:
     secret: bytes  # the HMAC key of client and operator pseudonyms
 
     def client_key(self, client_id: str | None) -> str | None:
+        """``client_id`` as this store keeps it (the keyed pseudonym)."""
         return client_key(client_id, self.secret)
 
     # -- backend hooks --
-    def _run(self, work: Callable[[Any], Any]) -> Any:  # pragma: no cover - abstract
+    def _run(self, work: Callable[[Cursor], T]) -> T:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def close(self) -> None:  # pragma: no cover - abstract
+        """Close the store's connections (the service's shutdown)."""
         raise NotImplementedError
 
     def _sql(self, sql: str) -> str:
         return sql if self.placeholder == "?" else sql.replace("?", self.placeholder)
 
-    def _exec(self, cur, sql: str, params: Sequence[Any] = ()):
+    def _exec(self, cur: Cursor, sql: str, params: Sequence[object] = ()) -> Cursor:
         cur.execute(self._sql(sql), tuple(params))
         return cur
 
+    @staticmethod
+    def _one(cur: Cursor) -> Row:
+        """The row a statement that always returns one returned (an aggregate, ``RETURNING``, an upsert)."""
+        row = cur.fetchone()
+        if row is None:
+            raise StoreError("the feedback store returned no row where one was due; retry later")
+        return row
+
     def _create_schema(self) -> None:
-        def work(cur):
+        def work(cur: Cursor) -> None:
             for statement in _SCHEMA.format(pk=self.primary_key).split(";"):
                 if statement.strip():
                     cur.execute(statement)
@@ -258,7 +353,7 @@ class Store:
             mask_text(fb.comment),
         )
 
-        def work(cur):
+        def work(cur: Cursor) -> int:
             self._exec(
                 cur,
                 "INSERT INTO feedback (created_at, interaction_id, model_version, task, suggested, chosen, accepted,"
@@ -267,36 +362,35 @@ class Store:
                 " COALESCE(?, (SELECT turns FROM interactions WHERE interaction_id = ?)), ?) RETURNING id",
                 row,
             )
-            return int(cur.fetchone()[0])
+            return int(self._one(cur)[0])
 
         return self._run(work)
 
     def set_status(self, interaction_id: str, status: str) -> None:
+        """Mark an interaction ``open`` or ``closed`` (a closed one is no duplicate's original)."""
         self._run(
             lambda cur: self._exec(
                 cur, "UPDATE interactions SET status = ? WHERE interaction_id = ?", (status, interaction_id)
             )
         )
 
-    def stats(self, *, model_version: str | None = None) -> dict[str, Any]:
+    def stats(self, *, model_version: str | None = None) -> Stats:
         """Acceptance counts and rates: overall, per model version, per task, per task and label."""
         where, params = ("WHERE model_version = ?", (model_version,)) if model_version else ("", ())
 
-        def grouped(cur, keys: str) -> list[tuple]:
+        def grouped(cur: Cursor, keys: str) -> list[Row]:
             sql = f"SELECT {keys}, COUNT(*), SUM(accepted) FROM feedback {where} GROUP BY {keys} ORDER BY {keys}"
             return list(self._exec(cur, sql, params).fetchall())
 
-        def work(cur):
-            total, accepted = self._exec(
-                cur, f"SELECT COUNT(*), SUM(accepted) FROM feedback {where}", params
-            ).fetchone()
-            return total, accepted, grouped(cur, "model_version"), grouped(cur, "task"), grouped(cur, "task, suggested")
+        def work(cur: Cursor) -> tuple[Row, list[Row], list[Row], list[Row]]:
+            overall = self._one(self._exec(cur, f"SELECT COUNT(*), SUM(accepted) FROM feedback {where}", params))
+            return overall, grouped(cur, "model_version"), grouped(cur, "task"), grouped(cur, "task, suggested")
 
-        total, accepted, versions, tasks, labels = self._run(work)
+        (total, accepted), versions, tasks, labels = self._run(work)
 
-        def rate(n, k) -> dict[str, Any]:
-            k = int(k or 0)
-            return {"total": int(n), "accepted": k, "acceptance_rate": round(k / n, 4) if n else None}
+        def rate(n: int, k: int | None) -> Rate:  # SUM is NULL over no rows
+            n, k = int(n), int(k or 0)
+            return {"total": n, "accepted": k, "acceptance_rate": round(k / n, 4) if n else None}
 
         return {
             **rate(total or 0, accepted),
@@ -305,7 +399,10 @@ class Store:
             "by_label": [{"task": t, "label": s, **rate(n, k)} for t, s, n, k in labels],
         }
 
-    def feedback_for(self, interaction_ids: Sequence[str], *, model_version: str | None = None) -> list[tuple]:
+    def feedback_for(self, interaction_ids: Sequence[str], *, model_version: str | None = None) -> list[Row]:
+        """The feedback rows of these interactions with their remembered turns and channel, by interaction
+        (columns: interaction_id, task, suggested, chosen, accepted, turns, channel, client_key, created_at,
+        the interaction's turns and channel)."""
         if not interaction_ids:
             return []
         marks = ", ".join("?" for _ in interaction_ids)
@@ -315,15 +412,16 @@ class Store:
             " LEFT JOIN interactions i ON i.interaction_id = f.interaction_id"
             f" WHERE f.interaction_id IN ({marks})"
         )
-        params: list[Any] = list(interaction_ids)
+        params: list[object] = list(interaction_ids)
         if model_version:
             sql += " AND f.model_version = ?"
             params.append(model_version)
         return self._run(lambda cur: list(self._exec(cur, sql + " ORDER BY f.interaction_id, f.id", params).fetchall()))
 
     def interaction_ids_after(self, after: str, limit: int) -> list[str]:
+        """At most ``limit`` interaction ids with feedback that sort after ``after``, in order (a page)."""
         sql = "SELECT DISTINCT interaction_id FROM feedback WHERE interaction_id > ? ORDER BY interaction_id LIMIT ?"
-        return self._run(lambda cur: [r[0] for r in self._exec(cur, sql, (after, limit)).fetchall()])
+        return self._run(lambda cur: [str(r[0]) for r in self._exec(cur, sql, (after, limit)).fetchall()])
 
     # -- recent interactions (duplicate check) --
     def remember(
@@ -334,12 +432,12 @@ class Store:
         channel: str,
         problem_task: str | None,
         problem_label: str | None,
-        turns: Sequence[dict] | None,
+        turns: Sequence[Mapping[str, str]] | None,
         now: float,
     ) -> Remembered:
         """Insert or refresh an interaction (first_seen kept, the problem and turns updated)."""
 
-        def work(cur):
+        def work(cur: Cursor) -> Row:
             self._exec(
                 cur,
                 "INSERT INTO interactions (interaction_id, client_key, channel, problem_task, problem_label,"
@@ -361,12 +459,14 @@ class Store:
                     mask_turns(turns),
                 ),
             )
-            return self._exec(
-                cur,
-                "SELECT interaction_id, channel, problem_task, problem_label, first_seen, status FROM interactions"
-                " WHERE interaction_id = ?",
-                (interaction_id,),
-            ).fetchone()
+            return self._one(
+                self._exec(
+                    cur,
+                    "SELECT interaction_id, channel, problem_task, problem_label, first_seen, status FROM interactions"
+                    " WHERE interaction_id = ?",
+                    (interaction_id,),
+                )
+            )
 
         return Remembered(*self._run(work))
 
@@ -420,7 +520,7 @@ class SQLiteStore(Store):
         self._lock = threading.Lock()
         self._create_schema()
 
-    def _run(self, work):
+    def _run(self, work: Callable[[Cursor], T]) -> T:
         with self._lock:
             cur = self._conn.cursor()
             try:
@@ -429,14 +529,21 @@ class SQLiteStore(Store):
                 cur.execute("COMMIT")
                 return result
             except sqlite3.Error as exc:
-                if self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
+                self._rollback()
                 log.exception("feedback store (sqlite) failed")
                 raise StoreError("the feedback store failed to write or read; retry later") from exc
+            except BaseException:  # any other failure too: the one connection must not stay in the transaction
+                self._rollback()
+                raise
             finally:
                 cur.close()
 
+    def _rollback(self) -> None:
+        if self._conn.in_transaction:
+            self._conn.execute("ROLLBACK")
+
     def close(self) -> None:
+        """Close the connection."""
         with self._lock:
             self._conn.close()
 
@@ -455,21 +562,23 @@ class PostgresStore(Store):
             raise StoreError(
                 "PODSKAZKA_DATABASE_URL is set but psycopg is not installed; pip install 'podskazka[postgres]'"
             ) from exc
-        self._psycopg = psycopg
+        self._error: type[psycopg.Error] = psycopg.Error
         self._url = url
-        self._pool: queue.LifoQueue = queue.LifoQueue()
+        self._pool: queue.LifoQueue[Connection[Row]] = queue.LifoQueue()
         self._slots = threading.BoundedSemaphore(pool_size)
         self._closed = False
         self._create_schema()
 
-    def _connect(self):
+    def _connect(self) -> Connection[Row]:
+        import psycopg  # the postgres extra, found installed by __init__
+
         try:
-            return self._psycopg.connect(self._url, autocommit=False, connect_timeout=10)
-        except self._psycopg.Error as exc:
+            return psycopg.connect(self._url, autocommit=False, connect_timeout=10)
+        except psycopg.Error as exc:
             log.exception("cannot connect to PostgreSQL")
             raise StoreError("cannot connect to the PostgreSQL feedback store; check PODSKAZKA_DATABASE_URL") from exc
 
-    def _run(self, work):
+    def _run(self, work: Callable[[Cursor], T]) -> T:
         with self._slots:
             try:
                 conn = self._pool.get_nowait()
@@ -478,10 +587,13 @@ class PostgresStore(Store):
             try:
                 with conn.transaction(), conn.cursor() as cur:
                     result = work(cur)
-            except self._psycopg.Error as exc:
+            except self._error as exc:
                 conn.close()
                 log.exception("feedback store (postgres) failed")
                 raise StoreError("the feedback store failed to write or read; retry later") from exc
+            except BaseException:  # rolled back by the transaction block; not left open and unpooled
+                conn.close()
+                raise
             if self._closed or conn.closed:
                 conn.close()
             else:
@@ -489,6 +601,7 @@ class PostgresStore(Store):
             return result
 
     def close(self) -> None:
+        """Close the idle connections; those in use are closed when their work is done."""
         self._closed = True
         while True:
             try:
@@ -497,7 +610,7 @@ class PostgresStore(Store):
                 return
 
 
-def open_store(settings) -> Store:
+def open_store(settings: Settings) -> Store:
     """The store the settings ask for: PostgreSQL when ``database_url`` is set, else SQLite (WAL)."""
     secret = pii_secret(settings)
     if settings.database_url:
@@ -508,12 +621,13 @@ def open_store(settings) -> Store:
 class StoreHolder:
     """Opens the store on first use (a service that never gets feedback creates no database)."""
 
-    def __init__(self, settings) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._store: Store | None = None
         self._lock = threading.Lock()
 
     def get(self) -> Store:
+        """The store, opened now if this is its first use (:class:`StoreError` when it cannot be)."""
         if self._store is None:
             with self._lock:
                 if self._store is None:
@@ -521,6 +635,7 @@ class StoreHolder:
         return self._store
 
     def close(self) -> None:
+        """Close the store if it was opened (the next :meth:`get` opens it again)."""
         with self._lock:
             if self._store is not None:
                 self._store.close()

@@ -14,15 +14,35 @@ import secrets
 import sys
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Protocol, TypedDict, TypeVar, TypeVarTuple, Unpack
 
 from model.conversation.record import DEFAULT_CHANNEL, MAX_CHARS, MAX_TURNS, Turn
 from serve.pool import ModelPool
+from serve.schemas import DuplicateOut
+
+if TYPE_CHECKING:
+    from model.predictor import LiveConversation, Predictor
+    from serve.settings import Settings
+
+T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
 
 TURN_OVERHEAD = 200  # bytes a held turn costs besides its text (tuple, Turn, dict slot)
+
+
+class Owner(Protocol):
+    """The connection streaming a session (the manager only compares it; callers kick the ones it returns)."""
+
+    def kick(self, reason: str) -> None:
+        """Ask the connection to close, saying why (``taken_over``, ``evicted``)."""
+        ...
+
+
+ToClose = list[tuple[Owner, str]]
+"""Owners to kick, each with the reason (what :meth:`SessionManager.open` and ``within_budget`` return)."""
 
 
 class NotOwner(Exception):
@@ -82,16 +102,18 @@ class LiveSession:
     max_turns: int = MAX_TURNS
     stabilizer: Stabilizer = field(default_factory=Stabilizer)
     turns: dict[int, tuple[Turn, bool]] = field(default_factory=dict)
-    duplicate: dict | None = None
+    duplicate: DuplicateOut | None = None  # the last duplicate block shown (kept across partial updates)
     last_active: float = 0.0
-    owner: Any = None  # the connection streaming it now, None when detached
+    owner: Owner | None = None  # the connection streaming it now, None when detached
     compute_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     key_id: str | None = None  # the API key that started it: only that key may resume it
     resume_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     bytes: int = 0  # memory its turns hold (text and overhead)
     domain: str | None = None  # the domain the client said the line is (None: routed by content)
-    model_state: Any = None  # the predictor's running sums for this conversation (Predictor.live_state)
-    model_state_of: Any = None  # the predictor that state belongs to (a hot reload starts a new one)
+    # the predictor's running sums for this conversation (Predictor.live_state; None: not made yet, or a kind
+    # that cannot score incrementally)
+    model_state: LiveConversation | None = None
+    model_state_of: Predictor | None = None  # the predictor that state belongs to (a hot reload starts a new one)
     state_bytes: int = 0  # an estimate of what model_state holds, counted in the live byte budget
 
     def apply_turn(self, seq: int, role: str, text: str, final: bool) -> bool:
@@ -118,13 +140,16 @@ class LiveSession:
 
     @property
     def last_seq(self) -> int | None:
+        """The highest ``seq`` held (partial or final), None without turns."""
         return max(self.turns) if self.turns else None
 
     @property
     def final_seqs(self) -> list[int]:
+        """The ``seq`` of each final turn held, in order."""
         return sorted(seq for seq, (_, final) in self.turns.items() if final)
 
     def is_final(self, seq: int | None) -> bool:
+        """Whether turn ``seq`` (held) is final; False for None."""
         return seq is not None and self.turns[seq][1]
 
     def window(self) -> tuple[Turn, ...]:
@@ -140,6 +165,7 @@ class LiveSession:
         return tuple(reversed(out))
 
     def has_text(self) -> bool:
+        """Whether any held turn has more than whitespace."""
         return any(turn.text.strip() for turn, _ in self.turns.values())
 
 
@@ -175,26 +201,28 @@ class SessionManager:
         return len(self._sessions)
 
     def get(self, interaction_id: str) -> LiveSession | None:
+        """The session of ``interaction_id`` if it is held."""
         return self._sessions.get(interaction_id)
 
     @property
     def total_bytes(self) -> int:
+        """Memory all held sessions take: their turns and model states."""
         return sum(s.bytes + s.state_bytes for s in self._sessions.values())
 
     def open(
         self,
         interaction_id: str,
-        owner: Any,
+        owner: Owner,
         *,
         make: Callable[[], LiveSession],
         key_id: str | None = None,
         token: str | None = None,
-    ) -> tuple[LiveSession, bool, list]:
+    ) -> tuple[LiveSession, bool, ToClose]:
         """Start or resume ``interaction_id`` for ``owner``. Returns (session, resumed, owners to close):
         the previous owner of a taken-over session and the owners of evicted sessions. Resuming (and
         taking over) a held session needs the key that started it and its resume token, else
         :class:`NotOwner`."""
-        to_close: list[tuple[Any, str]] = []
+        to_close: ToClose = []
         self.sweep()
         session = self._sessions.get(interaction_id)
         resumed = session is not None
@@ -213,10 +241,10 @@ class SessionManager:
             to_close += self._evict(keep=interaction_id)
         return session, resumed, to_close
 
-    def within_budget(self, session: LiveSession) -> list:
+    def within_budget(self, session: LiveSession) -> ToClose:
         """After ``session`` grew: evict least recently used other sessions, then drop its own oldest
         turns, until every session together holds at most ``max_bytes``. Returns owners to close."""
-        to_close: list[tuple[Any, str]] = []
+        to_close: ToClose = []
         if self.max_bytes is None:
             return to_close
         while self.total_bytes > self.max_bytes and len(self._sessions) > 1:
@@ -225,7 +253,7 @@ class SessionManager:
             session.drop(min(session.turns))
         return to_close
 
-    def _evict(self, keep: str) -> list:
+    def _evict(self, keep: str) -> ToClose:
         removed = self._sessions.pop(self._lru_victim(keep=keep))
         if removed.owner is None:
             return []
@@ -240,17 +268,19 @@ class SessionManager:
         return next(i for i in self._sessions if i != keep)
 
     def touch(self, session: LiveSession) -> None:
+        """Mark ``session`` used now (the most recently used, evicted last)."""
         session.last_active = self.clock()
         if session.interaction_id in self._sessions:
             self._sessions.move_to_end(session.interaction_id)
 
-    def detach(self, session: LiveSession, owner: Any) -> None:
+    def detach(self, session: LiveSession, owner: Owner) -> None:
         """The connection went away: keep the session for resuming (if ``owner`` still holds it)."""
         if session.owner is owner:
             session.owner = None
             session.last_active = self.clock()
 
-    def end(self, session: LiveSession, owner: Any) -> None:
+    def end(self, session: LiveSession, owner: Owner) -> None:
+        """The client ended the interaction: forget it now (if ``owner`` still holds it)."""
         if session.owner is owner and self._sessions.get(session.interaction_id) is session:
             del self._sessions[session.interaction_id]
             session.owner = None
@@ -264,11 +294,22 @@ class SessionManager:
         return len(expired)
 
 
+class SessionFields(TypedDict, total=False):
+    """What a start message may set on a new session (:meth:`LiveHub.new_session`)."""
+
+    channel: str
+    client_id: str | None
+    tasks: list[str] | None
+    top_k: int
+
+
 class LiveHub:
     """What the live endpoint shares across connections: sessions, settings, the model's thread pool
     (the same pool as HTTP's, so both share one bound)."""
 
-    def __init__(self, settings, pool: ModelPool | None = None, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, settings: Settings, pool: ModelPool | None = None, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.settings = settings
         self.sessions = SessionManager(
             max_sessions=settings.live_max_sessions,
@@ -280,30 +321,32 @@ class LiveHub:
         self.pool = pool or ModelPool(
             settings.model_workers, settings.model_queue, retry_after=settings.retry_after_seconds
         )
-        self._sweeper: asyncio.Task | None = None
+        self._sweeper: asyncio.Task[None] | None = None
 
-    def new_session(self, interaction_id: str, **fields) -> LiveSession:
+    def new_session(self, interaction_id: str, **fields: Unpack[SessionFields]) -> LiveSession:
+        """A new session with the hysteresis the settings ask for."""
         return LiveSession(
             interaction_id=interaction_id,
             stabilizer=Stabilizer(self.settings.live_switch_margin, self.settings.live_switch_updates),
             **fields,
         )
 
-    async def run_model(self, fn: Callable[..., Any], *args) -> Any:
+    async def run_model(self, fn: Callable[[*Ts], T], *args: *Ts) -> T:
         """Run ``fn`` in the model's thread pool, never on the event loop (:class:`serve.pool.Busy`
         when the pool is full)."""
         return await self.pool.run(fn, *args)
 
     @asynccontextmanager
-    async def running(self):
+    async def running(self) -> AsyncIterator[LiveHub]:
+        """Start the model pool and the sweep of expired sessions; stop both on the way out."""
         self.pool.start()
-        self._sweeper = asyncio.create_task(self._sweep_forever())
+        sweeper = self._sweeper = asyncio.create_task(self._sweep_forever())
         try:
             yield self
         finally:
-            self._sweeper.cancel()
+            sweeper.cancel()
             try:
-                await self._sweeper
+                await sweeper
             except asyncio.CancelledError:
                 pass
             self.pool.shutdown()

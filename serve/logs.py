@@ -23,6 +23,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serve import metrics
+from serve.deps import Service
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("podskazka_request_id", default=None)
 route_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("podskazka_route", default=None)
@@ -157,8 +158,8 @@ class RequestContext:
         if kind not in ("http", "websocket"):
             return await self.app(scope, receive, send)
         request_id = _request_id(scope)
-        app = scope.get("app")
-        predictor = getattr(app.state, "predictor", None) if app else None
+        service = getattr(getattr(scope.get("app"), "state", None), "service", None)
+        predictor = service.predictor if isinstance(service, Service) else None
         tokens = (
             request_id_var.set(request_id),
             route_var.set(None),

@@ -1,4 +1,5 @@
-"""The app factory: ``create_app(settings)``. The model is loaded in the lifespan into app state."""
+"""The app factory: ``create_app(settings)``. The model is loaded in the lifespan into the app's
+:class:`~serve.deps.Service`, which the routes take as typed dependencies (serve/deps.py)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from model.errors import ConfigError
 from model.predictor import Predictor
 from serve import metrics
 from serve.auth import is_loopback, load_keys
+from serve.deps import Service
 from serve.errors import install_error_handlers
 from serve.feedback_store import StoreHolder
 from serve.limits import BodyLimit
@@ -39,35 +41,37 @@ def create_app(settings: Settings | None = None, *, predictor: Predictor | None 
         )
     keys = load_keys(settings)
 
+    service = Service(settings=settings, keys=keys)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.settings = settings
-        app.state.predictor = predictor
-        app.state.reloader = None
+        service.predictor = predictor
+        service.reloader = None
         adopt_library_logs()  # spaCy's own log handler, warnings: through the service's format
-        if app.state.predictor is None:
+        if service.predictor is None:
             # a bundle folder, or a registry (serve its ACTIVE bundle); watched for changes (serve/reload.py)
-            app.state.reloader = Reloader(app, settings.model_dir, settings.reload_seconds)
-            bundle_dir = app.state.reloader.target()
+            reloader = service.reloader = Reloader(service, settings.model_dir, settings.reload_seconds)
+            bundle_dir = reloader.target()
             log.info("loading model bundle %s", bundle_dir)
-            app.state.predictor = load_checked(bundle_dir)
-            log.info("serving model %s", app.state.predictor.model_version)
-            app.state.reloader.start()
-        metrics.model_served(app.state.predictor)
-        app.state.store = StoreHolder(settings)  # feedback and recent interactions, opened on first use
-        app.state.pool = ModelPool(
+            service.predictor = load_checked(bundle_dir)
+            log.info("serving model %s", service.predictor.model_version)
+            reloader.start()
+        metrics.model_served(service.predictor)
+        store = service.store = StoreHolder(settings)  # feedback and recent interactions, opened on first use
+        pool = service.pool = ModelPool(
             settings.model_workers, settings.model_queue, retry_after=settings.retry_after_seconds
         )  # HTTP and live share it
-        app.state.live = LiveHub(settings, app.state.pool)  # live sessions; starts and stops the pool
+        live = service.live = LiveHub(settings, pool)  # live sessions; starts and stops the pool
         try:
-            async with app.state.live.running():
+            async with live.running():
                 yield
         finally:
-            if app.state.reloader is not None:
-                await app.state.reloader.stop()
+            if service.reloader is not None:
+                await service.reloader.stop()
             metrics.process_exit()
-        app.state.store.close()
-        app.state.predictor = None
+        store.close()
+        service.predictor = None
+        service.store = service.pool = service.live = None
 
     app = FastAPI(
         title="Podskazka",
@@ -79,9 +83,7 @@ def create_app(settings: Settings | None = None, *, predictor: Predictor | None 
         openapi_url="/openapi.json" if settings.docs else None,
         default_response_class=ORJSONResponse,  # orjson: several times faster than the json module here
     )
-    app.state.settings = settings
-    app.state.keys = keys
-    app.state.predictor = None
+    app.state.service = service  # the routes reach it through serve/deps.py, never through app.state
     install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContext, log_requests=settings.log_requests)  # outermost: request id, metrics, log

@@ -4,7 +4,7 @@
 the bundle folder ``--model`` resolves to (a registry's ``ACTIVE`` pointer, serve/registry.py) and
 that folder's manifest (a bundle rewritten in place by ``podskazka train --force`` is a change too).
 On a change it loads and verifies the new bundle in a thread (never on the event loop), smoke-tests
-it (:func:`smoke_test`), and only then replaces ``app.state.predictor``: requests already running keep
+it (:func:`smoke_test`), and only then replaces the service's ``predictor``: requests already running keep
 the object they took, new ones get the new one, none is dropped. A bundle that fails is logged,
 counted (``podskazka_model_reloads_total{result="failed"}``) and shown in ``/readyz`` and
 ``GET /v1/model``; the old model goes on serving and that target is not tried again until it changes.
@@ -19,13 +19,14 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any
-
-from fastapi import FastAPI
+from typing import TYPE_CHECKING, Any
 
 from model.errors import BundleError, PodskazkaError
 from model.predictor import Predictor
 from serve import metrics, registry
+
+if TYPE_CHECKING:  # serve.deps imports this module
+    from serve.deps import Service
 
 log = logging.getLogger(__name__)
 
@@ -90,10 +91,10 @@ def _key(source: Path) -> BundleKey:
 
 
 class Reloader:
-    """Watches ``source`` (a bundle or a registry) for one app; see the module doc."""
+    """Watches ``source`` (a bundle or a registry) for one app's :class:`~serve.deps.Service`; see the module doc."""
 
-    def __init__(self, app: FastAPI, source: Path, interval: float) -> None:
-        self.app = app
+    def __init__(self, service: Service, source: Path, interval: float) -> None:
+        self.service = service
         self.source = Path(source)
         self.interval = interval
         self.current: BundleKey | None = None  # the key of the served bundle
@@ -147,8 +148,8 @@ class Reloader:
                 predictor = await asyncio.to_thread(load_checked, Path(key[0]))
             except Exception as exc:  # anything a bad bundle does must leave the old model serving
                 return self._failure(key, exc)
-            old = getattr(self.app.state, "predictor", None)
-            self.app.state.predictor = predictor  # one reference swap: running requests keep the old one
+            old = self.service.predictor
+            self.service.predictor = predictor  # one reference swap: running requests keep the old one
             self.served(key)
             self.failed, self.last_error = None, None
             metrics.model_served(predictor)
@@ -178,7 +179,7 @@ class Reloader:
         return self._answer(False)
 
     def _answer(self, changed: bool) -> dict[str, Any]:
-        predictor = getattr(self.app.state, "predictor", None)
+        predictor = self.service.predictor
         return {
             "changed": changed,
             "model_version": predictor.model_version if predictor is not None else None,

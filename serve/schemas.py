@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from model.conversation.record import DEFAULT_CHANNEL, MAX_CHARS, MAX_TURNS, Channel, Role
+from model.errors import Detail
 from serve.limits import named_only
 
 MAX_BATCH = 256  # conversations in one POST /v1/suggest/batch (README «API»); a larger batch is a 422
@@ -16,12 +17,16 @@ ModelText = Annotated[str, AfterValidator(named_only)]
 
 
 class TurnIn(BaseModel):
+    """One turn of a conversation: who spoke (client or operator) and what was said."""
+
     model_config = ConfigDict(extra="forbid")
     role: Role
     text: ModelText = Field(max_length=MAX_CHARS)
 
 
 class SuggestRequest(BaseModel):
+    """One conversation to suggest for: its turns (or a plain client text), channel and options."""
+
     model_config = ConfigDict(extra="ignore")
     interaction_id: str | None = Field(None, max_length=200)
     channel: Channel = DEFAULT_CHANNEL
@@ -48,16 +53,22 @@ class SuggestRequest(BaseModel):
 
 
 class BatchRequest(BaseModel):
+    """Several conversations in one call (``POST /v1/suggest/batch``)."""
+
     model_config = ConfigDict(extra="forbid")
     interactions: list[SuggestRequest] = Field(min_length=1, max_length=MAX_BATCH)
 
 
 class LabelScore(BaseModel):
+    """A label (or domain) with the model's confidence in it."""
+
     label: str
     confidence: float
 
 
 class MacroOut(BaseModel):
+    """A suggested reply macro, its slots filled from the conversation where it supports a value."""
+
     id: str
     title: str
     text: str
@@ -69,6 +80,8 @@ class MacroOut(BaseModel):
 
 
 class CommentReason(BaseModel):
+    """One rule of the CRM rule book that asks for a comment, and what in the conversation triggered it."""
+
     rule: str = Field(
         description="claim, expert_transfer, agreement, internet_mms, identified_action, "
         "legal_entity_block, refusal, asis_transfer, dropped_call"
@@ -80,11 +93,15 @@ class CommentReason(BaseModel):
 
 
 class CommentRequired(BaseModel):
+    """Whether the operator must write a comment in the CRM, and the rules that ask for it."""
+
     required: bool
     reasons: list[CommentReason] = []
 
 
 class Decision(BaseModel):
+    """What to show for one task: a label, its group when only the group is sure, or nothing (abstain)."""
+
     label: str | None = Field(description="the decided label, its group (level 'group'), or null: abstain")
     confidence: float
     level: Literal["label", "group"] | None
@@ -96,12 +113,16 @@ class Decision(BaseModel):
 
 
 class DuplicateMacro(BaseModel):
+    """The macro proposed for a duplicate, its slot (if it has one) filled with the earlier interaction's id."""
+
     id: str
     title: str
     text: str
 
 
 class DuplicateOut(BaseModel):
+    """An earlier open interaction of the same client, channel and problem: this one repeats it."""
+
     duplicate_of: str = Field(description="the earlier open interaction of the same client, channel and problem")
     task: str | None
     label: str | None
@@ -112,6 +133,8 @@ class DuplicateOut(BaseModel):
 
 
 class SuggestResponse(BaseModel):
+    """Suggestions for one conversation: ranked labels per task, decisions, domains, macros and hints."""
+
     interaction_id: str | None
     model_version: str
     predictions: dict[str, list[LabelScore]]
@@ -123,17 +146,23 @@ class SuggestResponse(BaseModel):
 
 
 class BatchResponse(BaseModel):
+    """The suggestions for each conversation of a batch, in the order sent."""
+
     model_version: str
     results: list[SuggestResponse]
 
 
 class ErrorBody(BaseModel):
+    """What went wrong: a stable code, a readable message, and details (for an invalid request: each field and its problem)."""
+
     code: str
     message: str
-    details: list = []
+    details: list[Detail] = []
 
 
 class ErrorResponse(BaseModel):
+    """The envelope of every error answer."""
+
     error: ErrorBody
 
 
@@ -176,6 +205,8 @@ class FeedbackRequest(BaseModel):
 
 
 class FeedbackResponse(BaseModel):
+    """The stored feedback's id, and whether it closed (true) or reopened (false) the interaction."""
+
     id: int
     interaction_id: str
     closed: bool | None = None

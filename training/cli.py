@@ -477,6 +477,9 @@ def _usage_error(exc) -> int:
 
 
 def main() -> None:
+    """The ``podskazka`` console script: run the command, and turn its failures into one red line and an
+    exit code (2: a PodskazkaError with its code, 1: an unexpected error or an abort, 130: Ctrl-C; a usage
+    error gets click's code and the fix). ``PODSKAZKA_DEBUG=1`` re-raises unexpected errors."""
     import os
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -18,11 +18,14 @@ from __future__ import annotations
 import re
 
 import numpy as np
+import numpy.typing as npt
 
+from model.arrays import Float64Array, FloatArray
 from model.assist.decision import Decision, DecisionPolicy, PriorEntry, Reason, decide
 from model.conversation.record import Interaction
 from model.conversation.taxonomy import Task, Taxonomy
 from model.errors import InputError
+from model.kinds.registry import DomainProbs, TaskProbs
 from model.text.normalize import normalize_text
 
 _WORD = re.compile(r"\w+")
@@ -30,6 +33,7 @@ _WORD = re.compile(r"\w+")
 
 # ------------------------------------------------------------------------------ content
 def client_words(interaction: Interaction) -> list[str]:
+    """The client's words (normalised text, every client turn in order): what the content check reads."""
     return [w for t in interaction.turns if t.role == "client" for w in _WORD.findall(normalize_text(t.text))]
 
 
@@ -51,7 +55,7 @@ def _squeezed(word: str) -> str:
 
 
 # ----------------------------------------------------------------------------- evidence
-def evidence_ok(alternatives, interaction: Interaction) -> bool:
+def evidence_ok(alternatives: tuple[dict[str, tuple[str, ...]], ...], interaction: Interaction) -> bool:
     """Any alternative holds: each is ``{"channel": (...), "roles": (...)}`` whose keys must all hold."""
     for need in alternatives:
         if "channel" in need and interaction.channel not in need["channel"]:
@@ -62,13 +66,13 @@ def evidence_ok(alternatives, interaction: Interaction) -> bool:
     return False
 
 
-def allowed_mask(task: Task, classes: list[str], interaction: Interaction) -> np.ndarray:
+def allowed_mask(task: Task, classes: list[str], interaction: Interaction) -> npt.NDArray[np.bool_]:
     """Which of ``classes`` this conversation has the evidence for."""
     return np.array([label not in task.needs or evidence_ok(task.needs[label], interaction) for label in classes])
 
 
 # ------------------------------------------------------------------------------- priors
-def prior_ratio(classes: list[str], entry: PriorEntry | None) -> np.ndarray | None:
+def prior_ratio(classes: list[str], entry: PriorEntry | None) -> Float64Array | None:
     """``target / train`` per class, or None without priors."""
     if entry is None or not entry.target:
         return None
@@ -78,7 +82,9 @@ def prior_ratio(classes: list[str], entry: PriorEntry | None) -> np.ndarray | No
     return ratio if np.isfinite(ratio).all() and ratio.sum() > 0 else None
 
 
-def with_priors(probs: np.ndarray, ratio: np.ndarray | None) -> np.ndarray:
+def with_priors(probs: FloatArray, ratio: Float64Array | None) -> FloatArray:
+    """``probs`` reweighted by the prior ``ratio`` and renormalised per row (a row whose weights all
+    vanish keeps its probabilities); unchanged without a ratio."""
     if ratio is None:
         return probs
     out = probs * ratio
@@ -90,10 +96,10 @@ def adjust_task(
     taxonomy: Taxonomy,
     task: str,
     classes: list[str],
-    probs: np.ndarray,
+    probs: FloatArray,
     items: list[Interaction],
     policy: DecisionPolicy | None,
-) -> np.ndarray:
+) -> FloatArray:
     """Priors (``policy.priors``; none when ``policy`` is None), then the evidence rule, renormalised;
     rows keep their shape ``[n, len(classes)]``."""
     probs = np.asarray(probs, dtype=float)
@@ -117,8 +123,8 @@ def adjust_probabilities(
     taxonomy: Taxonomy,
     policy: DecisionPolicy | None,
     items: list[Interaction],
-    task_probs: dict[str, tuple[list[str], np.ndarray]],
-):
+    task_probs: TaskProbs,
+) -> TaskProbs:
     """``{task: (classes, probabilities)}`` after priors and evidence."""
     return {
         task: (classes, adjust_task(taxonomy, task, classes, probs, items, policy))
@@ -128,13 +134,14 @@ def adjust_probabilities(
 
 # ------------------------------------------------------------------------------- domain
 def domains_of(taxonomy: Taxonomy) -> dict[str, str]:
+    """Each task's domain (a task without one is its own domain)."""
     return {name: task.domain or name for name, task in taxonomy.tasks.items()}
 
 
-def routed_domain(taxonomy: Taxonomy, item: Interaction, domain_probs, row: int) -> str | None:
+def routed_domain(taxonomy: Taxonomy, item: Interaction, domain_probs: DomainProbs, row: int) -> str | None:
     """The request's domain when given (checked against the taxonomy), else the domain head's leader."""
     known = sorted(set(domains_of(taxonomy).values()))
-    given = getattr(item, "domain", None)
+    given = item.domain
     if given:
         if given not in known:
             raise InputError(f"domain is {given!r}; this model knows the domains {known}")
@@ -149,10 +156,10 @@ def decisions_for(
     taxonomy: Taxonomy,
     policy: DecisionPolicy,
     item: Interaction,
-    task_probs: dict[str, tuple[list[str], np.ndarray]],
+    task_probs: TaskProbs,
     row: int,
     tasks: list[str],
-    domain_probs=None,
+    domain_probs: DomainProbs = None,
 ) -> dict[str, Decision]:
     """The decision of every task in ``tasks`` for one row, with the reason when a task is not
     decided for a reason other than confidence (``no_content``, ``other_domain``)."""
@@ -172,7 +179,7 @@ def decisions_for(
     return out
 
 
-def _undecided(probs: np.ndarray, reason: Reason) -> Decision:
+def _undecided(probs: FloatArray, reason: Reason) -> Decision:
     """No decision whatever the confidence, with the reason (the top confidence is still given)."""
     return Decision(
         label=None, confidence=round(float(np.max(probs)), 6) if len(probs) else 0.0, level=None, reason=reason

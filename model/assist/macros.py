@@ -20,19 +20,33 @@ model's label distribution, weighted by the domain the conversation belongs to:
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 
+from model.arrays import Float64Array, FloatArray
 from model.conversation.record import Interaction
 from model.conversation.taxonomy import Taxonomy
 from model.errors import BundleError, ConfigError, NotFittedError
 from model.kinds.compiled import NgramFeaturizer, Reader, as_reader, load_array, load_json
+from model.kinds.registry import DomainProbs, TaskProbs
 from model.storage.files import write_json
 from model.text.normalize import normalize_text, render_interaction
 
+if TYPE_CHECKING:
+    from model.kinds.incremental import IncrementalScorer
+
 MACROS_JSON = "macros.json"
+
+
+class MacroTableJSON(TypedDict):
+    """The by-label part of ``macros.json``: ``P(macro | task = label)`` and the rows behind each label."""
+
+    table: dict[str, dict[str, dict[str, float]]]
+    support: dict[str, dict[str, int]]
 
 
 @dataclass
@@ -43,7 +57,10 @@ class MacroStats:
     support: dict[str, dict[str, int]]
 
     @classmethod
-    def fit(cls, interactions: list[Interaction], tasks: list[str], taxonomy: Taxonomy, alpha: float = 0.5):
+    def fit(
+        cls, interactions: list[Interaction], tasks: list[str], taxonomy: Taxonomy, alpha: float = 0.5
+    ) -> MacroStats:
+        """``P(macro | task = label)`` from the rows that say which macros operators used (Laplace ``alpha``)."""
         macro_ids = list(taxonomy.macros)
         counts: dict[str, dict[str, dict[str, int]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(int)))
         support: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
@@ -58,7 +75,7 @@ class MacroStats:
                 for macro_id in x.macros:
                     if macro_id in taxonomy.macros:
                         counts[task][label][macro_id] += 1
-        table = {}
+        table: dict[str, dict[str, dict[str, float]]] = {}
         for task, per_label in support.items():
             table[task] = {}
             for label, n in per_label.items():
@@ -66,20 +83,23 @@ class MacroStats:
                 table[task][label] = {m: round(p, 6) for m, p in probs.items() if p > 1e-4}
         return cls(table=table, support={t: dict(v) for t, v in support.items()})
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> MacroTableJSON:
+        """The table and its support as ``macros.json`` holds them."""
         return {"table": self.table, "support": self.support}
 
     def save(self, folder: Path) -> None:
+        """Write ``macros.json`` (the by-label table alone) into the bundle folder ``folder``."""
         write_json(folder / MACROS_JSON, self.to_dict())
 
     @classmethod
-    def from_dict(cls, raw: dict) -> MacroStats:
+    def from_dict(cls, raw: Mapping[str, Any]) -> MacroStats:
+        """The statistics from a parsed ``macros.json`` (its ``table`` and ``support``)."""
         return cls(table=raw["table"], support=raw["support"])
 
     def score(
         self,
-        task_probs: dict[str, tuple[list[str], np.ndarray]],
-        domain_probs: tuple[list[str], np.ndarray] | None,
+        task_probs: TaskProbs,
+        domain_probs: DomainProbs,
         domains: dict[str, str],
         row: int,
     ) -> dict[str, float]:
@@ -136,16 +156,27 @@ class MacroRanker:
     texts in the same feature space).
     """
 
+    stats_: MacroStats
+    macro_ids_: list[str]
+    vectorizer_: NgramFeaturizer
+    coef_: FloatArray  # [n_macros, n_features], float32
+    intercept_: FloatArray  # [n_macros], float32
+    matrix_: Float64Array  # [n_features, 2 * n_macros]
+    bias_: Float64Array  # [2 * n_macros]
+    label_tables_: dict[str, tuple[list[str], Float64Array]]  # task -> (labels, P(macro | label) [labels, macros])
+
     def __init__(self, config: RankerConfig | None = None) -> None:
         self.config = config or RankerConfig()
 
     # ----------------------------------------------------------------------------- fit
     def fit(self, interactions: list[Interaction], tasks: list[str], taxonomy: Taxonomy) -> MacroRanker:
+        """Learn the three signals from labelled rows (the rows that name their macros teach the history model)."""
         from sklearn.linear_model import LogisticRegression
 
         self.stats_ = MacroStats.fit(interactions, tasks, taxonomy)
         self.macro_ids_ = list(taxonomy.macros)
-        rows = [x for x in interactions if x.macros is not None]
+        used = [(x, x.macros) for x in interactions if x.macros is not None]
+        rows = [x for x, _ in used]
         vectorizer = _new_vectorizer(self.config.max_features, min_df=2 if len(interactions) >= 50 else 1)
         vectorizer.fit([render_interaction(x) for x in interactions] or ["__empty__"])
         self.vectorizer_ = NgramFeaturizer.from_sklearn(vectorizer)
@@ -154,7 +185,7 @@ class MacroRanker:
         self.coef_ = np.zeros((len(self.macro_ids_), n_features), dtype=np.float32)
         self.intercept_ = np.full(len(self.macro_ids_), -20.0, dtype=np.float32)  # never used → ~0
         for k, macro_id in enumerate(self.macro_ids_):
-            y = np.array([macro_id in x.macros for x in rows], dtype=int)
+            y = np.array([macro_id in macros for _, macros in used], dtype=np.int_)
             if X is None or y.sum() < self.config.min_rows or y.sum() == len(y):
                 continue
             head = LogisticRegression(C=self.config.C, class_weight=None, max_iter=2000, solver="liblinear")
@@ -182,11 +213,15 @@ class MacroRanker:
             raise NotFittedError("this MacroRanker is not trained yet; call fit() or load a bundle")
 
     # ------------------------------------------------------------------------- scoring
-    def signals(self, interactions: list[Interaction], task_probs, domain_probs, domains) -> dict[str, np.ndarray]:
+    def signals(
+        self, interactions: list[Interaction], task_probs: TaskProbs, domain_probs: DomainProbs, domains: dict[str, str]
+    ) -> dict[str, Float64Array]:
         """``{"history", "labels", "when"}``, each ``[n_interactions, n_macros]`` in [0, 1]."""
         return self.signals_from(self.raw_scores(interactions), task_probs, domain_probs, domains)
 
-    def signals_from(self, raw: np.ndarray, task_probs, domain_probs, domains) -> dict[str, np.ndarray]:
+    def signals_from(
+        self, raw: Float64Array, task_probs: TaskProbs, domain_probs: DomainProbs, domains: dict[str, str]
+    ) -> dict[str, Float64Array]:
         """The three signals from the raw scores ``X @ matrix_ + bias_`` (see :meth:`signals`)."""
         m = len(self.macro_ids_)
         history = 1.0 / (1.0 + np.exp(-raw[:, :m]))
@@ -198,22 +233,25 @@ class MacroRanker:
             when = np.divide(when, top, out=np.zeros_like(when), where=top > 1e-9)
         return {"history": history, "labels": labels, "when": when}
 
-    def raw_scores(self, interactions: list[Interaction]) -> np.ndarray:
+    def raw_scores(self, interactions: list[Interaction]) -> Float64Array:
         """``X @ matrix_ + bias_``: the history logits and the ``when`` similarities, ``[n, 2 * n_macros]``."""
         self._check_fitted()
         X = self.vectorizer_.transform([render_interaction(x) for x in interactions])
-        return np.asarray(X @ self.matrix_) + self.bias_
+        raw: Float64Array = np.asarray(X @ self.matrix_) + self.bias_  # float32 features @ float64 matrix
+        return raw
 
-    def incremental_scorer(self):
+    def incremental_scorer(self) -> IncrementalScorer:
         """Running-sum scoring of :meth:`raw_scores` for live sessions (see :mod:`model.kinds.incremental`)."""
         from model.kinds.incremental import IncrementalScorer, IncrementalView
 
         self._check_fitted()
         return IncrementalScorer([IncrementalView("macro", self.vectorizer_, self.matrix_)], [], self.bias_)
 
-    def label_signal(self, task_probs, domain_probs, domains, n: int) -> np.ndarray:
+    def label_signal(
+        self, task_probs: TaskProbs, domain_probs: DomainProbs, domains: dict[str, str], n: int
+    ) -> Float64Array:
         """``P(m | x) = sum_d P(d | x) * mean_{t in d} sum_l P_t(l | x) * P(m | t, l)`` for every row."""
-        per_domain: dict[str, list[np.ndarray]] = defaultdict(list)
+        per_domain: dict[str, list[FloatArray]] = defaultdict(list)
         for task, (classes, probs) in (task_probs or {}).items():
             table = self.label_tables_.get(task)
             if table is None:
@@ -238,7 +276,15 @@ class MacroRanker:
                 out += w[:, None] * (sum(scores) / len(scores))
         return out
 
-    def rank(self, interactions: list[Interaction], task_probs, domain_probs, domains, *, raw=None) -> np.ndarray:
+    def rank(
+        self,
+        interactions: list[Interaction],
+        task_probs: TaskProbs,
+        domain_probs: DomainProbs,
+        domains: dict[str, str],
+        *,
+        raw: Float64Array | None = None,
+    ) -> Float64Array:
         """Macro confidences ``[n_interactions, n_macros]`` (columns in ``macro_ids_`` order); ``raw``:
         :meth:`raw_scores` already computed (a live session's running sums)."""
         raw = self.raw_scores(interactions) if raw is None else raw
@@ -248,7 +294,9 @@ class MacroRanker:
         mixed = (cfg.w_history * s["history"] + cfg.w_labels * s["labels"] + cfg.w_when * s["when"]) / total
         return np.clip(mixed, 0.0, 1.0)
 
-    def score(self, task_probs, domain_probs, domains, row: int) -> dict[str, float]:
+    def score(
+        self, task_probs: TaskProbs, domain_probs: DomainProbs, domains: dict[str, str], row: int
+    ) -> dict[str, float]:
         """The by-label scores alone (what bundles before the ranker returned)."""
         return self.stats_.score(task_probs, domain_probs, domains, row)
 
@@ -256,16 +304,16 @@ class MacroRanker:
     def save(self, folder: Path) -> None:
         """``macros.json`` (by-label table, config, macro ids) and ``macros/`` (n-gram view, weights)."""
         self._check_fitted()
-        raw = self.stats_.to_dict()
-        raw["ranker"] = {"config": asdict(self.config), "macro_ids": self.macro_ids_, "folder": RANKER_DIR}
-        write_json(folder / MACROS_JSON, raw)
+        ranker = {"config": asdict(self.config), "macro_ids": self.macro_ids_, "folder": RANKER_DIR}
+        write_json(folder / MACROS_JSON, {**self.stats_.to_dict(), "ranker": ranker})
         (folder / RANKER_DIR).mkdir()
         self.vectorizer_.save(folder / RANKER_DIR, "char")
         np.save(folder / RANKER_DIR / "coef.npy", self.coef_, allow_pickle=False)
         np.save(folder / RANKER_DIR / "intercept.npy", self.intercept_, allow_pickle=False)
 
     @classmethod
-    def from_files(cls, read: Reader, raw: dict, taxonomy: Taxonomy) -> MacroRanker:
+    def from_files(cls, read: Reader, raw: Mapping[str, Any], taxonomy: Taxonomy) -> MacroRanker:
+        """Rebuild a ranker from a bundle's parsed ``macros.json`` and ``macros/`` files (checked for consistency)."""
         try:
             meta = raw["ranker"]
             ranker = cls(RankerConfig(**meta.get("config", {})))
@@ -301,7 +349,7 @@ def load_macros(read: Reader | Path, taxonomy: Taxonomy) -> MacroStats | MacroRa
     return MacroStats.from_dict(raw)
 
 
-def _new_vectorizer(max_features: int, min_df: int):
+def _new_vectorizer(max_features: int, min_df: int) -> Any:  # a TfidfVectorizer (scikit-learn ships no types)
     from sklearn.feature_extraction.text import TfidfVectorizer
 
     return TfidfVectorizer(

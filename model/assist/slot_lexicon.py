@@ -4,6 +4,7 @@ model words, services, tariffs, identification, operator actions, transfer targe
 from __future__ import annotations
 
 import re
+from typing import Any
 
 # ----------------------------------------------------------------------------- lexicons
 BRANDS = {
@@ -263,7 +264,7 @@ GREETING = re.compile(
     re.IGNORECASE,
 )  # bounded: linear on any text
 
-MATCHER_PATTERNS = {
+MATCHER_PATTERNS: dict[str, list[list[dict[str, Any]]]] = {  # spaCy Matcher patterns per rule name
     "BRAND": [[{"LOWER": {"IN": sorted(BRANDS)}}]],
     "MODEM": [[{"LEMMA": {"IN": ["модем", "роутер"]}}]],
     "ONEPLUS": [[{"LOWER": "ван"}, {"LOWER": {"IN": ["плюс", "плас"]}}]],

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from model.assist.slot_lexicon import (
     ACTIONS,
@@ -28,6 +29,12 @@ from model.assist.slot_lexicon import (
     TRANSFER_HEADS,
 )
 from model.text.pii import EMAIL_PATTERN
+
+if TYPE_CHECKING:  # slots.py imports this module; the extractors only annotate with its classes
+    from model.assist.slots import ReadTurn, SlotFiller
+
+SlotMatch = tuple[int, str, int, int]
+"""A ``Matcher`` hit the extractors read: ``(turn index, rule name, start token, end token)``."""
 
 # Every pattern reads text a client controls: each repetition is bounded (``\w{0,20}``, not ``\w*``), so a match
 # attempt costs a bounded number of steps at each position and a turn is read in linear time, whatever it holds
@@ -100,21 +107,21 @@ _TARGET_WORD = re.compile(r"[\w-]+")
 _CLAUSE_WINDOW = 400  # a recommendation is read from at most this many characters after its verb
 
 
-def _ops(turns):
+def _ops(turns: list[ReadTurn]) -> list[ReadTurn]:
     return [t for t in turns if t.role == "operator"]
 
 
-def ids(turns, matches, filler) -> dict[str, str]:
+def ids(turns: list[ReadTurn], matches: list[SlotMatch], filler: SlotFiller) -> dict[str, str]:
     """Order and shipment numbers, e-mail, phone, postal address, ticket and appeal numbers, password."""
     out: dict[str, str] = {}
     for turn in turns:
         for source in (turn.raw, turn.text):
-            for m in _ORDER.finditer(source):
-                out.setdefault("номер_заказа", f"{m.group(1)}-{m.group(2)}")
-                if m.group(3):
-                    out.setdefault("номер_отправления", m.group(0))
-            if (m := _EMAIL.search(source)) and "email" not in out:
-                out["email"] = m.group(0).rstrip(".")
+            for order in _ORDER.finditer(source):
+                out.setdefault("номер_заказа", f"{order.group(1)}-{order.group(2)}")
+                if order.group(3):
+                    out.setdefault("номер_отправления", order.group(0))
+            if (email := _EMAIL.search(source)) and "email" not in out:
+                out["email"] = email.group(0).rstrip(".")
         if "email" not in out and (spoken := spoken_email(turn.text)):
             out["email"] = spoken
         if (m := _ADDRESS.search(turn.raw.lower()) or _ADDRESS.search(turn.text)) and "адрес" not in out:
@@ -128,8 +135,10 @@ def ids(turns, matches, filler) -> dict[str, str]:
     return out
 
 
-def phone(turns) -> dict[str, str]:
-    found = []
+def phone(turns: list[ReadTurn]) -> dict[str, str]:
+    """{телефон}: the first phone number said, as ``+7 XXX XXX-XX-XX``; when the operator asked for a contact
+    number, the first one in or right after a turn that says «контакт» / «для связи»."""
+    found: list[tuple[bool, str]] = []
     for k, turn in enumerate(turns):
         contact = any(_CONTACT.search(t.text) for t in turns[max(0, k - 1) : k + 1])
         for source in (turn.raw, turn.text):
@@ -205,7 +214,7 @@ def spoken_email(text: str) -> str | None:
     return None
 
 
-def device(turns, matches, filler) -> dict[str, str]:
+def device(turns: list[ReadTurn], matches: list[SlotMatch], filler: SlotFiller) -> dict[str, str]:
     """{модель}: a brand and the model tokens after it ('самсунг а 51' → 'Samsung A51')."""
     for i, rule, start, end in matches:
         if rule == "MODEM":
@@ -244,11 +253,11 @@ def device(turns, matches, filler) -> dict[str, str]:
     return {}
 
 
-def _next_is_digit(words, k):
+def _next_is_digit(words: list[str], k: int) -> bool:
     return k + 1 < len(words) and words[k + 1].isdigit()
 
 
-def topics(turns, matches, filler) -> dict[str, str]:
+def topics(turns: list[ReadTurn], matches: list[SlotMatch], filler: SlotFiller) -> dict[str, str]:
     """{интернет_MMS}, {коды}, {причина_блокировки}, {счет_детализация}, {период}."""
     text = " ".join(t.text for t in turns)
     out: dict[str, str] = {}
@@ -275,7 +284,7 @@ def topics(turns, matches, filler) -> dict[str, str]:
     return out
 
 
-def identification(turns, matches, filler) -> dict[str, str]:
+def identification(turns: list[ReadTurn], matches: list[SlotMatch], filler: SlotFiller) -> dict[str, str]:
     """{идентификация} and {вопросы}: what the operator asked to identify the client (if answered)."""
     asked: list[str] = []
     for k, turn in enumerate(turns):
@@ -292,7 +301,7 @@ def identification(turns, matches, filler) -> dict[str, str]:
     return {"идентификация": ", ".join(asked), "вопросы": "идент. " + ", ".join(asked)}
 
 
-def actions(turns, matches, filler) -> dict[str, str]:
+def actions(turns: list[ReadTurn], matches: list[SlotMatch], filler: SlotFiller) -> dict[str, str]:
     """{действия}, {действие}, {подключена_отключена}, {рекомендации}, {рекомендация}."""
     done: list[str] = []
     on_off = None
@@ -326,7 +335,7 @@ def actions(turns, matches, filler) -> dict[str, str]:
     return out
 
 
-def _done_by_operator(filler, word: str) -> bool:
+def _done_by_operator(filler: SlotFiller, word: str) -> bool:
     """A past form ('отключила'), a passive participle ('отключено') or a first-person future
     ('отключу', 'переключаю'); not an infinitive ('могу отключить') or an imperative."""
     for parse in filler.morph.parse(word)[:2]:
@@ -336,7 +345,7 @@ def _done_by_operator(filler, word: str) -> bool:
     return False
 
 
-def transfer(turns, matches, filler) -> dict[str, str]:
+def transfer(turns: list[ReadTurn], matches: list[SlotMatch], filler: SlotFiller) -> dict[str, str]:
     """{куда}, {отдел}, {кому}: where the operator transferred the client or the appeal."""
     for i, rule, _start, end in matches:
         turn = turns[i]
@@ -379,7 +388,7 @@ def transfer(turns, matches, filler) -> dict[str, str]:
     return {}
 
 
-def offers(turns, matches, filler) -> dict[str, str]:
+def offers(turns: list[ReadTurn], matches: list[SlotMatch], filler: SlotFiller) -> dict[str, str]:
     """{услуга}, {тариф}, {льгота_скидка_ФК}, {размер}."""
     out: dict[str, str] = {}
     text = " ".join(t.text for t in turns)
@@ -414,7 +423,7 @@ def offers(turns, matches, filler) -> dict[str, str]:
     return out
 
 
-def assignment(turns, matches, filler) -> dict[str, str]:
+def assignment(turns: list[ReadTurn], matches: list[SlotMatch], filler: SlotFiller) -> dict[str, str]:
     """The work the operator set up: {тип_задания}, {срок}, {что_запрошено}, {цель}."""
     out: dict[str, str] = {}
     for turn in turns:
@@ -433,7 +442,7 @@ def assignment(turns, matches, filler) -> dict[str, str]:
     return out
 
 
-def gist(turns, matches, filler) -> dict[str, str]:
+def gist(turns: list[ReadTurn], matches: list[SlotMatch], filler: SlotFiller) -> dict[str, str]:
     """{суть}, {вопрос}: the client's first substantive words, as said (trimmed)."""
     words: list[str] = []
     for turn in turns:
@@ -453,4 +462,14 @@ def gist(turns, matches, filler) -> dict[str, str]:
     return {"суть": value, "вопрос": value}
 
 
-EXTRACTORS: list[Callable] = [ids, device, topics, identification, actions, transfer, offers, assignment, gist]
+EXTRACTORS: list[Callable[[list[ReadTurn], list[SlotMatch], SlotFiller], dict[str, str]]] = [
+    ids,
+    device,
+    topics,
+    identification,
+    actions,
+    transfer,
+    offers,
+    assignment,
+    gist,
+]

@@ -18,12 +18,20 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING, NamedTuple
 
 from model.assist.slot_lexicon import MATCHER_PATTERNS
-from model.assist.slot_rules import EXTRACTORS
+from model.assist.slot_rules import EXTRACTORS, SlotMatch
 from model.conversation.record import Interaction
 from model.conversation.taxonomy import SLOT_PATTERN, template_slots
 from model.text.ru_numbers import NumberWords, morph_safe
+
+if TYPE_CHECKING:  # spaCy is imported on first use (SlotFiller._ready)
+    import pymorphy3
+    from spacy.lang.ru.lemmatizer import RussianLemmatizer
+    from spacy.language import Language
+    from spacy.matcher import Matcher
+    from spacy.tokens import Doc
 
 TURN_CACHE = 4096  # turns kept read and matched (a live session re-sends its turns on every update)
 TURN_CACHE_CHARS = 2_000  # only turns up to this long are kept, so the cache stays small
@@ -41,7 +49,17 @@ class ReadTurn:
     text: str  # lower case, ё → е, number words → digits
     words: list[str]
     lemmas: list[str]
-    doc: object = None  # the spaCy Doc
+    doc: Doc | None = None
+
+
+class _Pipeline(NamedTuple):
+    """What :meth:`SlotFiller._ready` builds once: the blank Russian pipeline, its lemmatizer, the lemma
+    ``Matcher`` over :data:`MATCHER_PATTERNS` and the number-word reader sharing the lemmatizer's pymorphy3."""
+
+    nlp: Language
+    lemmatizer: RussianLemmatizer
+    matcher: Matcher
+    numbers: NumberWords
 
 
 class SlotFiller:
@@ -49,16 +67,15 @@ class SlotFiller:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._nlp = None
-        self._matcher = None
-        self._numbers: NumberWords | None = None
+        self._pipeline: _Pipeline | None = None
         self._lemmas: dict[str, str] = {}
-        self._turn_cache: OrderedDict[tuple[str, str], tuple[ReadTurn, list]] = OrderedDict()
+        self._turn_cache: OrderedDict[tuple[str, str], tuple[ReadTurn, list[tuple[str, int, int]]]] = OrderedDict()
 
-    def _ready(self):
+    def _ready(self) -> _Pipeline:
         with self._lock:
-            if self._nlp is None:
+            if self._pipeline is None:
                 import spacy
+                from spacy.lang.ru.lemmatizer import RussianLemmatizer
                 from spacy.matcher import Matcher
 
                 nlp = spacy.blank("ru")
@@ -67,19 +84,23 @@ class SlotFiller:
                 matcher = Matcher(nlp.vocab)
                 for name, patterns in MATCHER_PATTERNS.items():
                     matcher.add(name, patterns)
-                morph = nlp.get_pipe("lemmatizer")._morph
+                lemmatizer = nlp.get_pipe("lemmatizer")
+                if not isinstance(lemmatizer, RussianLemmatizer):
+                    raise RuntimeError(
+                        f"spaCy's 'ru' lemmatizer is a {type(lemmatizer).__name__}, not its RussianLemmatizer; "
+                        "install the spacy version pinned in pyproject.toml"
+                    )
+                morph = lemmatizer._morph
                 # one pymorphy3 parse per word form, shared by the lemmatizer and the number reader
                 # (both ask for it; parsing a new form is the costliest step of reading a turn)
                 morph.parse = lru_cache(maxsize=100_000)(morph.parse)
-                self._numbers = NumberWords(morph)
-                self._nlp, self._matcher = nlp, matcher
-        return self._nlp, self._matcher, self._numbers
+                self._pipeline = _Pipeline(nlp, lemmatizer, matcher, NumberWords(morph))
+            return self._pipeline
 
-    def _lemmatized(self, nlp, text: str):
+    def _lemmatized(self, nlp: Language, lemmatizer: RussianLemmatizer, text: str) -> Doc:
         """``nlp(text)`` with the pymorphy3 lemmatizer's answers cached per word form (with no tagger in
         the pipeline a lemma depends on the form alone, so the cache changes nothing but the time)."""
         doc = nlp.make_doc(text)
-        lemmatizer = nlp.get_pipe("lemmatizer")
         cache = self._lemmas
         for token in doc:
             lemma = cache.get(token.text)
@@ -92,8 +113,9 @@ class SlotFiller:
         return doc
 
     @property
-    def morph(self):
-        return self._ready()[2].morph
+    def morph(self) -> pymorphy3.MorphAnalyzer:
+        """The pipeline's pymorphy3 analyser (parses cached), for extractors that read a word's grammar."""
+        return self._ready().numbers.morph
 
     def _turn(self, role: str, text: str) -> tuple[ReadTurn, list[tuple[str, int, int]]]:
         """One turn read and matched, cached by (role, text): a live update reads only its new turn."""
@@ -103,11 +125,11 @@ class SlotFiller:
             if hit is not None:
                 self._turn_cache.move_to_end(key)
                 return hit
-        nlp, matcher, numbers = self._ready()
+        nlp, lemmatizer, matcher, numbers = self._ready()
         raw = text.replace("ё", "е").replace("Ё", "Е")
         words = numbers.digitise(_TOKEN.findall(raw.lower()))
         joined = " ".join(words)
-        doc = self._lemmatized(nlp, joined)
+        doc = self._lemmatized(nlp, lemmatizer, joined)
         turn = ReadTurn(role, raw, joined, [t.text for t in doc], [t.lemma_ for t in doc], doc)
         found = [(nlp.vocab.strings[m], s, e) for m, s, e in matcher(doc)]
         if len(text) <= TURN_CACHE_CHARS:  # long turns are read again rather than held
@@ -125,7 +147,7 @@ class SlotFiller:
         """Every slot value the conversation supports: ``{slot: value}``."""
         read = [self._turn(t.role, t.text) for t in interaction.turns]
         turns = [turn for turn, _ in read]
-        matches: list[tuple[int, str, int, int]] = []  # (turn index, rule, start, end)
+        matches: list[SlotMatch] = []
         for i, (_, found) in enumerate(read):
             matches += [(i, rule, s, e) for rule, s, e in found]
         values: dict[str, str] = {}
@@ -147,7 +169,9 @@ def fill_template(text: str, values: dict[str, str]) -> tuple[str, dict[str, str
         else:
             missing.append(slot)
 
-    def sub(match: re.Match) -> str:
-        return filled.get(match.group(1), match.group(0))
+    def sub(match: re.Match[str]) -> str:
+        slot: str = match.group(1)
+        whole: str = match.group(0)
+        return filled.get(slot, whole)
 
     return SLOT_PATTERN.sub(sub, text), filled, missing

@@ -26,12 +26,17 @@ MAX_CHARS = 20_000
 
 @dataclass(frozen=True)
 class Turn:
+    """One utterance of a conversation: who spoke (a :data:`Role`) and what was said or typed."""
+
     role: str
     text: str
 
 
 @dataclass(frozen=True)
 class Interaction:
+    """One conversation (a call, chat or e-mail thread) with what training rows also carry: labels per
+    task, the macros the operator used, ids and the caller's domain."""
+
     turns: tuple[Turn, ...]
     channel: str = DEFAULT_CHANNEL
     id: str | None = None
@@ -43,10 +48,12 @@ class Interaction:
 
     @property
     def text(self) -> str:
+        """Every turn's text, one per line, without roles."""
         return "\n".join(turn.text for turn in self.turns)
 
 
 def parse_turns(value: Any, *, where: str = "interaction") -> tuple[Turn, ...]:
+    """Turns from a request's or a row's ``turns`` list; :class:`InputError` names the first bad one."""
     if not isinstance(value, (list, tuple)):
         raise InputError(f"{where}: 'turns' must be a list of {{'role', 'text'}} objects, got {type(value).__name__}")
     turns = []
@@ -108,6 +115,8 @@ def _domain(value: Any, where: str) -> str | None:
 
 
 def check_limits(turns: tuple[Turn, ...], *, where: str = "interaction") -> None:
+    """Refuse (:class:`InputError`) a conversation with no turns, no words, or more turns or text than
+    ``MAX_TURNS`` / ``MAX_CHARS``."""
     if not turns:
         raise InputError(f"{where}: 'turns' is empty; send at least one turn with text")
     if len(turns) > MAX_TURNS:

@@ -55,6 +55,7 @@ class Task:
     needs: dict[str, tuple[dict[str, tuple[str, ...]], ...]] = field(default_factory=dict)
 
     def group_of(self, label: str) -> str | None:
+        """The group ``label`` belongs to (a decision falls back to it), or ``None``."""
         for group, members in self.groups.items():
             if label in members:
                 return group
@@ -78,6 +79,9 @@ class Macro:
 
 @dataclass(frozen=True)
 class Taxonomy:
+    """A contact centre's taxonomy file: tasks and labels, the macro library, the content-check lexicon
+    and the domain rules (problem tasks, closing, duplicates, comment rules)."""
+
     version: str
     tasks: dict[str, Task]
     macros: dict[str, Macro]
@@ -92,6 +96,7 @@ class Taxonomy:
 
     @property
     def task_names(self) -> tuple[str, ...]:
+        """The tasks' names, in the file's order."""
         return tuple(self.tasks)
 
     @property
@@ -100,6 +105,8 @@ class Taxonomy:
         return tuple(self.problems.values())
 
     def to_dict(self) -> dict[str, Any]:
+        """The taxonomy as the API's ``GET /v1/taxonomy`` shows it: tasks with labels, groups and evidence rules,
+        the macros with their slots, the content check's lexicon."""
         return {
             "version": self.version,
             "tasks": {

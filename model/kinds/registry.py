@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Any, Protocol, Self, cast, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, Self, cast, runtime_checkable
 
 from model.arrays import FloatArray
 from model.conversation.record import Interaction
 from model.errors import BundleError, ConfigError
 from model.kinds.compiled import Reader
+
+if TYPE_CHECKING:
+    from model.kinds.incremental import IncrementalScorer
 
 TaskProbs = dict[str, tuple[list[str], FloatArray]]
 """``{task: (classes, probabilities [n, k])}``, the columns in the order of ``classes``."""
@@ -66,6 +69,22 @@ class MultiTaskModel(Protocol):
     @classmethod
     def load(cls, read: Reader | Path, info: dict[str, Any]) -> Self:
         """Rebuild a trained model from files (``read`` admits only a bundle's verified files) and ``info``."""
+        ...
+
+
+@runtime_checkable
+class IncrementalModel(Protocol):
+    """A kind that can also score a live conversation by running sums (:mod:`model.kinds.incremental`):
+    the TF-IDF kind, and the hybrid kind, whose scorer is ``None`` (its embeddings are not running sums)."""
+
+    def incremental_scorer(self) -> IncrementalScorer | None:
+        """A scorer over the model's n-gram views, or ``None`` when its features cannot be kept as sums."""
+        ...
+
+    def probabilities(
+        self, scores: FloatArray, tasks: list[str] | None = None, *, calibrated: bool = True
+    ) -> tuple[TaskProbs, DomainProbs]:
+        """Each task's (and the domain head's) probabilities from the raw stacked scores the scorer gives."""
         ...
 
 

@@ -36,7 +36,7 @@ from model.assist.decision import DecisionPolicy
 from model.assist.macros import MacroRanker, MacroStats, load_macros
 from model.conversation.taxonomy import Taxonomy, load_taxonomy
 from model.errors import BundleError
-from model.kinds.registry import model_class
+from model.kinds.registry import MultiTaskModel, model_class
 from model.storage.files import sha256_file
 from model.storage.files import write_json as _write_json
 from model.storage.manifest import FORMAT_VERSION, Manifest, TaxonomyStamp
@@ -49,7 +49,7 @@ WEIGHTS = "weights"
 class Bundle:
     """A fitted model with its macro ranker, taxonomy, manifest and decision policy (saved or not)."""
 
-    model: Any  # a model.kinds.registry.MultiTaskModel
+    model: MultiTaskModel
     macros: MacroStats | MacroRanker
     taxonomy: Taxonomy
     manifest: Manifest = field(default_factory=Manifest)  # the trainer's provenance; save_bundle stamps the rest
@@ -63,10 +63,12 @@ class Bundle:
 
     @property
     def domains(self) -> dict[str, str]:
+        """Each task's domain (a task without one is its own domain): what routing and the macro ranker read."""
         return {name: task.domain or name for name, task in self.taxonomy.tasks.items()}
 
 
 def library_versions() -> dict[str, str]:
+    """The versions of this package, Python and the numeric and ML libraries loaded, for the manifest."""
     from model import __version__
 
     versions = {
@@ -153,6 +155,7 @@ class BundleFiles:
         return BundleFiles(self.root, self.listed, f"{self.prefix}{folder.strip('/')}/")
 
     def path(self, rel: str) -> Path:
+        """The file ``rel`` (under this view's folder); :class:`BundleError` when the manifest does not list it."""
         name = f"{self.prefix}{rel}"
         if name not in self.listed:
             raise BundleError(

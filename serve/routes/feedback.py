@@ -12,15 +12,16 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from typing import Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
 from model.conversation.taxonomy import Taxonomy
 from model.errors import InputError
 from serve.auth import AdminDep, AnalystDep, OperatorDep
-from serve.deps import PredictorDep
+from serve.deps import LiveDep, PredictorDep, StoreDep
 from serve.export import export_training_records
 from serve.feedback_store import MACROS_TASK, Feedback, StoreHolder
 from serve.schemas import ERRORS as _ERRORS
@@ -79,6 +80,15 @@ def _closes(body: FeedbackRequest, taxonomy: Taxonomy) -> bool | None:
     return None
 
 
+def _stored_labels(body: FeedbackRequest, taxonomy: Taxonomy) -> tuple[str, str | None, str | None]:
+    """(task, suggested, chosen) as the store keeps them: a macro under ``MACROS_TASK``; an accepted
+    suggestion is also the chosen label (a group name suggested is not a label, so it is not chosen)."""
+    if body.task is None:  # a macro: the schema holds exactly one of task and macro_id
+        return MACROS_TASK, body.suggested or body.macro_id, body.chosen or (body.macro_id if body.accepted else None)
+    suggested_label = body.suggested if body.suggested in taxonomy.tasks[body.task].labels else None
+    return body.task, body.suggested, body.chosen or (suggested_label if body.accepted else None)
+
+
 def _write(holder: StoreHolder, feedback: Feedback, closed: bool | None) -> int:
     store = holder.get()
     feedback_id = store.add_feedback(feedback, now=time.time())
@@ -89,30 +99,28 @@ def _write(holder: StoreHolder, feedback: Feedback, closed: bool | None) -> int:
 
 @router.post("/feedback", status_code=201, response_model=FeedbackResponse, responses=_ERRORS)
 async def feedback(
-    body: FeedbackRequest, predictor: PredictorDep, http: Request, caller: OperatorDep
+    body: FeedbackRequest, predictor: PredictorDep, store: StoreDep, live: LiveDep, caller: OperatorDep
 ) -> FeedbackResponse:
     """Record what the operator did with a suggestion (accepted, corrected or rejected); role operator."""
     _check_against_taxonomy(body, predictor.taxonomy)
     _check_correction(body)
+    turns: tuple[dict[str, str], ...] | None
     if body.turns:
         turns = tuple({"role": t.role, "text": t.text} for t in body.turns)
     elif body.text:
         turns = ({"role": "client", "text": body.text},)
     else:  # the live session's turns, when it is still held and this key started it (read on the event loop)
-        session = http.app.state.live.sessions.get(body.interaction_id)
+        session = live.sessions.get(body.interaction_id)
         if session is not None and session.key_id != caller.key_id:
             session = None
         turns = tuple({"role": t.role, "text": t.text} for t in session.window()) if session else None
-    macro = body.macro_id is not None
-    suggested_label = body.suggested if macro or body.suggested in predictor.taxonomy.tasks[body.task].labels else None
+    task, suggested, chosen = _stored_labels(body, predictor.taxonomy)
     record = Feedback(
         interaction_id=body.interaction_id,
         model_version=body.model_version,
-        task=MACROS_TASK if macro else body.task,
-        suggested=(body.suggested or body.macro_id) if macro else body.suggested,
-        chosen=(body.chosen or (body.macro_id if body.accepted else None))
-        if macro
-        else (body.chosen or (suggested_label if body.accepted else None)),
+        task=task,
+        suggested=suggested,
+        chosen=chosen,
         accepted=body.accepted,
         operator_id=body.operator_id,
         client_id=body.client_id,
@@ -122,20 +130,20 @@ async def feedback(
         comment=body.comment,
     )
     closed = _closes(body, predictor.taxonomy)
-    feedback_id = await run_in_threadpool(_write, http.app.state.store, record, closed)
+    feedback_id = await run_in_threadpool(_write, store, record, closed)
     return FeedbackResponse(id=feedback_id, interaction_id=body.interaction_id, closed=closed)
 
 
 @router.get("/stats", responses=_ERRORS)
-def stats(http: Request, _: AnalystDep, model_version: str | None = Query(None, max_length=200)) -> dict:
+def stats(store: StoreDep, _: AnalystDep, model_version: str | None = Query(None, max_length=200)) -> dict[str, Any]:
     """Acceptance rate overall, per model version, per task and per task and suggested label (role analyst)."""
-    return http.app.state.store.get().stats(model_version=model_version)
+    return dict(store.get().stats(model_version=model_version))  # the Stats shape, served as an open object
 
 
 @router.get("/feedback/export", responses=_ERRORS, response_class=StreamingResponse)
-def export(http: Request, _: AdminDep, model_version: str | None = Query(None, max_length=200)) -> StreamingResponse:
+def export(holder: StoreDep, _: AdminDep, model_version: str | None = Query(None, max_length=200)) -> StreamingResponse:
     """Accepted and corrected labels as JSONL training records (``podskazka train --data``); role admin."""
-    store = http.app.state.store.get()
+    store = holder.get()
 
     def lines() -> Iterator[str]:
         for record in export_training_records(store, model_version=model_version):

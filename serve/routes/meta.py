@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from serve.auth import AnalystDep, OperatorDep
-from serve.deps import PredictorDep
+from serve.deps import LoadedPredictorDep, PredictorDep, ReloaderDep
 from serve.schemas import ERRORS
 
 router = APIRouter(tags=["meta"])
@@ -21,9 +21,8 @@ def taxonomy(predictor: PredictorDep, _: OperatorDep) -> dict[str, Any]:
 
 
 @router.get("/v1/model", responses=ERRORS)
-def model_info(predictor: PredictorDep, request: Request, _: AnalystDep) -> dict[str, Any]:
+def model_info(predictor: PredictorDep, reloader: ReloaderDep, _: AnalystDep) -> dict[str, Any]:
     """The served bundle's manifest, metrics included (role analyst)."""
-    reloader = getattr(request.app.state, "reloader", None)
     return {
         "model_version": predictor.model_version,
         "manifest": predictor.bundle.manifest.to_dict(),
@@ -38,15 +37,13 @@ async def healthz() -> dict[str, Any]:
 
 
 @router.get("/readyz", response_model=None)  # a 503 JSONResponse or the status object
-async def readyz(request: Request) -> JSONResponse | dict[str, Any]:
+async def readyz(predictor: LoadedPredictorDep, reloader: ReloaderDep) -> JSONResponse | dict[str, Any]:
     """Readiness: 503 until a model is loaded; says the served version. No key needed."""
-    predictor = getattr(request.app.state, "predictor", None)
     if predictor is None:
         return JSONResponse(
             status_code=503,
             content={"error": {"code": "not_ready", "message": "no model is loaded yet", "details": []}},
         )
-    reloader = getattr(request.app.state, "reloader", None)
     if reloader is not None and reloader.last_error is not None:  # still serving the old model; the
         return {
             "status": "ready",

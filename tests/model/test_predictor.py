@@ -1,8 +1,10 @@
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
+from model.assist.adjust import adjust_probabilities
 from model.assist.decision import Decision, DecisionPolicy, TaskPolicy, decide
 from model.errors import InputError
 from model.predictor import Predictor
@@ -136,3 +138,26 @@ def test_suggestion_only_and_to_dict(predictor):
 
 def test_predictor_loads_from_a_path(trained_bundle_dir):
     assert Predictor.load(trained_bundle_dir).model_version.startswith("podskazka-tfidf-")
+
+
+def test_predictor_by_label_macros_of_a_bundle_before_the_ranker(predictor):
+    """A bundle written before the macro ranker holds the by-label table alone: no raw macro scores, the
+    macros ranked by P(macro | labels), in a batch and in a live update alike."""
+    stats = predictor.bundle.macros.stats_
+    old = Predictor(replace(predictor.bundle, macros=stats))
+    rows = [_call("сняли деньги непонятно с баланса"), _chat("перевожу обращение на специалиста")]
+    items = old.prepare(rows)
+    scores = old.score(items)
+    assert scores.macro_raw is None
+    task_probs = adjust_probabilities(old.taxonomy, old.bundle.decision, items, scores.task_probs)
+    batch = old.predict(rows, top_macros=3)
+    for row, result in enumerate(batch):
+        by_label = stats.score(task_probs, scores.domain_probs, old.bundle.domains, row)
+        expected = sorted(by_label.items(), key=lambda kv: (-kv[1], kv[0]))[:3]
+        assert [(m.id, m.confidence) for m in result.macros] == [(i, round(c, 6)) for i, c in expected]
+    assert batch[0].macros != predictor.predict(rows[:1], top_macros=3)[0].macros  # the ranker mixes in more
+    state = old.live_state("call")
+    assert state is not None and state.macros is None  # live running sums for the model, none for macros
+    live = old.predict_live(state, items[0], top_macros=3)
+    assert [m.id for m in live.macros] == [m.id for m in batch[0].macros]
+    assert [m.confidence for m in live.macros] == pytest.approx([m.confidence for m in batch[0].macros], abs=1e-5)

@@ -176,7 +176,7 @@ def test_duplicate_check_reuses_the_suggestion(predictor, tmp_path, monkeypatch)
     kw = dict(interaction=interaction, client_id="c-1", result=result)
     assert duplicate_for_request(predictor, holder, settings, interaction_id="r-1", now=0.0, **kw) is None
     dup = duplicate_for_request(predictor, holder, settings, interaction_id="r-2", now=1.0, **kw)
-    assert dup is not None and (dup["duplicate_of"], dup["task"]) == ("r-1", "topic")
+    assert dup is not None and (dup.duplicate_of, dup.task) == ("r-1", "topic")
     holder.close()
 
 

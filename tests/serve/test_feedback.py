@@ -157,6 +157,11 @@ def test_store_stats_per_task_label_and_version(store):
         "accepted": 2,
         "acceptance_rate": 0.6667,
     } in stats["by_label"]
+    # the JSON of GET /v1/stats keeps its key order
+    assert list(stats) == ["total", "accepted", "acceptance_rate", "by_model_version", "by_task", "by_label"]
+    assert list(stats["by_model_version"][0]) == ["model_version", "total", "accepted", "acceptance_rate"]
+    assert list(stats["by_task"][0]) == ["task", "total", "accepted", "acceptance_rate"]
+    assert list(stats["by_label"][0]) == ["task", "label", "total", "accepted", "acceptance_rate"]
     assert store.stats(model_version="v2")["total"] == 1
     assert store.stats(model_version="v9") == {
         "total": 0,
@@ -208,6 +213,25 @@ def test_store_concurrent_writes_lose_nothing(store):
         ids = [i for chunk in pool.map(write, range(8)) for i in chunk]
     assert len(ids) == len(set(ids)) == 200
     assert store.stats()["total"] == 200
+
+
+def test_store_serves_again_after_a_unit_of_work_fails(store):
+    """A unit of work that raises something other than a driver error is rolled back, and the next call
+    is served (SQLite used to keep its one connection inside the open transaction: every later call failed)."""
+
+    def half_done(cur) -> None:
+        store._exec(
+            cur,
+            "INSERT INTO interactions (interaction_id, channel, first_seen, last_seen) VALUES (?, ?, ?, ?)",
+            ("lost", "call", 0.0, 0.0),
+        )
+        raise ValueError("a bug in the unit of work")
+
+    with pytest.raises(ValueError, match="a bug"):
+        store._run(half_done)
+    store.add_feedback(_fb(1), now=1.0)
+    assert store.stats()["total"] == 1
+    assert _stored(store, "SELECT COUNT(*) FROM interactions WHERE interaction_id = ?", ("lost",)) == (0,)
 
 
 def test_store_remember_and_duplicate_lookup(store):

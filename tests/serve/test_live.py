@@ -6,6 +6,7 @@ import pytest
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
+from serve.deps import service_of
 from serve.live_sessions import LiveSession, SessionManager, Stabilizer
 from serve.main import create_app
 from serve.settings import Settings
@@ -279,7 +280,7 @@ def test_live_reconnect_resumes_same_interaction(predictor, tmp_path, api_keys):
             with pytest.raises(WebSocketDisconnect) as closed:
                 ws.receive_json()
             assert closed.value.code == 1000
-        assert client.app.state.live.sessions.get("resume-1") is None
+        assert service_of(client.app).live.sessions.get("resume-1") is None
 
 
 def test_live_second_connection_takes_over(predictor, tmp_path, api_keys):
@@ -302,7 +303,7 @@ def test_live_idle_connection_closed_and_session_kept(predictor, tmp_path, api_k
             with pytest.raises(WebSocketDisconnect) as closed:
                 ws.receive_json()
             assert closed.value.code == 4000
-        session = client.app.state.live.sessions.get("idle-1")
+        session = service_of(client.app).live.sessions.get("idle-1")
         assert session is not None and session.owner is None
 
 
@@ -315,7 +316,7 @@ def test_live_session_bound_evicts_and_closes(predictor, tmp_path, api_keys):
                 with pytest.raises(WebSocketDisconnect) as closed:
                     first.receive_json()
                 assert closed.value.code == 4002
-        assert len(client.app.state.live.sessions) == 1
+        assert len(service_of(client.app).live.sessions) == 1
 
 
 def test_live_http_suggest_with_turns_so_far_matches(predictor, tmp_path, api_keys):

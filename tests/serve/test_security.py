@@ -22,6 +22,7 @@ from model.errors import ConfigError
 from model.predictor import Predictor
 from serve.auth import KeyRing, add_key, hash_key, load_keys
 from serve.cli import access_settings
+from serve.deps import service_of
 from serve.live_sessions import LiveSession, SessionManager
 from serve.main import create_app
 from serve.settings import Settings
@@ -316,7 +317,7 @@ def test_security_live_memory_has_a_byte_budget(predictor, tmp_path, api_keys):
     settings = _settings(tmp_path, api_keys, live_max_bytes=budget, live_debounce_ms=5000)
     long_text = "сняли деньги " * 1500  # about 20,000 characters, ~40 KB in memory
     with TestClient(create_app(settings, predictor=predictor), headers=api_keys.headers("operator")) as client:
-        sessions = client.app.state.live.sessions
+        sessions = service_of(client.app).live.sessions
         with client.websocket_connect("/v1/live") as first:
             _start(first, "big-1")
             for seq in range(3):

@@ -30,6 +30,11 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class AugmentConfig:
+    """Which extra training views to add (section ``augment:``, views described above; all off by default),
+    whether the first-turn rows also train the task heads rather than the domain head alone, and which
+    tasks' labels the views keep (None: the taxonomy's problem tasks). Raises ConfigError when
+    ``keep_tasks`` is not a list."""
+
     client_only: bool = False
     prefix: bool = False
     first_turn: bool = False

@@ -10,11 +10,14 @@ from typing import Any
 
 import numpy as np
 
+from model.conversation.taxonomy import Taxonomy
 from model.text.normalize import render_turns
-from training.data.load import LoadedData
+from training.data.load import LoadedData, Row
 
 
-def normalized_key(row) -> str:
+def normalized_key(row: Row) -> str:
+    """The row's turns normalised as the model reads them (role tokens, texts normalised, whitespace
+    collapsed): two rows with the same key are duplicates; channel, labels and ids are not compared."""
     return " ".join(render_turns(row.interaction.turns).split())
 
 
@@ -32,6 +35,8 @@ def find_duplicates(data: LoadedData) -> list[tuple[str, str]]:
 
 
 def corpus_stats(data: LoadedData) -> dict[str, Any]:
+    """The data card's figures: rows, rows per channel, rows with macros, rows per label (also split by
+    channel), distinct groups per label, and percentiles of length in characters and in turns."""
     by_label: dict[str, Counter] = defaultdict(Counter)
     by_channel: dict[str, dict[str, Counter]] = defaultdict(lambda: defaultdict(Counter))
     scenarios: dict[str, dict[str, set]] = defaultdict(lambda: defaultdict(set))
@@ -61,7 +66,9 @@ def corpus_stats(data: LoadedData) -> dict[str, Any]:
     }
 
 
-def stats_markdown(stats: dict[str, Any], taxonomy) -> str:
+def stats_markdown(stats: dict[str, Any], taxonomy: Taxonomy) -> str:
+    """``corpus_stats`` as the data card's Markdown: one table per task (labels in taxonomy order, rows per
+    channel, scenarios) and the length percentiles."""
     lines = [
         f"Rows: {stats['rows']}; channels: {stats['channels']}; rows with macros: "
         f"{stats['with_macros']} ({100 * stats['with_macros'] / stats['rows']:.0f} %)",

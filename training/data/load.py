@@ -33,6 +33,10 @@ MAX_ERRORS_SHOWN = 20
 
 @dataclass
 class Row:
+    """One validated row of labelled data: the interaction, where it came from (``path:line``, or
+    ``path row N`` when records cannot be matched to lines), the group it is split with, and the raw
+    ``history`` column as read (None when absent)."""
+
     interaction: Interaction
     source: str  # "file:row"
     group: str
@@ -41,6 +45,10 @@ class Row:
 
 @dataclass
 class LoadedData:
+    """What ``load_data`` read: the rows in file order, one entry per file (path, sha256, row count), the
+    column the rows were grouped by (None: row by row) and the one asked for, the warnings already logged,
+    and the labels outside the taxonomy kept by ``unknown_labels="keep"`` (task -> label -> rows)."""
+
     rows: list[Row]
     files: list[dict[str, Any]]  # path, sha256, rows
     group_key: str | None = None  # the column the rows were grouped by; None: every row its own group
@@ -52,6 +60,7 @@ class LoadedData:
 
     @property
     def n_groups(self) -> int:
+        """How many distinct split groups the rows fall into."""
         return len({r.group for r in self.rows})
 
     def split_info(self) -> dict[str, Any]:
@@ -65,9 +74,12 @@ class LoadedData:
 
     @property
     def interactions(self) -> list[Interaction]:
+        """The rows' interactions, in row order."""
         return [r.interaction for r in self.rows]
 
     def fingerprint(self) -> str:
+        """SHA-256 hex digest of the rows' rendered texts and labels, in order (the manifest's
+        ``training_data.sha256``): the same rows give the same digest whatever files they came from."""
         digest = hashlib.sha256()
         for row in self.rows:
             x = row.interaction

@@ -22,7 +22,10 @@ log = logging.getLogger(__name__)
 def find_suspects(
     data_paths: list[str], config: TrainConfig, folds: int = 5, limit: int | None = None
 ) -> list[dict[str, Any]]:
-
+    """Read the data with the config, fit ``folds`` cross-validation models and return the rows whose given
+    label the unseen model doubts, most doubtful first (at most ``limit``; each with task, source, id, given
+    and suggested label, their confidences and a shortened text). Raises TaxonomyError or DataError when the
+    taxonomy or the data cannot be read."""
     taxonomy, data = configured_data(data_paths, config)
     oof = out_of_fold(data, config, taxonomy, folds)
     suspects = suspects_from_oof(data, oof)

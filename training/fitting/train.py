@@ -47,6 +47,8 @@ def fit_bundle(data: LoadedData, config: TrainConfig, taxonomy, rows: list[int] 
 
 
 def grouped_split(data: LoadedData, test_size: float, seed: int) -> tuple[list[int], list[int]]:
+    """Sorted row indices ``(fit, held_out)``, whole groups on one side (about ``test_size`` of the groups
+    held out, deterministic for ``seed``); no held-out rows when ``test_size`` is 0 or there are under 10 rows."""
     n = len(data.rows)
     if test_size <= 0 or n < 10:
         return list(range(n)), []
@@ -57,6 +59,10 @@ def grouped_split(data: LoadedData, test_size: float, seed: int) -> tuple[list[i
 
 
 def train(data_paths: list[str], out_dir: str | Path, config: TrainConfig) -> Bundle:
+    """``podskazka train``: read the data, fit on the split's fitting side, choose the thresholds and
+    measure on the held-out groups, fit the final model (all rows with ``refit_full``), and write the bundle
+    with its manifest to ``out_dir``. Returns the saved bundle; raises TaxonomyError, DataError or
+    ConfigError when the taxonomy, the data or the config's tasks are unusable."""
     taxonomy_path = Path(config.taxonomy)
     taxonomy = load_taxonomy(taxonomy_path)
     data = load_data(

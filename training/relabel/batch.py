@@ -68,6 +68,10 @@ def output_schema(tasks: list[str]) -> pa.Schema:
 
 @dataclass
 class BatchResult:
+    """What ``relabel_batch`` made of one chunk: the labelled rows (``output_schema``), the rejected rows
+    with their reason (``REJECT_SCHEMA``), and the chunk's counts (rows, labelled, rejected, reasons,
+    per-task stats, old labels outside the taxonomy) that the diff report sums."""
+
     rows: pa.Table
     rejects: pa.Table
     stats: dict[str, Any]

@@ -15,6 +15,9 @@ def empty_task_stats() -> dict[str, Any]:
 
 
 def diff_report(totals: dict[str, Any], *, model_version: str, tasks: list[str], output: str) -> dict[str, Any]:
+    """The job's diff.json from the chunk counts summed over the job: rows read, labelled and rejected (by
+    reason), and per task the rows compared, changed (and share), abstained, new labels, old → new pairs
+    (most frequent first) and old labels the model's taxonomy lacks."""
     report = {
         "model_version": model_version,
         "output": output,
@@ -47,6 +50,8 @@ def diff_report(totals: dict[str, Any], *, model_version: str, tasks: list[str],
 
 
 def diff_markdown(report: dict[str, Any]) -> str:
+    """``diff_report`` as the job's diff.md for a reviewer: the per-task summary table, the old labels
+    outside the taxonomy, and per task the changed old → new pairs (at most :data:`MAX_PAIRS_SHOWN`)."""
     lines = [
         f"# Re-labelling diff — model `{report['model_version']}`",
         "",

@@ -85,7 +85,10 @@ def process_chunk(
 # -- local ----------------------------------------------------------------------------------------
 def run_local(
     spec: WorkSpec, done: set[tuple[int, int]], workers: int, predictor: Predictor | None = None
-) -> Iterator[dict]:
+) -> Iterator[dict[str, Any]]:
+    """Label the pending chunks on this machine and yield each chunk's manifest entry as it is written:
+    in this process with one worker (reusing ``predictor`` if given), else in a pool of ``workers``
+    spawned processes that each load the model once and stop when this process dies."""
     chunks = pending_chunks(spec, done)
     if workers == 1:
         predictor = predictor or Predictor.load(spec.model_dir)
@@ -157,7 +160,10 @@ def run_ray(
     cpus_per_worker: float = 1.0,
     address: str | None = None,
     progress: bool = False,
-) -> Iterator[dict]:
+) -> Iterator[dict[str, Any]]:
+    """Label the pending chunks with Ray Data (reading tasks per input file, ``workers`` labelling actors)
+    and yield each chunk's manifest entry. Joins the cluster at ``address`` (None: Ray's default) unless Ray
+    is already initialised, and shuts down only what it started."""
     import ray
 
     started = not ray.is_initialized()

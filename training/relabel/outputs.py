@@ -38,6 +38,7 @@ LOCK = ".lock"
 
 
 def part_name(file_index: int, chunk_index: int) -> str:
+    """The file name of a chunk's rows and rejects parts; names sort in input order."""
     return f"part-{file_index:05d}-{chunk_index:08d}.parquet"
 
 
@@ -51,6 +52,7 @@ def write_atomic(table: pa.Table, path: Path) -> None:
 
 
 def write_text_atomic(path: Path, text: str) -> None:
+    """Write a UTF-8 text file under a temporary name in the same folder, fsync it, then rename it."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "w", encoding="utf-8") as fh:
         fh.write(text)
@@ -137,6 +139,7 @@ class JobStore:
         os.fsync(self._manifest_fh.fileno())
 
     def close(self) -> None:
+        """Close the manifest and release the folder's lock; safe to call twice."""
         for fh in (self._manifest_fh, self._lock_fh):
             if fh is not None:
                 fh.close()

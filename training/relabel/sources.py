@@ -20,6 +20,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -36,12 +37,16 @@ CSV_BLOCK_BYTES = 1 << 20
 
 @dataclass(frozen=True)
 class InputFile:
+    """One input of a re-labelling job: its resolved path, its reader format ("json", "csv" or
+    "parquet"), and the size and modification time that tell a resumed job whether it changed."""
+
     path: str
     format: str  # "json" | "csv" | "parquet"
     size: int
     mtime_ns: int
 
-    def spec(self) -> dict:
+    def spec(self) -> dict[str, Any]:
+        """The file as recorded in the job's job.json (a resumed job must find the same)."""
         return {"path": self.path, "format": self.format, "size": self.size, "mtime_ns": self.mtime_ns}
 
 

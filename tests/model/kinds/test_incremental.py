@@ -62,7 +62,7 @@ def test_live_update_touches_only_the_new_turn(predictor):
     state = predictor.live_state("call")
     turns = tuple(Turn("client", f"сняли деньги {i}") for i in range(30))
     predictor.predict_live(state, Interaction(turns=turns, channel="call"))
-    model_state = state[0]
+    model_state = state.model
     parts_before = [id(p) for p in model_state.full["word"].parts]
     predictor.predict_live(state, Interaction(turns=turns + (Turn("operator", "сейчас проверю"),), channel="call"))
     parts_after = [id(p) for p in model_state.full["word"].parts]
