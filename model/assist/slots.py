@@ -33,6 +33,10 @@ if TYPE_CHECKING:  # spaCy is imported on first use (SlotFiller._ready)
     from spacy.matcher import Matcher
     from spacy.tokens import Doc
 
+VOCAB_LIMIT = 100_000
+"""Word forms spaCy's vocabulary may hold before the pipeline is built afresh: spaCy adds every new
+form it tokenizes and never lets one go, so a server reading names, numbers and typos for months
+would grow without bound. A new pipeline reads every turn exactly as the old one did."""
 TURN_CACHE = 4096  # turns kept read and matched (a live session re-sends its turns on every update)
 TURN_CACHE_CHARS = 2_000  # only turns up to this long are kept, so the cache stays small
 # a word (with the e-mail and dotted-number characters inside it) or one other sign; a word longer than
@@ -49,7 +53,6 @@ class ReadTurn:
     text: str  # lower case, ё → е, number words → digits
     words: list[str]
     lemmas: list[str]
-    doc: Doc | None = None
 
 
 class _Pipeline(NamedTuple):
@@ -65,7 +68,9 @@ class _Pipeline(NamedTuple):
 class SlotFiller:
     """Extracts slot values from a conversation. Builds its spaCy pipeline on first use; thread-safe."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, vocab_limit: int = VOCAB_LIMIT) -> None:
+        self.vocab_limit = vocab_limit
+        self.renewals = 0  # how many times the pipeline was built afresh (its vocabulary was full)
         self._lock = threading.Lock()
         self._pipeline: _Pipeline | None = None
         self._lemmas: dict[str, str] = {}
@@ -96,6 +101,15 @@ class SlotFiller:
                 morph.parse = lru_cache(maxsize=100_000)(morph.parse)
                 self._pipeline = _Pipeline(nlp, lemmatizer, matcher, NumberWords(morph))
             return self._pipeline
+
+    def _renew(self, full: Language) -> None:
+        """Drop the pipeline whose vocabulary passed :data:`VOCAB_LIMIT` (the next turn builds a new one;
+        calls already reading with the old one finish with it). The lemma cache is kept: a lemma
+        depends on the word form alone."""
+        with self._lock:
+            if self._pipeline is not None and self._pipeline.nlp is full:
+                self._pipeline = None
+                self.renewals += 1
 
     def _lemmatized(self, nlp: Language, lemmatizer: RussianLemmatizer, text: str) -> Doc:
         """``nlp(text)`` with the pymorphy3 lemmatizer's answers cached per word form (with no tagger in
@@ -130,8 +144,10 @@ class SlotFiller:
         words = numbers.digitise(_TOKEN.findall(raw.lower()))
         joined = " ".join(words)
         doc = self._lemmatized(nlp, lemmatizer, joined)
-        turn = ReadTurn(role, raw, joined, [t.text for t in doc], [t.lemma_ for t in doc], doc)
+        turn = ReadTurn(role, raw, joined, [t.text for t in doc], [t.lemma_ for t in doc])
         found = [(nlp.vocab.strings[m], s, e) for m, s, e in matcher(doc)]
+        if len(nlp.vocab) > self.vocab_limit:
+            self._renew(nlp)
         if len(text) <= TURN_CACHE_CHARS:  # long turns are read again rather than held
             with self._lock:
                 self._turn_cache[key] = (turn, found)

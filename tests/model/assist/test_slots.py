@@ -179,3 +179,33 @@ def test_fill_template_keeps_unknown_slots():
 def test_slots_empty_conversation_fills_nothing_personal(filler):
     values = filler.extract(_chat(("client", "спасибо")))
     assert not {"номер_заказа", "email", "телефон", "модель", "тариф", "услуга"} & set(values)
+
+
+def test_slots_vocabulary_stays_bounded_and_reading_is_unchanged():
+    """spaCy keeps every word form it ever tokenized; a long-running server reads endless new ones
+    (names, numbers, typos). Past ``vocab_limit`` the pipeline is built afresh, and it reads the same."""
+    import random
+
+    rng = random.Random(7)
+    letters = "абвгдежзиклмнопрстуфхцчшщыэюя"
+    call = interaction_from_dict(
+        {
+            "channel": "call",
+            "turns": [
+                {"role": "client", "text": "у меня самсунг а пятьдесят один, заказ номер 12345678-0001"},
+                {"role": "operator", "text": "списали двести девяносто девять рублей за подписку"},
+                {"role": "client", "text": "пришлите счёт на почту ivan.petrov@mail.ru за март"},
+            ],
+        }
+    )
+    limit = 3_000
+    filler = SlotFiller(vocab_limit=limit)
+    before = filler.extract(call)
+    assert before  # the call supports several slots
+    for _ in range(60):  # about 6,000 new word forms
+        words = ["".join(rng.choice(letters) for _ in range(rng.randint(4, 9))) for _ in range(100)]
+        filler.extract(interaction_from_dict({"channel": "chat", "text": " ".join(words)}))
+        assert len(filler._ready().nlp.vocab) <= limit + 200  # at most one turn's new forms past the limit
+    assert filler.renewals >= 1
+    filler._turn_cache.clear()  # read the call again with the renewed pipeline, not from the turn cache
+    assert filler.extract(call) == before == SlotFiller(vocab_limit=limit).extract(call)
