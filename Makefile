@@ -37,7 +37,7 @@ test: lint system-deps
 	$(BIN)/python -m pytest -q
 
 # style and types: ruff's lint (docstrings on the public API included) and format check, mypy --strict
-# on model/ and serve/ (config in pyproject.toml)
+# on model/ and serve/, and on training/ with unannotated functions allowed (config in pyproject.toml)
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

@@ -470,8 +470,10 @@ def _usage_error(exc) -> int:
     path = ctx.command_path if ctx is not None else "podskazka"
     message = " ".join(exc.format_message().split())
     param = getattr(exc, "param", None)
-    if type(exc).__name__ == "MissingParameter" and getattr(param, "help", None):
-        message += f" Give {param.opts[0] if getattr(param, 'opts', None) else param.name}: {param.help}."
+    help_text = getattr(param, "help", None)  # an option's help; click's arguments have none
+    if type(exc).__name__ == "MissingParameter" and param is not None and help_text:
+        opts = getattr(param, "opts", None)
+        message += f" Give {opts[0] if opts else param.name}: {help_text}."
     typer.secho(f"error: {message} (usage: {path} --help)", err=True, fg="red")
     return exc.exit_code
 
@@ -486,7 +488,8 @@ def main() -> None:
     try:
         from typer._click import exceptions as click_exceptions  # typer >= 0.16 vendors click
     except ImportError:  # pragma: no cover
-        from click import exceptions as click_exceptions
+        # typer < 0.16: click itself, the same module under its own name
+        from click import exceptions as click_exceptions  # type: ignore[no-redef]
     try:
         app(standalone_mode=False)
     except PodskazkaError as exc:

@@ -40,7 +40,9 @@ def corpus_stats(data: LoadedData) -> dict[str, Any]:
     by_label: dict[str, Counter] = defaultdict(Counter)
     by_channel: dict[str, dict[str, Counter]] = defaultdict(lambda: defaultdict(Counter))
     scenarios: dict[str, dict[str, set]] = defaultdict(lambda: defaultdict(set))
-    lengths, turns, channels = [], [], Counter()
+    lengths: list[int] = []
+    turns: list[int] = []
+    channels: Counter[str] = Counter()
     with_macros = 0
     for row in data.rows:
         x = row.interaction

@@ -137,8 +137,8 @@ def read_records(path: Path, column_map: dict[str, str] | None = None) -> list[d
 
 def _root_cause(exc: BaseException) -> str:
     """The innermost cause's type and message (``datasets`` wraps the parser's error in its own)."""
-    while exc.__cause__ is not None or (exc.__context__ is not None and not exc.__suppress_context__):
-        exc = exc.__cause__ or exc.__context__
+    while (inner := exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)) is not None:
+        exc = inner
     return f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
 
 
@@ -349,8 +349,8 @@ def load_data(
         }
     elif unknown:
         for task, labels in unknown.items():
-            for label, where in sorted(labels.items()):
-                shown = ", ".join(where[:3]) + (f" and {len(where) - 3} more" if len(where) > 3 else "")
+            for label, places in sorted(labels.items()):
+                shown = ", ".join(places[:3]) + (f" and {len(places) - 3} more" if len(places) > 3 else "")
                 problems.append(f"{shown}: label {label!r} is not in task '{task}' of the taxonomy")
         source = (
             f"the taxonomy file {taxonomy_source}"
@@ -362,24 +362,29 @@ def load_data(
             "or correct the rows (labels match after trimming whitespace)"
         )
     if problems:
-        shown = problems[:MAX_ERRORS_SHOWN]
-        more = f"\n… and {len(problems) - len(shown)} more" if len(problems) > len(shown) else ""
+        listed = problems[:MAX_ERRORS_SHOWN]
+        more = f"\n… and {len(problems) - len(listed)} more" if len(problems) > len(listed) else ""
         raise DataError(
-            f"{len(problems)} problem(s) in the data:\n" + "\n".join(f"- {p}" for p in shown) + more,
+            f"{len(problems)} problem(s) in the data:\n" + "\n".join(f"- {p}" for p in listed) + more,
             details=problems,
         )
     if not parsed:
         raise DataError(f"no rows in {[str(f) for f in files]}")
-    key, warnings = _choose_group_key(group_by, columns, len(parsed))
+    group_key, warnings = _choose_group_key(group_by, columns, len(parsed))
     rows = []
     for x, where, raw in parsed:
-        value = raw.get(key) if key else None
+        value = raw.get(group_key) if group_key else None
         group = str(value) if _is_group_value(value) else f"row:{where}"
         rows.append(Row(interaction=x, source=where, group=group, raw_history=raw.get("history")))
     for text in warnings:
         log.warning("%s", text)
     return LoadedData(
-        rows=rows, files=file_info, group_key=key, group_by_requested=group_by, warnings=warnings, unseen_labels=unseen
+        rows=rows,
+        files=file_info,
+        group_key=group_key,
+        group_by_requested=group_by,
+        warnings=warnings,
+        unseen_labels=unseen,
     )
 
 

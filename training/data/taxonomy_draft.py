@@ -57,7 +57,7 @@ def draft_taxonomy(
             f"no column {missing} in the data (columns: {sorted(rows[0])}); "
             "name a label column with --task or map it with --column"
         )
-    counts: dict[str, Counter] = {t: Counter() for t in tasks}
+    counts: dict[str, Counter[str]] = {t: Counter() for t in tasks}
     raw_forms: dict[str, dict[str, set[str]]] = {t: defaultdict(set) for t in tasks}
     words: dict[str, dict[str, Counter]] = {t: defaultdict(Counter) for t in tasks}
     pairs: dict[tuple[str, str], Counter] = defaultdict(Counter)

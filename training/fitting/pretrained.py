@@ -176,7 +176,7 @@ def build_tokenizer(packed: PackedE5):
 
     removed = "".join(c for c, out in packed.norm_map.items() if out == "" and unicodedata.normalize("NFKC", c) != "")
     spaces = "".join(c for c, out in packed.norm_map.items() if out == " " and unicodedata.normalize("NFKC", c) != " ")
-    steps = [normalizers.NFKC()]
+    steps: list[normalizers.Normalizer] = [normalizers.NFKC()]
     if removed:
         steps.append(normalizers.Replace(Regex("[" + "".join(f"\\x{{{ord(c):x}}}" for c in removed) + "]"), ""))
     if spaces:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,16 +29,16 @@ from training.relabel.sources import ERROR, RAW, SOURCE_ROW, InputFile, iter_chu
 
 TOP_K = 3
 MAX_RECORD_CHARS = 2000
-REJECT_SCHEMA = pa.schema(
-    [
-        ("source_file", pa.string()),
-        ("source_row", pa.int64()),
-        ("id", pa.string()),
-        ("reason", pa.string()),
-        ("detail", pa.string()),
-        ("record", pa.string()),
-    ]
-)
+# typed as DataType: a list of several DataType subclasses would otherwise be inferred as list[object]
+_REJECT_FIELDS: list[tuple[str, pa.DataType]] = [
+    ("source_file", pa.string()),
+    ("source_row", pa.int64()),
+    ("id", pa.string()),
+    ("reason", pa.string()),
+    ("detail", pa.string()),
+    ("record", pa.string()),
+]
+REJECT_SCHEMA = pa.schema(_REJECT_FIELDS)
 _TOP = pa.list_(pa.struct([("label", pa.string()), ("confidence", pa.float64())]))
 
 
@@ -45,7 +46,7 @@ def output_schema(tasks: list[str]) -> pa.Schema:
     """Columns of the output parts: the input id and where it came from, then per task the top label,
     its confidence, the decision (null when the model abstains) and its level, the top 3, the label the
     input had and whether the new top label differs from it; ``changed`` = any task changed."""
-    fields = [
+    fields: list[tuple[str, pa.DataType]] = [
         ("id", pa.string()),
         ("source_file", pa.string()),
         ("source_row", pa.int64()),
@@ -193,6 +194,7 @@ def _records(chunk: pa.Table):
     """``(source_row, record, reader_error)``: record is the raw line (bytes) for JSONL, else a dict."""
     numbers = chunk.column(SOURCE_ROW).to_pylist()
     errors = chunk.column(ERROR).to_pylist()
+    records: Sequence[bytes | dict[str, Any] | None]  # raw JSONL lines, or the cells of a CSV/Parquet row
     if RAW in chunk.column_names:
         records = chunk.column(RAW).to_pylist()
     else:
@@ -281,7 +283,13 @@ def _output_rows(good, results: list[Suggestion], tasks: list[str], model_versio
     task_stats = {}
     for task in tasks:
         stats = empty_task_stats()
-        label, confidence, decision, level, top, old, changed = ([] for _ in range(7))
+        label: list[str | None] = []
+        confidence: list[float | None] = []
+        decision: list[str | None] = []
+        level: list[str | None] = []
+        top: list[list[dict[str, Any]]] = []
+        old: list[str | None] = []
+        changed: list[bool | None] = []
         for i, ((_, _, x), result) in enumerate(zip(good, results)):
             ranked = result.predictions[task]
             decided = result.decisions[task]
@@ -310,11 +318,17 @@ def _output_rows(good, results: list[Suggestion], tasks: list[str], model_versio
             pairs = stats["transitions"].setdefault(before, {})
             pairs[new] = pairs.get(new, 0) + 1
         task_stats[task] = stats
-        for suffix, values in zip(
-            ("label", "confidence", "decision", "decision_level", "top3", "old", "changed"),
-            (label, confidence, decision, level, top, old, changed),
-        ):
-            columns[f"{task}_{suffix}"] = values
+        columns.update(
+            {
+                f"{task}_label": label,
+                f"{task}_confidence": confidence,
+                f"{task}_decision": decision,
+                f"{task}_decision_level": level,
+                f"{task}_top3": top,
+                f"{task}_old": old,
+                f"{task}_changed": changed,
+            }
+        )
     columns["changed"] = any_changed
     return columns, task_stats
 

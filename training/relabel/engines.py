@@ -123,9 +123,11 @@ def _init_worker(spec: WorkSpec, parent: int) -> None:
 
 
 def _work(file_index: int, chunk_index: int, table: pa.Table) -> dict[str, Any]:
-    if os.getppid() != _Worker.parent:  # the coordinator was killed: write nothing more
+    predictor, spec = _Worker.predictor, _Worker.spec
+    # the coordinator was killed (or _init_worker never ran here, so the model is not loaded): write nothing more
+    if os.getppid() != _Worker.parent or predictor is None or spec is None:
         os._exit(1)
-    return process_chunk(_Worker.predictor, _Worker.spec, file_index, chunk_index, table)
+    return process_chunk(predictor, spec, file_index, chunk_index, table)
 
 
 # -- Ray and Spark: a pending chunk travels as one row (file_index, chunk, Arrow IPC bytes)
@@ -190,7 +192,9 @@ def _ray_entries(
         [{"file_index": i} for i in range(len(spec.files))], override_num_blocks=max(len(spec.files), 1)
     )
     chunks = files.map_batches(
-        _read_chunks,
+        # Ray types a function UDF as taking the batch alone, as any batch format: it knows neither fn_kwargs
+        # (spec, done) nor that the default batch_format gives _read_chunks a dict of NumPy arrays
+        _read_chunks,  # type: ignore[arg-type]
         batch_size=1,
         fn_kwargs={"spec": spec, "done": done},
         num_cpus=min(cpus_per_worker, 1.0),
@@ -239,7 +243,7 @@ def run_spark(spec: WorkSpec, done: set[tuple[int, int]], workers: int) -> Itera
 
     spark = SparkSession.getActiveSession()
     started = spark is None
-    if started:
+    if spark is None:
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # the workers run this interpreter
         spark = (
             SparkSession.builder.master(f"local[{workers},{SPARK_TASK_ATTEMPTS}]")

@@ -68,6 +68,12 @@ class RelabelConfig:
 def relabel(config: RelabelConfig) -> dict[str, Any]:
     """Run (or resume) the job; return the diff report. Nothing is written before the model loads and
     every input file opens."""
+    workers = config.workers
+    if workers is None:  # RelabelConfig.__post_init__ turns None into the core count; set after it, it is not
+        raise ConfigError(
+            "RelabelConfig.workers was set to None after the config was built; set a number, or build the "
+            "config with workers=None (every local core)"
+        )
     predictor = Predictor.load(config.model)
     tasks = predictor.check_tasks(config.tasks)
     files = discover_inputs(config.inputs, config.column_map)
@@ -119,7 +125,7 @@ def relabel(config: RelabelConfig) -> dict[str, Any]:
             disable=not show,
             desc="relabel",
         ) as bar:
-            for entry in _engine(config, spec, set(progress.done), predictor):
+            for entry in _engine(config, workers, spec, set(progress.done), predictor):
                 store.record(entry)
                 progress.add(entry)
                 bar.update(entry["rows"])
@@ -157,19 +163,19 @@ class _Progress:
             self.reject_parts.append(entry["rejects_part"])
 
 
-def _engine(config: RelabelConfig, spec: WorkSpec, done: set, predictor: Predictor):
+def _engine(config: RelabelConfig, workers: int, spec: WorkSpec, done: set, predictor: Predictor):
     if config.engine == "ray":
         return run_ray(
             spec,
             done,
-            config.workers,
+            workers,
             cpus_per_worker=config.cpus_per_worker,
             address=config.ray_address,
             progress=bool(config.progress),
         )
     if config.engine == "spark":
-        return run_spark(spec, done, config.workers)
-    return run_local(spec, done, config.workers, predictor)
+        return run_spark(spec, done, workers)
+    return run_local(spec, done, workers, predictor)
 
 
 def _finish(store: JobStore, progress: _Progress, model_version: str, tasks: list[str]) -> dict[str, Any]:

@@ -20,7 +20,7 @@ import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -66,8 +66,8 @@ class JobStore:
 
     def __init__(self, out_dir: str | Path) -> None:
         self.root = Path(out_dir)
-        self._lock_fh = None
-        self._manifest_fh = None
+        self._lock_fh: TextIO | None = None  # held open (and flock'ed) from open() to close()
+        self._manifest_fh: TextIO | None = None
 
     # -- opening ------------------------------------------------------------------------------
     def open(self, spec: dict[str, Any]) -> None:
@@ -77,6 +77,14 @@ class JobStore:
         since mixing them would not give every row exactly once."""
         self.root.mkdir(parents=True, exist_ok=True)
         self._lock()
+        try:
+            self._open_job(spec)
+        except BaseException:  # a refused folder must not stay locked by this process
+            self.close()
+            raise
+
+    def _open_job(self, spec: dict[str, Any]) -> None:
+        """:meth:`open` once the folder is locked."""
         job_path = self.root / JOB
         spec = dict(spec, format_version=FORMAT_VERSION)
         if job_path.exists():
@@ -101,11 +109,13 @@ class JobStore:
         return _entries(self.root / MANIFEST)
 
     def _lock(self) -> None:
-        self._lock_fh = open(self.root / LOCK, "w")
+        fh = open(self.root / LOCK, "w")
         try:
-            fcntl.flock(self._lock_fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            fh.close()
             raise ConfigError(f"another relabel job is running on {self.root}; wait for it or stop it first") from None
+        self._lock_fh = fh
 
     def _recover(self) -> None:
         """Keep the complete manifest lines (streamed), drop a torn last one and stray temporary files."""
@@ -134,9 +144,14 @@ class JobStore:
     # -- progress -----------------------------------------------------------------------------
     def record(self, entry: dict[str, Any]) -> None:
         """Append one finished chunk to the manifest (after its parts are in place)."""
-        self._manifest_fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
-        self._manifest_fh.flush()
-        os.fsync(self._manifest_fh.fileno())
+        fh = self._manifest_fh
+        if fh is None:
+            raise RuntimeError(
+                f"JobStore.record() needs an open job: call open() first (and not after close()) on {self.root}"
+            )
+        fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
 
     def close(self) -> None:
         """Close the manifest and release the folder's lock; safe to call twice."""

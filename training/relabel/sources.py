@@ -20,7 +20,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -116,7 +116,7 @@ def count_rows(info: InputFile) -> int:
             return sum(1 for line in fh if line.strip())
     invalid = 0
 
-    def on_invalid(row) -> str:
+    def on_invalid(row: pacsv.InvalidRow) -> Literal["skip"]:
         nonlocal invalid
         invalid += 1
         return "skip"
@@ -192,7 +192,7 @@ def _csv_chunks(path: str, batch_size: int) -> Iterator[pa.Table]:
     rows with the wrong number of fields are reported by the parser and become reject rows."""
     invalid: list[str] = []
 
-    def on_invalid(row) -> str:
+    def on_invalid(row: pacsv.InvalidRow) -> Literal["skip"]:
         text = (row.text or "")[:200]
         invalid.append(f"CSV row with {row.actual_columns} fields, expected {row.expected_columns}: {text!r}")
         return "skip"

@@ -18,7 +18,7 @@ import pytest
 from model.errors import ConfigError, DataError, InputError
 from tests.factories import make_rows, write_jsonl
 from training.relabel import RelabelConfig, read_output, relabel
-from training.relabel.outputs import MANIFEST, PARTS, part_name
+from training.relabel.outputs import MANIFEST, PARTS, JobStore, part_name
 from training.relabel.sources import InputFile, iter_chunks
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -289,6 +289,39 @@ def test_relabel_refuses_an_output_folder_of_another_job(tmp_path, trained_bundl
 def test_relabel_config_checks_each_parameter(kwargs, message):
     with pytest.raises(ConfigError, match=message):
         RelabelConfig(**{"model": "m", "inputs": ["x.jsonl"], "output": "o", **kwargs})
+
+
+def test_relabel_workers_set_to_none_after_the_config_is_built_is_refused_before_output(tmp_path):
+    config = RelabelConfig(model="m", inputs=["x.jsonl"], output=tmp_path / "out", workers=2)
+    config.workers = None  # __post_init__ resolved None to the core count; this bypasses it
+    with pytest.raises(ConfigError, match="workers was set to None after the config was built"):
+        relabel(config)
+    assert not (tmp_path / "out").exists()
+
+
+def test_relabel_job_store_records_only_while_open(tmp_path):
+    store = JobStore(tmp_path / "out")
+    with pytest.raises(RuntimeError, match=r"needs an open job: call open\(\) first"):
+        store.record({"file": 0, "chunk": 0, "part": part_name(0, 0)})
+    store.open({"inputs": []})
+    store.record({"file": 0, "chunk": 0, "part": part_name(0, 0)})
+    store.close()
+    with pytest.raises(RuntimeError, match="needs an open job"):
+        store.record({"file": 0, "chunk": 1, "part": part_name(0, 1)})
+    assert [(e["file"], e["chunk"]) for e in store.finished()] == [(0, 0)]
+
+
+def test_relabel_job_store_refusal_releases_the_folder_lock(tmp_path):
+    """A folder refused for holding another job is not left locked: the right job opens it next, in the same process."""
+    first = JobStore(tmp_path / "out")
+    first.open({"inputs": ["a.jsonl"]})
+    first.close()
+    refused = JobStore(tmp_path / "out")
+    with pytest.raises(ConfigError, match="holds another re-labelling job"):
+        refused.open({"inputs": ["b.jsonl"]})
+    again = JobStore(tmp_path / "out")  # `refused` is still alive: its lock must be gone
+    again.open({"inputs": ["a.jsonl"]})
+    again.close()
 
 
 def test_relabel_unknown_task_is_refused_before_output(tmp_path, trained_bundle_dir):
