@@ -10,6 +10,10 @@ as keyed HMAC-SHA256 pseudonyms: the key is ``PODSKAZKA_PII_SECRET``, or, for a 
 a random key generated once into ``pii-secret`` next to the SQLite file (mode 0600, said in the log).
 Without the key a pseudonym cannot be reversed by enumerating phone numbers, as the old unsalted hash
 could. Rows written before keep their old client hash; the duplicate check still matches them.
+
+Rows written before that (a database of an earlier version) are upgraded once, when a store first opens it: clear
+operator ids become pseudonyms and every stored turn and comment is masked again (see :meth:`Store._upgrade_privacy`);
+the ``meta`` table keeps the ``privacy_version`` the rows are at.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import json
 import logging
 import os
 import queue
+import re
 import secrets
 import sqlite3
 import threading
@@ -149,7 +154,18 @@ CREATE TABLE IF NOT EXISTS interactions (
 );
 CREATE INDEX IF NOT EXISTS interactions_client ON interactions (client_key, channel, status);
 CREATE INDEX IF NOT EXISTS interactions_seen ON interactions (last_seen);
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 """
+
+PRIVACY_VERSION = 1
+"""What the stored rows hold (``meta.privacy_version``): 1 = operator ids pseudonymised, turns and comments masked
+by :func:`model.text.pii.mask_pii` (issue #11). A store opening a database below it upgrades the rows once."""
+_UPGRADE_BATCH = 500  # rows read and rewritten at a time by the upgrade
+_PSEUDONYM = re.compile(r"[0-9a-f]{32}")  # what operator_key writes
+_UPGRADE_LOCK = 0x706F64736B617A6B  # the PostgreSQL advisory lock key of schema creation and upgrade
 
 
 class StoreError(PodskazkaError):
@@ -255,6 +271,35 @@ def mask_turns(turns: Sequence[Mapping[str, str]] | None) -> str | None:
     return json.dumps([{"role": t["role"], "text": mask_pii(t["text"])} for t in turns], ensure_ascii=False)
 
 
+def _masked_json(value: object) -> object:
+    """Every string of a decoded JSON value masked (but the turns' ``role``)."""
+    if isinstance(value, str):
+        return mask_pii(value)
+    if isinstance(value, list):
+        return [_masked_json(v) for v in value]
+    if isinstance(value, dict):
+        return {k: v if k == "role" else _masked_json(v) for k, v in value.items()}
+    return value
+
+
+def remask_turns(stored: str | None) -> str | None:
+    """Stored turns (a JSON list of ``{role, text}``) masked again: what :func:`mask_turns` writes for turns already
+    in that form (so masked turns come back as they were); any other JSON has its strings masked, a text that is
+    not JSON is masked as one text."""
+    if stored is None:
+        return None
+    try:
+        decoded = json.loads(stored)
+    except ValueError:
+        return mask_pii(stored)
+    return json.dumps(_masked_json(decoded), ensure_ascii=False)
+
+
+def is_pseudonym(value: str) -> bool:
+    """Whether a stored id is already a pseudonym (32 lowercase hex digits, as :func:`pseudonym` writes)."""
+    return _PSEUDONYM.fullmatch(value) is not None
+
+
 def iso_time(ts: float) -> str:
     """A Unix time as an ISO 8601 UTC time to the second."""
     return datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="seconds")
@@ -324,13 +369,85 @@ class Store:
             raise StoreError("the feedback store returned no row where one was due; retry later")
         return row
 
+    def _lock_upgrade(self, cur: Cursor) -> None:
+        """Hold off every other process opening the store until this transaction ends (SQLite: ``BEGIN
+        IMMEDIATE`` already holds the database's write lock)."""
+
     def _create_schema(self) -> None:
-        def work(cur: Cursor) -> None:
+        def work(cur: Cursor) -> dict[str, int] | None:
+            self._lock_upgrade(cur)
             for statement in _SCHEMA.format(pk=self.primary_key).split(";"):
                 if statement.strip():
                     cur.execute(statement)
+            return self._upgrade_privacy(cur)
 
-        self._run(work)
+        counts = self._run(work)
+        if counts and counts["feedback_rows"] + counts["interaction_rows"]:
+            log.info(
+                "feedback store upgraded to privacy version %d: %d operator ids pseudonymised, %d of %d feedback rows"
+                " and %d of %d interactions masked again",
+                PRIVACY_VERSION,
+                counts["operator_ids"],
+                counts["feedback_masked"],
+                counts["feedback_rows"],
+                counts["interactions_masked"],
+                counts["interaction_rows"],
+            )
+
+    def _upgrade_privacy(self, cur: Cursor) -> dict[str, int] | None:
+        """Bring rows written by an earlier version to :data:`PRIVACY_VERSION`, in the transaction that created the
+        schema (other processes wait for it, then find the version written): clear operator ids become pseudonyms
+        (those already 32 lowercase hex digits are kept), turns and comments are masked again, in batches of
+        :data:`_UPGRADE_BATCH` rows by key. The row counts, or None when the rows were already at the version."""
+        row = self._exec(cur, "SELECT value FROM meta WHERE key = 'privacy_version'").fetchone()
+        if row is not None and int(row[0]) >= PRIVACY_VERSION:
+            return None
+        counts = dict.fromkeys(
+            ("operator_ids", "feedback_masked", "feedback_rows", "interactions_masked", "interaction_rows"), 0
+        )
+        last: object = -(2**63)
+        while rows := self._exec(
+            cur,
+            "SELECT id, operator_id, turns, comment FROM feedback WHERE id > ? ORDER BY id LIMIT ?",
+            (last, _UPGRADE_BATCH),
+        ).fetchall():
+            for row_id, operator, turns, comment in rows:
+                new_operator = (
+                    operator if operator is None or is_pseudonym(operator) else operator_key(operator, self.secret)
+                )
+                new_turns, new_comment = remask_turns(turns), mask_text(comment)
+                counts["operator_ids"] += new_operator != operator
+                counts["feedback_masked"] += (new_turns, new_comment) != (turns, comment)
+                if (new_operator, new_turns, new_comment) != (operator, turns, comment):
+                    self._exec(
+                        cur,
+                        "UPDATE feedback SET operator_id = ?, turns = ?, comment = ? WHERE id = ?",
+                        (new_operator, new_turns, new_comment, row_id),
+                    )
+            counts["feedback_rows"] += len(rows)
+            last = rows[-1][0]
+        last = ""
+        while rows := self._exec(
+            cur,
+            "SELECT interaction_id, turns FROM interactions WHERE interaction_id > ? ORDER BY interaction_id LIMIT ?",
+            (last, _UPGRADE_BATCH),
+        ).fetchall():
+            for interaction_id, turns in rows:
+                new_turns = remask_turns(turns)
+                if new_turns != turns:
+                    counts["interactions_masked"] += 1
+                    self._exec(
+                        cur, "UPDATE interactions SET turns = ? WHERE interaction_id = ?", (new_turns, interaction_id)
+                    )
+            counts["interaction_rows"] += len(rows)
+            last = rows[-1][0]
+        self._exec(
+            cur,
+            "INSERT INTO meta (key, value) VALUES ('privacy_version', ?)"
+            " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (str(PRIVACY_VERSION),),
+        )
+        return counts
 
     # -- feedback --
     def add_feedback(self, fb: Feedback, *, now: float) -> int:
@@ -500,6 +617,20 @@ class Store:
         return None if row is None else Remembered(*row)
 
 
+def _journal_wal(conn: sqlite3.Connection) -> object:
+    """Switch the file to WAL and return the journal mode it is in. Several processes opening a new file at
+    once can see "database is locked" here even with a busy timeout (SQLite does not wait for the switch),
+    so the switch is retried for up to 10 s."""
+    for attempt in range(100):
+        try:
+            return conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == 99:
+                raise
+            time.sleep(0.1)
+    raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+
 class SQLiteStore(Store):
     """One connection in WAL mode behind a lock (several processes may share the file)."""
 
@@ -508,7 +639,7 @@ class SQLiteStore(Store):
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=30)
-            mode = self._conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            mode = _journal_wal(self._conn)
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.execute("PRAGMA busy_timeout=30000")
         except (OSError, sqlite3.Error) as exc:
@@ -568,6 +699,11 @@ class PostgresStore(Store):
         self._slots = threading.BoundedSemaphore(pool_size)
         self._closed = False
         self._create_schema()
+
+    def _lock_upgrade(self, cur: Cursor) -> None:
+        """A transaction-level advisory lock: one process creates the schema and upgrades the rows, the others wait
+        and then find the version written."""
+        self._exec(cur, "SELECT pg_advisory_xact_lock(?)", (_UPGRADE_LOCK,))
 
     def _connect(self) -> Connection[Row]:
         import psycopg  # the postgres extra, found installed by __init__

@@ -50,6 +50,12 @@ PLACEHOLDERS = {
     "name": "[ФИО]",
 }
 KINDS = tuple(PLACEHOLDERS)
+# placeholders that stand where a number was: a cue word before one no longer reaches the numbers after it, as
+# the number did not (a second pass over masked text masks nothing more)
+_NUMBER_PLACEHOLDERS = frozenset(
+    PLACEHOLDERS[kind].lower() for kind in ("phone", "passport", "snils", "inn", "card", "birth_date", "address")
+)
+_PLACEHOLDER = re.compile("|".join(re.escape(p) for p in PLACEHOLDERS.values()), re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -302,8 +308,8 @@ def _cue(items: list[_Item], i: int) -> str | None:
     words = 0
     for k in range(i - 1, max(-1, i - 1 - _CUE_WINDOW), -1):
         word = items[k].text
-        if items[k].kind == "num" and k < i - 2:
-            break  # another number stands between
+        if (items[k].kind == "num" or items[k].text in _NUMBER_PLACEHOLDERS) and k < i - 2:
+            break  # another number (or a masked one) stands between
         if items[k].kind != "word":
             continue
         words += 1
@@ -540,10 +546,13 @@ def _dates(items: list[_Item]) -> list[tuple[int, int]]:
 
 def _birth_dates(text: str, items: list[_Item]) -> list[Span]:
     found = []
+    # placeholders blanked (same length): «[ДАТА_РОЖДЕНИЯ]» is no cue, and no cue beyond one is taken (masking
+    # shortened the text between, so it may have come nearer): masked text masked again stays as it is
+    blanked = _PLACEHOLDER.sub(lambda m: "\0" * len(m.group()), text)
     for first, last in _dates(items):
         start, end = items[first].start, items[last].end
-        before = text[max(0, start - 40) : start].lower()
-        after = text[end : end + 25].lower()
+        before = blanked[max(0, start - 40) : start].lower().rsplit("\0", 1)[-1]
+        after = blanked[end : end + 25].lower().split("\0", 1)[0]
         if _BIRTH_CUE.search(before) or _BIRTH_CUE.search(after):
             found.append(Span(start, end, "birth_date"))
     return found

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import glob
 import json
+import logging
 import os
 import pwd
 import shutil
 import socket
+import sqlite3
 import subprocess
 import tempfile
 import threading
@@ -19,7 +21,15 @@ import pytest
 from fastapi.testclient import TestClient
 
 from serve.export import export_training_records
-from serve.feedback_store import Feedback, PostgresStore, SQLiteStore
+from serve.feedback_store import (
+    PRIVACY_VERSION,
+    Feedback,
+    PostgresStore,
+    SQLiteStore,
+    legacy_client_key,
+    operator_key,
+    remask_turns,
+)
 from serve.main import create_app
 from serve.settings import Settings
 from tests.factories import make_feedback
@@ -273,6 +283,155 @@ def test_store_feedback_keeps_remembered_turns_after_pruning(store):
     assert store.prune_interactions(before=200.0) == 1 and _stored_turns(store, "a") is None
     [record] = export_training_records(store)
     assert record["reason2"] == "Настройки" and "[ТЕЛЕФОН]" in record["turns"][1]["text"]
+
+
+# -- upgrading the rows of an earlier version (personal data in the clear) --
+
+SECRET = b"0123456789abcdef0123456789abcdef"
+OLD_SCHEMA = """
+CREATE TABLE feedback (id {pk}, created_at TEXT NOT NULL, interaction_id TEXT NOT NULL, model_version TEXT NOT NULL,
+    task TEXT NOT NULL, suggested TEXT, chosen TEXT, accepted INTEGER NOT NULL, operator_id TEXT, client_key TEXT,
+    channel TEXT, confidence DOUBLE PRECISION, turns TEXT, comment TEXT);
+CREATE TABLE interactions (interaction_id TEXT PRIMARY KEY, client_key TEXT, channel TEXT NOT NULL,
+    problem_task TEXT, problem_label TEXT, first_seen DOUBLE PRECISION NOT NULL, last_seen DOUBLE PRECISION NOT NULL,
+    status TEXT NOT NULL DEFAULT 'open', turns TEXT)
+"""
+CLEAR_TURNS = json.dumps(
+    [
+        {"role": "operator", "text": "здравствуйте, как к вам обращаться?"},
+        {"role": "client", "text": "Иванова Мария Петровна, мой номер +7 912 345-67-89"},
+    ],
+    ensure_ascii=False,
+)
+IN_CLEAR = ["op-ivanova", "Иванова", "Мария", "Петровна", "912", "345-67-89", "maria.ivanova", "mail.ru"]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def old_database(request, tmp_path):
+    """A database as the versions before the upgrade left it (the tables, no ``meta``): yields ``(open, sql)``,
+    a function opening a store on it and one running raw SQL on it (``?`` placeholders; the rows it returns)."""
+    if request.param == "sqlite":
+        path = tmp_path / "old.sqlite3"
+
+        def sql(statement: str, params: tuple = ()) -> list[tuple]:
+            conn = sqlite3.connect(path)
+            try:
+                with conn:
+                    return conn.execute(statement, params).fetchall()
+            finally:
+                conn.close()
+
+        def open_it():
+            return SQLiteStore(path, secret=SECRET)
+
+        pk = "INTEGER PRIMARY KEY AUTOINCREMENT"
+        sql("PRAGMA journal_mode=WAL")  # as every earlier SQLiteStore left its file
+    else:
+        import psycopg
+
+        url = request.getfixturevalue("postgres_url")
+
+        def sql(statement: str, params: tuple = ()) -> list[tuple]:
+            with psycopg.connect(url) as conn:
+                cur = conn.execute(statement.replace("?", "%s"), params)
+                return cur.fetchall() if cur.description else []
+
+        def open_it():
+            return PostgresStore(url, pool_size=2, secret=SECRET)
+
+        pk = "BIGSERIAL PRIMARY KEY"
+    for statement in OLD_SCHEMA.format(pk=pk).split(";"):
+        sql(statement)
+    return open_it, sql
+
+
+def _dump_tables(sql) -> list[list[tuple]]:
+    return [
+        sql("SELECT * FROM feedback ORDER BY id"),
+        sql("SELECT * FROM interactions ORDER BY interaction_id"),
+    ]
+
+
+def _write_old_rows(sql) -> None:
+    sql(
+        "INSERT INTO feedback (created_at, interaction_id, model_version, task, suggested, chosen, accepted,"
+        " operator_id, client_key, channel, turns, comment) VALUES ('2024-01-01T00:00:00+00:00', 'old-1', 'v0',"
+        " 'reason2', ?, ?, 1, 'op-ivanova', ?, 'call', ?, ?)",
+        ("За что списание?", "За что списание?", legacy_client_key("c-1"), CLEAR_TURNS, "почта maria.ivanova@mail.ru"),
+    )
+    sql(
+        "INSERT INTO feedback (created_at, interaction_id, model_version, task, suggested, chosen, accepted)"
+        " VALUES ('2024-01-02T00:00:00+00:00', 'old-2', 'v0', 'reason2', 'Тариф', 'Роуминг', 0)"
+    )
+    sql(
+        "INSERT INTO interactions (interaction_id, client_key, channel, first_seen, last_seen, turns)"
+        " VALUES ('old-1', ?, 'call', 100, 100, ?)",
+        (legacy_client_key("c-1"), CLEAR_TURNS),
+    )
+
+
+def test_store_upgrades_rows_written_in_the_clear_once(old_database, caplog):
+    """A database of the version between issue #11 and the privacy upgrade: rows of before #11 in the clear
+    (operator id, phone, name, e-mail), and a row written the new way; opening it pseudonymises and masks the old
+    rows once, leaves the new one as it was, and a second open changes nothing."""
+    open_store_on_it, sql = old_database
+    store = open_store_on_it()
+    store.add_feedback(_fb(9, operator_id="op-petrov", comment="звонила Иванова Мария Петровна"), now=1.0)
+    store.close()
+    sql("DROP TABLE IF EXISTS meta")  # the version before kept none
+    _write_old_rows(sql)
+    [(new_operator, new_turns, new_comment)] = sql("SELECT operator_id, turns, comment FROM feedback WHERE id = 1")
+    assert new_operator == operator_key("op-petrov", SECRET) and "[ТЕЛЕФОН]" in new_turns
+    with caplog.at_level(logging.INFO, logger="serve.feedback_store"):
+        store = open_store_on_it()
+    upgraded = _dump_tables(sql)
+    text = json.dumps(upgraded, ensure_ascii=False)
+    for clear in IN_CLEAR:
+        assert clear not in text, clear
+    for placeholder in ("[ТЕЛЕФОН]", "[ФИО]", "[EMAIL]"):
+        assert placeholder in text, placeholder
+    assert sql("SELECT operator_id FROM feedback WHERE interaction_id = 'old-1'") == [
+        (operator_key("op-ivanova", SECRET),)
+    ]
+    assert sql("SELECT operator_id FROM feedback WHERE interaction_id = 'old-2'") == [(None,)]
+    assert sql("SELECT operator_id, turns, comment FROM feedback WHERE id = 1") == [
+        (new_operator, new_turns, new_comment)  # the new-way row: not pseudonymised twice, masked as it was
+    ]
+    assert sql("SELECT client_key FROM interactions") == [(legacy_client_key("c-1"),)]  # still matched
+    assert sql("SELECT value FROM meta WHERE key = 'privacy_version'") == [(str(PRIVACY_VERSION),)]
+    [line] = [r.getMessage() for r in caplog.records if "privacy version" in r.getMessage()]
+    assert "1 operator ids pseudonymised, 1 of 3 feedback rows and 1 of 1 interactions" in line
+    assert not any(clear in caplog.text for clear in IN_CLEAR)
+    assert store.stats()["total"] == 3 and store.stats()["accepted"] == 2
+    store.close()
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="serve.feedback_store"):
+        open_store_on_it().close()
+    assert _dump_tables(sql) == upgraded and "privacy version" not in caplog.text
+
+
+def test_store_upgrade_runs_in_one_of_several_processes_opening_at_once(old_database, caplog):
+    open_store_on_it, sql = old_database
+    for i in range(30):
+        sql(
+            "INSERT INTO feedback (created_at, interaction_id, model_version, task, accepted, operator_id, turns)"
+            " VALUES ('2024-01-01T00:00:00+00:00', ?, 'v0', 'reason2', 1, ?, ?)",
+            (f"old-{i}", f"op-{i % 3}", CLEAR_TURNS),
+        )
+    with caplog.at_level(logging.INFO, logger="serve.feedback_store"), ThreadPoolExecutor(4) as pool:
+        stores = list(pool.map(lambda _: open_store_on_it(), range(4)))  # as four worker processes would
+    assert len([r for r in caplog.records if "privacy version" in r.getMessage()]) == 1
+    assert sorted(sql("SELECT DISTINCT operator_id FROM feedback")) == sorted(
+        (operator_key(f"op-{i}", SECRET),) for i in range(3)
+    )
+    assert "912" not in json.dumps(sql("SELECT turns FROM feedback"))
+    for made in stores:
+        made.close()
+
+
+def test_store_fresh_database_is_at_the_privacy_version(store, caplog):
+    assert _stored(store, "SELECT value FROM meta WHERE key = 'privacy_version'") == (str(PRIVACY_VERSION),)
+    assert remask_turns(None) is None and remask_turns("не JSON: +7 912 345-67-89") == "не JSON: [ТЕЛЕФОН]"
 
 
 def test_sqlite_store_is_wal_and_shared_by_processes(tmp_path):

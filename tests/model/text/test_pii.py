@@ -94,6 +94,24 @@ def test_masking_is_idempotent():
         assert mask_pii(once) == once, case.text
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        # a cue before a masked number reached the number after it: the masked one no longer stood between
+        "ошибочно указан ИНН 5032118740 вместо правильного 5032118704",
+        # masking shortened the text, bringing «рождения» within reach of the contract's date
+        "Договор № 7700123456 от 01.02.2023 у Петровой Анны Сергеевны день рождения, подарок не пришел",
+        # the placeholder «[ДАТА_РОЖДЕНИЯ]» read as a birth cue for the delivery date after it
+        "мой день рождения 12.03.1985, проверьте: доставка была 12 марта, адрес ул. Ленина, д. 5, кв. 12",
+        "родилась 12.03.1985 в Москве, заказ оформлен 14 марта",
+    ],
+)
+def test_masked_text_masked_again_stays_as_it_is(text):
+    """The store masks old rows again on upgrade (serve.feedback_store): placeholders change nothing around them."""
+    once = mask_pii(text)
+    assert once != text and mask_pii(once) == once
+
+
 def test_slots_survive_masking():
     """The slot filler reads the unmasked text in memory; masking at storage time still leaves the values
     macros are built from (order number, amount, tariff, phone model) where they were."""
