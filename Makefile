@@ -32,7 +32,7 @@ serve: model
 system-deps:
 	bash .ci/system-deps.sh
 
-# style and types first (seconds), then the suite
+# style and types first (about 80 s on a clean clone, seconds once mypy has its cache), then the suite
 test: lint system-deps
 	$(BIN)/python -m pytest -q
 
