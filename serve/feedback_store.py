@@ -341,6 +341,8 @@ class Store:
     placeholder = "?"
     primary_key = "INTEGER PRIMARY KEY AUTOINCREMENT"
     secret: bytes  # the HMAC key of client and operator pseudonyms
+    # what opening it upgraded (row counts; see _upgrade_privacy), None when the rows were already at the version
+    upgraded: dict[str, int] | None = None
 
     def client_key(self, client_id: str | None) -> str | None:
         """``client_id`` as this store keeps it (the keyed pseudonym)."""
@@ -382,6 +384,7 @@ class Store:
             return self._upgrade_privacy(cur)
 
         counts = self._run(work)
+        self.upgraded = counts
         if counts and counts["feedback_rows"] + counts["interaction_rows"]:
             log.info(
                 "feedback store upgraded to privacy version %d: %d operator ids pseudonymised, %d of %d feedback rows"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from model.errors import PodskazkaError
+from model.errors import ConfigError, PodskazkaError
 from training.options import parse_columns
 
 app = typer.Typer(
@@ -225,6 +225,50 @@ def keys_add(
     from serve.auth import add_key
 
     typer.echo(add_key(file, key_id, role))
+
+
+store_app = typer.Typer(help="The service's feedback store (SQLite or PostgreSQL).", no_args_is_help=True)
+app.add_typer(store_app, name="store")
+
+
+@store_app.command("upgrade")
+def store_upgrade(
+    db: Path | None = typer.Option(None, "--db", help="the SQLite file (default: PODSKAZKA_FEEDBACK_DB)"),
+    database_url: str | None = typer.Option(
+        None, "--database-url", help="postgresql://… (default: PODSKAZKA_DATABASE_URL)"
+    ),
+) -> None:
+    """Upgrade a feedback store written by an earlier version now (operator ids pseudonymised, turns and
+    comments masked again), before the service first opens it; prints the row counts. Run it with the
+    service's PODSKAZKA_PII_SECRET, or the pseudonyms will not match the ones the service writes."""
+    from serve.feedback_store import PRIVACY_VERSION, open_store
+    from serve.settings import Settings
+
+    overrides: dict[str, object] = {}
+    if db is not None:
+        overrides["feedback_db"] = db
+    if database_url is not None:
+        overrides["database_url"] = database_url
+    settings = Settings(**overrides)  # type: ignore[arg-type]  # the two fields' types, checked by pydantic
+    if not settings.database_url and not Path(settings.feedback_db).is_file():
+        raise ConfigError(
+            f"there is no feedback database at {settings.feedback_db}: nothing to upgrade; "
+            "pass --db (or set PODSKAZKA_FEEDBACK_DB) to the service's file"
+        )
+    store = open_store(settings)
+    try:
+        where = "PostgreSQL" if settings.database_url else str(settings.feedback_db)
+        counts = store.upgraded
+        if counts is None:
+            typer.echo(f"{where}: already at privacy version {PRIVACY_VERSION}; nothing to do")
+            return
+        typer.echo(
+            f"{where}: upgraded to privacy version {PRIVACY_VERSION}: {counts['operator_ids']} operator ids "
+            f"pseudonymised, {counts['feedback_masked']} of {counts['feedback_rows']} feedback rows and "
+            f"{counts['interactions_masked']} of {counts['interaction_rows']} interactions masked again"
+        )
+    finally:
+        store.close()
 
 
 @app.command()

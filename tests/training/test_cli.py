@@ -419,3 +419,41 @@ def test_info_prints_a_model_card_without_loading_the_model(trained_bundle_dir):
     assert card["metrics"]["reason2"]["accuracy"] is not None and card["thresholds"]["target_precision"] == 0.9
     bad = _cli("info", str(ROOT / "no-such-bundle"))
     assert bad.returncode == 2 and "no such bundle folder" in bad.stderr
+
+
+def test_store_upgrade_before_the_service_opens_an_old_database(tmp_path, monkeypatch):
+    """`podskazka store upgrade` does the one-time privacy upgrade of a database an earlier version wrote
+    (so the first request after a deploy does not wait for it), says what it did, and refuses a wrong path."""
+    import sqlite3
+
+    from serve.feedback_store import operator_key
+
+    secret = "s" * 32
+    monkeypatch.setenv("PODSKAZKA_PII_SECRET", secret)
+    db = tmp_path / "old.sqlite3"
+    with sqlite3.connect(db) as conn:  # the tables as versions before the upgrade left them: no meta
+        conn.execute(
+            "CREATE TABLE feedback (id INTEGER PRIMARY KEY AUTOINCREMENT, created_at TEXT NOT NULL, interaction_id"
+            " TEXT NOT NULL, model_version TEXT NOT NULL, task TEXT NOT NULL, suggested TEXT, chosen TEXT, accepted"
+            " INTEGER NOT NULL, operator_id TEXT, client_key TEXT, channel TEXT, confidence DOUBLE PRECISION,"
+            " turns TEXT, comment TEXT)"
+        )
+        conn.execute(
+            "INSERT INTO feedback (created_at, interaction_id, model_version, task, accepted, operator_id, turns,"
+            " comment) VALUES ('2026-01-01', 'i-1', 'v1', 'topic', 1, 'op-ivanova', ?, 'пишите на anna@mail.ru')",
+            (json.dumps([{"role": "client", "text": "мой номер +7 912 345-67-89"}], ensure_ascii=False),),
+        )
+    conn.close()
+    result = CliRunner().invoke(app, ["store", "upgrade", "--db", str(db)])
+    assert result.exit_code == 0, result.output
+    assert "1 operator ids pseudonymised, 1 of 1 feedback rows" in result.output
+    with sqlite3.connect(db) as conn:
+        operator, turns, comment = conn.execute("SELECT operator_id, turns, comment FROM feedback").fetchone()
+    conn.close()
+    assert operator == operator_key("op-ivanova", secret.encode())
+    assert "912" not in turns and "anna@mail.ru" not in comment
+    again = CliRunner().invoke(app, ["store", "upgrade", "--db", str(db)])
+    assert again.exit_code == 0 and "already at privacy version" in again.output
+    missing = CliRunner().invoke(app, ["store", "upgrade", "--db", str(tmp_path / "typo.sqlite3")])
+    assert isinstance(missing.exception, ConfigError) and "no feedback database" in str(missing.exception)
+    assert not (tmp_path / "typo.sqlite3").exists()
