@@ -48,10 +48,16 @@ class Service:
     live: LiveHub | None = None  # live sessions
 
 
+def find_service(app: object) -> Service | None:
+    """The :class:`Service` ``create_app`` attached to ``app``, or ``None`` (an app made otherwise)."""
+    service = getattr(getattr(app, "state", None), "service", None)
+    return service if isinstance(service, Service) else None
+
+
 def service_of(app: ASGIApp) -> Service:
     """The :class:`Service` ``create_app`` attached to ``app`` (tests and the lifespan use this)."""
-    service = getattr(getattr(app, "state", None), "service", None)
-    if not isinstance(service, Service):
+    service = find_service(app)
+    if service is None:
         raise RuntimeError("this app was not made by serve.main.create_app: it holds no Service")
     return service
 

@@ -23,7 +23,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serve import metrics
-from serve.deps import Service
+from serve.deps import find_service
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("podskazka_request_id", default=None)
 route_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("podskazka_route", default=None)
@@ -158,8 +158,8 @@ class RequestContext:
         if kind not in ("http", "websocket"):
             return await self.app(scope, receive, send)
         request_id = _request_id(scope)
-        service = getattr(getattr(scope.get("app"), "state", None), "service", None)
-        predictor = service.predictor if isinstance(service, Service) else None
+        service = find_service(scope.get("app"))
+        predictor = service.predictor if service is not None else None
         tokens = (
             request_id_var.set(request_id),
             route_var.set(None),

@@ -545,11 +545,14 @@ def _dates(items: list[_Item]) -> list[tuple[int, int]]:
 
 
 def _birth_dates(text: str, items: list[_Item]) -> list[Span]:
-    found = []
+    found: list[Span] = []
+    dates = _dates(items)
+    if not dates:
+        return found
     # placeholders blanked (same length): «[ДАТА_РОЖДЕНИЯ]» is no cue, and no cue beyond one is taken (masking
     # shortened the text between, so it may have come nearer): masked text masked again stays as it is
     blanked = _PLACEHOLDER.sub(lambda m: "\0" * len(m.group()), text)
-    for first, last in _dates(items):
+    for first, last in dates:
         start, end = items[first].start, items[last].end
         before = blanked[max(0, start - 40) : start].lower().rsplit("\0", 1)[-1]
         after = blanked[end : end + 25].lower().split("\0", 1)[0]

@@ -109,15 +109,11 @@ class LiveUpdate:
     domain: str | None
 
 
-NOT_CHECKED = object()
-"""What :func:`predict_live` returns as the duplicate when the check did not run (keep what was shown)."""
-
-
 def predict_live(
     predictor: Predictor, store_holder: StoreHolder, settings: Settings, update: LiveUpdate, now: float
-) -> tuple[Suggestion, DuplicateOut | object | None]:
+) -> tuple[Suggestion, DuplicateOut | None]:
     """The model call of one live update (runs in the thread pool). Returns (result with every label
-    ranked, duplicate block, ``None``, or :data:`NOT_CHECKED` when the check did not run)."""
+    ranked, duplicate block or ``None``; ``None`` too when ``update.check_duplicate`` is off)."""
     interaction = Interaction(
         turns=update.turns, channel=update.channel, id=update.interaction_id, domain=update.domain
     )
@@ -132,7 +128,7 @@ def predict_live(
     )
     held.state_bytes = predictor.live_state_bytes(held.model_state)
     if not update.check_duplicate:
-        return result, NOT_CHECKED
+        return result, None
     duplicate = duplicate_for_request(
         predictor,
         store_holder,
@@ -402,8 +398,8 @@ class LiveConnection:
                 log.exception("live update failed for %s", session.interaction_id)
                 await self.error("internal_error", "the server failed to update the suggestions; it has been logged")
                 return
-            if duplicate is not NOT_CHECKED:
-                session.duplicate = duplicate if isinstance(duplicate, DuplicateOut) else None
+            if update.check_duplicate:  # otherwise keep what was shown
+                session.duplicate = duplicate
             if final:  # partials are not counted in the prediction metrics
                 metrics.observe_result(result, update.tasks)
             message = self.suggestions(session, result, update.tasks, seq, final)
